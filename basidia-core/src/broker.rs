@@ -1,0 +1,262 @@
+//! The broker contract every backend implements.
+//!
+//! A [`Broker`] moves [`Message`]s: RPC requests to a service's queue and replies back to the
+//! caller, and events from a source service to every handler queue bound to the event type.
+//! Consumers receive [`Delivery`]s and settle each one (ack, requeue, dead-letter) after the work
+//! is done, which gives at-least-once delivery.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::error::BrokerError;
+use crate::message::Message;
+
+/// How event handlers of several services and instances share events (Nameko's handler types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandlerType {
+    /// One handler instance per service gets each event; instances of the service compete.
+    #[default]
+    ServicePool,
+    /// One handler across all services gets each event.
+    Singleton,
+    /// Every running instance gets each event (at-most-once on most brokers).
+    Broadcast,
+}
+
+impl HandlerType {
+    /// The name used in configuration and introspection.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HandlerType::ServicePool => "service_pool",
+            HandlerType::Singleton => "singleton",
+            HandlerType::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::str::FromStr for HandlerType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "service_pool" => Ok(HandlerType::ServicePool),
+            "singleton" => Ok(HandlerType::Singleton),
+            "broadcast" => Ok(HandlerType::Broadcast),
+            other => Err(format!(
+                "unknown handler_type {other:?}: expected service_pool, singleton or broadcast"
+            )),
+        }
+    }
+}
+
+/// Where one event handler's queue is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBinding {
+    /// The service that dispatches the events.
+    pub source: String,
+    /// The event type.
+    pub event_type: String,
+    /// The handling service.
+    pub service: String,
+    /// The handling method.
+    pub method: String,
+    /// How handlers share the events.
+    pub handler_type: HandlerType,
+    /// For broadcast handlers: an id unique to this running instance.
+    pub broadcast_id: String,
+}
+
+impl EventBinding {
+    /// The queue name, following Nameko's naming so that mixed fleets share queues:
+    /// `evt-<source>-<event_type>--<service>.<method>` (service pool),
+    /// `evt-<source>-<event_type>` (singleton), and the service-pool name plus
+    /// `-<broadcast_id>` (broadcast).
+    pub fn queue_name(&self) -> String {
+        let base = format!("evt-{}-{}", self.source, self.event_type);
+        match self.handler_type {
+            HandlerType::Singleton => base,
+            HandlerType::ServicePool => format!("{base}--{}.{}", self.service, self.method),
+            HandlerType::Broadcast => format!(
+                "{base}--{}.{}-{}",
+                self.service, self.method, self.broadcast_id
+            ),
+        }
+    }
+}
+
+/// The queue of a service's RPC entrypoints: `rpc-<service>`.
+pub fn rpc_queue_name(service: &str) -> String {
+    format!("rpc-{service}")
+}
+
+/// The exchange (or subject prefix) a service's events are published to: `<service>.events`.
+pub fn event_exchange_name(service: &str) -> String {
+    format!("{service}.events")
+}
+
+/// Options for a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeOptions {
+    /// At most this many deliveries are unsettled at once.
+    pub prefetch: u16,
+    /// For RPC queues on brokers with priorities: the queue's maximum priority.
+    pub max_priority: Option<u8>,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        ConsumeOptions {
+            prefetch: 10,
+            max_priority: None,
+        }
+    }
+}
+
+/// Settles one delivery; implemented by each backend.
+#[async_trait]
+pub trait Settle: Send + Sync {
+    /// Publishes a reply to the request's `reply_to`, with its correlation id.
+    async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError>;
+    /// The work is done: remove the message.
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
+    /// Put the message back for redelivery (its delivery count goes up).
+    async fn requeue(self: Box<Self>) -> Result<(), BrokerError>;
+    /// Move the message to the dead-letter queue, with a reason.
+    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<(), BrokerError>;
+}
+
+/// A message handed to a consumer. Settle it with [`ack`](Delivery::ack),
+/// [`requeue`](Delivery::requeue) or [`dead_letter`](Delivery::dead_letter); a delivery dropped
+/// unsettled is redelivered, as when a consumer's channel closes.
+pub struct Delivery {
+    /// The message.
+    pub message: Message,
+    /// For RPC: the method; for events: the event type.
+    pub routing_key: String,
+    settle: Box<dyn Settle>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("routing_key", &self.routing_key)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Wraps a message and the backend's settlement handle.
+    pub fn new(message: Message, routing_key: String, settle: Box<dyn Settle>) -> Self {
+        Delivery {
+            message,
+            routing_key,
+            settle,
+        }
+    }
+
+    /// Sends a reply to this request.
+    pub async fn reply(&self, reply: Message) -> Result<(), BrokerError> {
+        if self.message.reply_to.is_none() {
+            return Err(BrokerError::NoReplyTo);
+        }
+        self.settle.reply(&self.message, reply).await
+    }
+
+    /// Acknowledges the delivery.
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        self.settle.ack().await
+    }
+
+    /// Returns the delivery to its queue for redelivery.
+    pub async fn requeue(self) -> Result<(), BrokerError> {
+        self.settle.requeue().await
+    }
+
+    /// Dead-letters the delivery.
+    pub async fn dead_letter(self, reason: &str) -> Result<(), BrokerError> {
+        self.settle.dead_letter(reason).await
+    }
+}
+
+/// A stream of deliveries for one consumer. Dropping it cancels the consumer; deliveries not yet
+/// taken from it go back to the queue.
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// A subscription fed by `rx`; `guard` is dropped when the subscription is, and should
+    /// cancel the consumer at the broker.
+    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
+        Subscription { rx, _guard: guard }
+    }
+
+    /// The next delivery; `None` once the consumer is cancelled or the broker is closed.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+}
+
+/// The broker contract. Every backend (memory, AMQP, NATS) implements it and passes the
+/// conformance suite in `basidia-brokers`.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// A short name of the backend: `memory`, `amqp`, `nats`.
+    fn kind(&self) -> &'static str;
+
+    /// Sends an RPC request to `service.method` and waits for the reply at most `timeout`.
+    ///
+    /// Fails at once with [`BrokerError::UnknownService`] when nothing serves `service`.
+    async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, BrokerError>;
+
+    /// Starts consuming the RPC requests of `service`.
+    async fn serve(
+        &self,
+        service: &str,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError>;
+
+    /// Publishes an event; returns once the broker has accepted it.
+    async fn publish_event(
+        &self,
+        source: &str,
+        event_type: &str,
+        message: Message,
+    ) -> Result<(), BrokerError>;
+
+    /// Starts consuming the events of one handler.
+    async fn subscribe(
+        &self,
+        binding: &EventBinding,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError>;
+
+    /// The largest payload the broker accepts, if it has a limit.
+    fn max_payload(&self) -> Option<usize> {
+        None
+    }
+
+    /// Closes the broker handle; calls in flight fail with [`BrokerError::Closed`].
+    async fn close(&self);
+}
+
+/// A shared broker handle.
+pub type SharedBroker = Arc<dyn Broker>;

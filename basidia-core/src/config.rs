@@ -1,0 +1,195 @@
+//! Settings of services and runners, and the duration syntax they use (`"30s"`, `"500ms"`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use basidia_serializers::Format;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Parses a duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or a bare number of
+/// seconds. Several parts add up: `"1m30s"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use basidia_core::parse_duration;
+/// assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+/// assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+/// assert!(parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return if secs.is_finite() && secs >= 0.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("invalid duration {text:?}"))
+        };
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration {text:?} lacks a unit"))?;
+        if digits == 0 {
+            return Err(format!("invalid duration {text:?}: expected a number"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid number in duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match rest[..unit_len].trim() {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            other => return Err(format!("unknown unit {other:?} in duration {text:?}")),
+        };
+        total += Duration::from_secs_f64(number * scale);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Serde helpers for durations written as `"30s"` or a number of seconds.
+pub mod duration_serde {
+    use super::*;
+
+    /// Writes the duration as a string such as `"1500ms"`.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(f64),
+        Text(String),
+    }
+
+    /// Reads `"30s"`, `"500ms"` or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Num(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+            Raw::Num(n) => Err(serde::de::Error::custom(format!("invalid duration {n}"))),
+            Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration_serde::deserialize(d).map(Some)
+}
+
+/// Settings that apply to one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// How many workers run at once (also the broker prefetch).
+    pub max_workers: usize,
+    /// The default deadline of outgoing RPC calls.
+    #[serde(with = "duration_serde")]
+    pub rpc_timeout: Duration,
+    /// How long a stopping service waits for in-flight work.
+    #[serde(with = "duration_serde")]
+    pub shutdown_grace: Duration,
+    /// The format of outgoing requests and events.
+    pub serializer: Format,
+    /// How many times an event is delivered to a failing handler before it is dead-lettered.
+    pub event_max_deliveries: u32,
+    /// The pause before a failed event is retried (multiplied by the attempt, at most 30 s).
+    #[serde(with = "duration_serde")]
+    pub event_retry_delay: Duration,
+    /// The RPC queue's maximum priority, on brokers with priorities.
+    pub max_priority: Option<u8>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            max_workers: 10,
+            rpc_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            serializer: Format::MsgPack,
+            event_max_deliveries: 5,
+            event_retry_delay: Duration::from_millis(200),
+            max_priority: None,
+        }
+    }
+}
+
+/// Per-service overrides of [`ServiceSettings`]; unset fields keep the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceOverrides {
+    /// See [`ServiceSettings::max_workers`].
+    pub max_workers: Option<usize>,
+    /// See [`ServiceSettings::rpc_timeout`].
+    #[serde(deserialize_with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub rpc_timeout: Option<Duration>,
+    /// See [`ServiceSettings::shutdown_grace`].
+    #[serde(deserialize_with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<Duration>,
+    /// See [`ServiceSettings::serializer`].
+    pub serializer: Option<Format>,
+    /// See [`ServiceSettings::event_max_deliveries`].
+    pub event_max_deliveries: Option<u32>,
+    /// See [`ServiceSettings::max_priority`].
+    pub max_priority: Option<u8>,
+}
+
+/// Settings of a runner: defaults for every service, per-service overrides, and user sections
+/// that services read through [`Config<T>`](crate::Config).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunnerConfig {
+    /// Defaults for every service.
+    pub defaults: ServiceSettings,
+    /// Overrides by service name.
+    pub services: HashMap<String, ServiceOverrides>,
+    /// User sections by name.
+    pub sections: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunnerConfig {
+    /// The effective settings of the service `name`.
+    pub fn settings_for(&self, name: &str) -> ServiceSettings {
+        let mut s = self.defaults.clone();
+        if let Some(o) = self.services.get(name) {
+            if let Some(v) = o.max_workers {
+                s.max_workers = v;
+            }
+            if let Some(v) = o.rpc_timeout {
+                s.rpc_timeout = v;
+            }
+            if let Some(v) = o.shutdown_grace {
+                s.shutdown_grace = v;
+            }
+            if let Some(v) = o.serializer {
+                s.serializer = v;
+            }
+            if let Some(v) = o.event_max_deliveries {
+                s.event_max_deliveries = v;
+            }
+            if o.max_priority.is_some() {
+                s.max_priority = o.max_priority;
+            }
+        }
+        s.max_workers = s.max_workers.max(1);
+        s
+    }
+
+    /// Adds a user section.
+    pub fn with_section(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.sections.insert(name.to_string(), value);
+        self
+    }
+}

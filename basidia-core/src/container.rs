@@ -1,0 +1,463 @@
+//! The service container: hosts one service on a broker, admits work up to `max_workers`,
+//! runs each worker with its context, settles every delivery, and drains gracefully.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use basidia_serializers::Format;
+use futures_util::FutureExt;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::broker::{ConsumeOptions, Delivery, EventBinding, SharedBroker, Subscription};
+use crate::config::ServiceSettings;
+use crate::context::Context;
+use crate::dependency::{DependencyProvider, EntrypointKind, WorkerInfo};
+use crate::envelope::{encode_error_reply, Arguments};
+use crate::error::{Error, ErrorKind, RemoteError};
+use crate::message::Message;
+use crate::private::reply_ok;
+use crate::service::{EncodedReply, EventPayload, Service, ServiceDescription, DESCRIBE_METHOD};
+
+/// What a finished worker reports to observers (the test harness waits on these).
+#[derive(Debug, Clone)]
+pub struct WorkerEvent {
+    /// The service.
+    pub service: String,
+    /// The entrypoint.
+    pub entrypoint: String,
+    /// The kind of entrypoint.
+    pub kind: EntrypointKind,
+    /// The worker's call id.
+    pub call_id: String,
+    /// The failure, if the worker failed.
+    pub error: Option<RemoteError>,
+}
+
+struct Shared {
+    name: String,
+    service: Arc<dyn Service>,
+    broker: SharedBroker,
+    settings: ServiceSettings,
+    providers: Vec<Arc<dyn DependencyProvider>>,
+    workers: Arc<Semaphore>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    allowed: Option<HashSet<String>>,
+    observers: broadcast::Sender<WorkerEvent>,
+    description: ServiceDescription,
+    broadcast_id: String,
+}
+
+/// Hosts one service.
+pub struct ServiceContainer {
+    shared: Arc<Shared>,
+    loops: Vec<JoinHandle<()>>,
+    started: bool,
+}
+
+impl std::fmt::Debug for ServiceContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceContainer")
+            .field("service", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceContainer {
+    /// A container for `service`. `allowed`, when set, restricts which entrypoints run.
+    pub fn new(
+        service: Arc<dyn Service>,
+        broker: SharedBroker,
+        settings: ServiceSettings,
+        providers: Vec<Arc<dyn DependencyProvider>>,
+        allowed: Option<HashSet<String>>,
+        observers: broadcast::Sender<WorkerEvent>,
+    ) -> Self {
+        let description = service.describe();
+        let shared = Shared {
+            name: service.name().to_string(),
+            workers: Arc::new(Semaphore::new(settings.max_workers.max(1))),
+            service,
+            broker,
+            settings,
+            providers,
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            allowed,
+            observers,
+            description,
+            broadcast_id: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        ServiceContainer {
+            shared: Arc::new(shared),
+            loops: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The service's description.
+    pub fn description(&self) -> &ServiceDescription {
+        &self.shared.description
+    }
+
+    /// Starts providers, runs the service's start hook, then subscribes its entrypoints.
+    pub async fn start(&mut self) -> Result<(), Error> {
+        let s = &self.shared;
+        for p in &s.providers {
+            p.start().await.map_err(|e| Error::Startup {
+                service: s.name.clone(),
+                message: format!("dependency failed to start: {e}"),
+            })?;
+        }
+        s.service.on_start().await.map_err(|e| Error::Startup {
+            service: s.name.clone(),
+            message: e.to_string(),
+        })?;
+        self.started = true;
+        if let Err(e) = self.subscribe().await {
+            self.stop_with_grace(Duration::ZERO).await;
+            return Err(e);
+        }
+        tracing::info!(service = %self.shared.name, "service started");
+        Ok(())
+    }
+
+    async fn subscribe(&mut self) -> Result<(), Error> {
+        let s = Arc::clone(&self.shared);
+        let prefetch = u16::try_from(s.settings.max_workers).unwrap_or(u16::MAX).max(1);
+        let options = ConsumeOptions {
+            prefetch,
+            max_priority: s.settings.max_priority,
+        };
+        let sub = s.broker.serve(&s.name, options.clone()).await?;
+        self.loops.push(tokio::spawn(consume(Arc::clone(&s), sub, None)));
+        for handler in &s.description.events {
+            if !s.is_allowed(&handler.name) {
+                continue;
+            }
+            let binding = EventBinding {
+                source: handler.source.clone(),
+                event_type: handler.event_type.clone(),
+                service: s.name.clone(),
+                method: handler.name.clone(),
+                handler_type: handler.handler_type,
+                broadcast_id: s.broadcast_id.clone(),
+            };
+            let sub = s.broker.subscribe(&binding, options.clone()).await?;
+            self.loops.push(tokio::spawn(consume(
+                Arc::clone(&s),
+                sub,
+                Some(Arc::from(handler.name.as_str())),
+            )));
+        }
+        for timer in &s.description.timers {
+            if !s.is_allowed(&timer.name) {
+                continue;
+            }
+            let period = Duration::from_millis(timer.interval_ms.max(1));
+            self.loops.push(tokio::spawn(run_timer(
+                Arc::clone(&s),
+                Arc::from(timer.name.as_str()),
+                period,
+                timer.eager,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops taking work, waits for in-flight workers up to the shutdown grace, then runs the
+    /// stop hook and stops providers.
+    pub async fn stop(mut self) {
+        let grace = self.shared.settings.shutdown_grace;
+        self.stop_with_grace(grace).await;
+    }
+
+    async fn stop_with_grace(&mut self, grace: Duration) {
+        let s = Arc::clone(&self.shared);
+        s.cancel.cancel();
+        for l in self.loops.drain(..) {
+            let _ = l.await;
+        }
+        s.tracker.close();
+        if tokio::time::timeout(grace, s.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                service = %s.name,
+                in_flight = s.tracker.len(),
+                "shutdown grace of {grace:?} passed with workers still running"
+            );
+        }
+        if self.started {
+            s.service.on_stop().await;
+            for p in s.providers.iter().rev() {
+                p.stop().await;
+            }
+        }
+        tracing::info!(service = %s.name, "service stopped");
+    }
+}
+
+impl Shared {
+    fn is_allowed(&self, entrypoint: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a.contains(entrypoint))
+    }
+
+    fn notify(&self, entrypoint: &str, kind: EntrypointKind, ctx: &Context, error: Option<&RemoteError>) {
+        if self.observers.receiver_count() > 0 {
+            let _ = self.observers.send(WorkerEvent {
+                service: self.name.clone(),
+                entrypoint: entrypoint.to_string(),
+                kind,
+                call_id: ctx.call_id.clone().unwrap_or_default(),
+                error: error.cloned(),
+            });
+        }
+    }
+
+    /// Runs a handler future as a worker: context set, provider hooks around it, panics caught.
+    async fn run_worker<F, T>(&self, entrypoint: &str, kind: EntrypointKind, ctx: Arc<Context>, fut: F) -> Result<T, RemoteError>
+    where
+        F: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let info = WorkerInfo {
+            service: &self.name,
+            entrypoint,
+            kind,
+            context: &ctx,
+        };
+        for p in &self.providers {
+            p.worker_setup(&info);
+        }
+        let span = tracing::info_span!(
+            "worker",
+            service = %self.name,
+            entrypoint,
+            kind = ?kind,
+            call_id = ctx.call_id.as_deref().unwrap_or(""),
+        );
+        let result = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
+            .instrument(span)
+            .await
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "handler panicked".to_string());
+                tracing::error!(service = %self.name, entrypoint, "handler panicked: {message}");
+                Err(RemoteError {
+                    exc_type: "HandlerPanicked".into(),
+                    exc_path: "basidia.HandlerPanicked".into(),
+                    exc_args: vec![message.clone().into()],
+                    value: message,
+                })
+            });
+        for p in &self.providers {
+            p.worker_result(&info, result.as_ref().map(|_| ()));
+        }
+        for p in &self.providers {
+            p.worker_teardown(&info);
+        }
+        self.notify(entrypoint, kind, &ctx, result.as_ref().err());
+        result
+    }
+
+    async fn handle_request(&self, mut delivery: Delivery) {
+        let method_owned = std::mem::take(&mut delivery.routing_key);
+        let method = method_owned.as_str();
+        let msg = &delivery.message;
+        let format = msg.content_type.as_deref().and_then(Format::from_content_type);
+        let reply_format = format.unwrap_or(Format::Json);
+        let ctx = Arc::new(Context::for_worker(&self.name, method, &msg.headers));
+        let outcome: Result<EncodedReply, RemoteError> = match format {
+            None => Err(RemoteError::malformed(format!(
+                "unsupported content type {:?}: expected application/x-msgpack or application/json",
+                msg.content_type.as_deref().unwrap_or("")
+            ))),
+            Some(format) => match Arguments::decode(format, &msg.body) {
+                Err(e) => Err(e),
+                Ok(_) if method == DESCRIBE_METHOD => reply_ok(format, &self.description),
+                Ok(_) if !self.is_allowed(method) || self.description.method(method).is_none() => {
+                    Err(RemoteError::method_not_found(&self.name, method))
+                }
+                Ok(_) if ctx.deadline.is_some_and(|d| d <= Instant::now()) => Err(RemoteError::new(
+                    ErrorKind::Timeout,
+                    "the caller's deadline passed before the request was handled",
+                )),
+                Ok(args) => {
+                    let service = Arc::clone(&self.service);
+                    self.run_worker(method, EntrypointKind::Rpc, Arc::clone(&ctx), async move {
+                        service.handle_rpc(method, args).await
+                    })
+                    .await
+                }
+            },
+        };
+        let body = match outcome {
+            Ok(EncodedReply(body)) => body,
+            Err(e) => encode_error_reply(reply_format, &e),
+        };
+        if delivery.message.reply_to.is_none() {
+            tracing::warn!(service = %self.name, method, "request without reply_to: dead-lettered");
+            if let Err(e) = delivery.dead_letter("request without reply_to").await {
+                tracing::warn!(service = %self.name, "cannot dead-letter: {e}");
+            }
+            return;
+        }
+        let reply = Message::new(body, reply_format.content_type());
+        match delivery.reply(reply).await {
+            Ok(()) => {
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(service = %self.name, method, "cannot ack request: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.name, method, "cannot publish reply, requeueing: {e}");
+                let _ = delivery.requeue().await;
+            }
+        }
+    }
+
+    async fn handle_event(&self, handler: &str, delivery: Delivery) {
+        let msg = &delivery.message;
+        let ctx = Arc::new(Context::for_worker(&self.name, handler, &msg.headers));
+        let format = msg.content_type.as_deref().and_then(Format::from_content_type);
+        let outcome = match format {
+            None => Err(RemoteError::malformed(format!(
+                "unsupported content type {:?}",
+                msg.content_type.as_deref().unwrap_or("")
+            ))),
+            Some(format) => {
+                let payload = EventPayload {
+                    format,
+                    body: msg.body.clone(),
+                };
+                let service = Arc::clone(&self.service);
+                self.run_worker(handler, EntrypointKind::Event, ctx, async move {
+                    service.handle_event(handler, payload).await
+                })
+                .await
+            }
+        };
+        let count = delivery.message.delivery_count;
+        let settle = match outcome {
+            Ok(()) => delivery.ack().await,
+            Err(e) if matches!(e.kind(), ErrorKind::MalformedRequest | ErrorKind::IncorrectSignature) => {
+                tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
+                delivery.dead_letter(&e.to_string()).await
+            }
+            Err(e) if count >= self.settings.event_max_deliveries => {
+                tracing::error!(
+                    service = %self.name,
+                    handler,
+                    deliveries = count,
+                    "event handler kept failing, dead-lettered: {e}"
+                );
+                delivery
+                    .dead_letter(&format!("failed {count} times: {e}"))
+                    .await
+            }
+            Err(e) => {
+                let attempt = count.max(1);
+                let delay = (self.settings.event_retry_delay * attempt).min(Duration::from_secs(30));
+                tracing::warn!(service = %self.name, handler, attempt, "event handler failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delivery.requeue().await
+            }
+        };
+        if let Err(e) = settle {
+            tracing::warn!(service = %self.name, handler, "cannot settle event: {e}");
+        }
+    }
+}
+
+async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>>) {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => break,
+            d = sub.next() => match d {
+                Some(d) => d,
+                None => {
+                    if !s.cancel.is_cancelled() {
+                        tracing::warn!(service = %s.name, "consumer ended: the broker closed it");
+                    }
+                    break;
+                }
+            },
+        };
+        let permit = tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => break,
+            p = Arc::clone(&s.workers).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let worker = Arc::clone(&s);
+        let handler = handler.clone();
+        s.tracker.spawn(async move {
+            match handler {
+                None => worker.handle_request(delivery).await,
+                Some(h) => worker.handle_event(&h, delivery).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool) {
+    let start = if eager {
+        Instant::now()
+    } else {
+        Instant::now() + period
+    };
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => break,
+            p = Arc::clone(&s.workers).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let worker = Arc::clone(&s);
+        let timer = Arc::clone(&name);
+        let job = s.tracker.spawn(async move {
+            let ctx = Arc::new(Context::for_worker(&worker.name, &timer, &Default::default()));
+            let service = Arc::clone(&worker.service);
+            let t = Arc::clone(&timer);
+            let result = worker
+                .run_worker(&timer, EntrypointKind::Timer, ctx, async move { service.handle_timer(&t).await })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(service = %worker.name, timer = %timer, "timer failed: {e}");
+            }
+            drop(permit);
+        });
+        // No overlap: the next tick waits for this run (or for shutdown).
+        tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => break,
+            _ = job => {}
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The context of a call: call ids, context data (auth token, user id, custom keys), deadline and
+//! trace parent. A worker runs with its context set for the task, and every outgoing call and
+//! dispatched event made from that task carries it on.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::message::{HeaderValue, Headers};
+
+/// The header key of the call id stack.
+pub const CALL_ID_STACK: &str = "call_id_stack";
+/// The header key of the deadline, in milliseconds since the Unix epoch.
+pub const DEADLINE: &str = "deadline";
+/// The header key of the W3C trace parent.
+pub const TRACEPARENT: &str = "traceparent";
+/// How many entries the call id stack keeps (the newest ones).
+pub const CALL_ID_STACK_LIMIT: usize = 11;
+
+tokio::task_local! {
+    static CURRENT: Arc<Context>;
+}
+
+/// The context of one worker (or of a standalone caller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// This worker's call id, `<service>.<method>.<uuid>`.
+    pub call_id: Option<String>,
+    /// The chain of call ids that led here, this worker's last; at most
+    /// [`CALL_ID_STACK_LIMIT`] entries.
+    pub call_id_stack: Vec<String>,
+    /// Context data: `auth_token`, `user_id`, `language`, `user_agent` and custom keys.
+    pub data: Headers,
+    /// When the work must be done by.
+    pub deadline: Option<Instant>,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Self {
+        Context::default()
+    }
+
+    /// Sets a context data key.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<HeaderValue>) -> Self {
+        self.data.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the deadline to `timeout` from now.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    /// A context data value as a string.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(HeaderValue::as_str)
+    }
+
+    /// The auth token, if any.
+    pub fn auth_token(&self) -> Option<&str> {
+        self.get("auth_token")
+    }
+
+    /// The user id, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.get("user_id")
+    }
+
+    /// The W3C trace parent, if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.get(TRACEPARENT)
+    }
+
+    /// The context of the task running now, if one was set.
+    pub fn current() -> Option<Arc<Context>> {
+        CURRENT.try_with(Arc::clone).ok()
+    }
+
+    /// Runs `fut` with `ctx` as the current context.
+    pub fn scope<F: Future>(ctx: Arc<Context>, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(ctx, fut)
+    }
+
+    /// The context of a worker for an incoming message: the incoming context data, a fresh
+    /// call id appended to the incoming call id stack, and the incoming deadline.
+    pub fn for_worker(service: &str, entrypoint: &str, headers: &Headers) -> Context {
+        let call_id = format!("{service}.{entrypoint}.{}", uuid::Uuid::new_v4());
+        let mut data = Headers::new();
+        let mut stack = Vec::new();
+        let mut deadline = None;
+        for (key, value) in headers {
+            match key.as_str() {
+                CALL_ID_STACK => match value {
+                    HeaderValue::List(items) => stack.clone_from(items),
+                    HeaderValue::Str(s) => stack.push(s.clone()),
+                    _ => {}
+                },
+                DEADLINE => deadline = value.as_i64().map(instant_from_epoch_ms),
+                _ => {
+                    data.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        stack.push(call_id.clone());
+        if stack.len() > CALL_ID_STACK_LIMIT {
+            stack.drain(..stack.len() - CALL_ID_STACK_LIMIT);
+        }
+        Context {
+            call_id: Some(call_id),
+            call_id_stack: stack,
+            data,
+            deadline,
+        }
+    }
+
+    /// The headers an outgoing message carries: the context data, the call id stack and the
+    /// earlier of the context's deadline and `deadline`.
+    pub fn outgoing_headers(&self, deadline: Option<Instant>) -> Headers {
+        let mut headers = self.data.clone();
+        if !self.call_id_stack.is_empty() {
+            headers.insert(
+                CALL_ID_STACK.to_string(),
+                HeaderValue::List(self.call_id_stack.clone()),
+            );
+        }
+        let deadline = match (self.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = deadline {
+            headers.insert(DEADLINE.to_string(), HeaderValue::Int(epoch_ms_from_instant(d)));
+        }
+        headers
+    }
+}
+
+fn now_epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Converts an epoch-milliseconds deadline into an instant on tokio's clock.
+pub fn instant_from_epoch_ms(ms: i64) -> Instant {
+    let remaining = ms.saturating_sub(now_epoch_ms()).max(0);
+    Instant::now() + Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
+}
+
+/// Converts an instant on tokio's clock into epoch milliseconds.
+pub fn epoch_ms_from_instant(at: Instant) -> i64 {
+    let remaining = at.saturating_duration_since(Instant::now());
+    now_epoch_ms().saturating_add(i64::try_from(remaining.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_context_appends_and_caps_the_stack() {
+        let incoming: Vec<String> = (0..20).map(|i| format!("a.b.{i}")).collect();
+        let mut headers = Headers::new();
+        headers.insert(CALL_ID_STACK.into(), HeaderValue::List(incoming));
+        headers.insert("auth_token".into(), "tok".into());
+        let ctx = Context::for_worker("svc", "m", &headers);
+        assert_eq!(ctx.call_id_stack.len(), CALL_ID_STACK_LIMIT);
+        assert_eq!(ctx.call_id_stack.last(), ctx.call_id.as_ref());
+        assert_eq!(ctx.call_id_stack[0], "a.b.10");
+        assert_eq!(ctx.auth_token(), Some("tok"));
+        let out = ctx.outgoing_headers(None);
+        assert_eq!(out.get("auth_token"), Some(&HeaderValue::from("tok")));
+        assert!(matches!(out.get(CALL_ID_STACK), Some(HeaderValue::List(l)) if l.len() == 11));
+    }
+
+    #[tokio::test]
+    async fn current_is_task_scoped() {
+        assert!(Context::current().is_none());
+        let ctx = Arc::new(Context::new().with("user_id", "7"));
+        let seen = Context::scope(ctx, async { Context::current().unwrap().user_id().map(String::from) }).await;
+        assert_eq!(seen.as_deref(), Some("7"));
+    }
+}
