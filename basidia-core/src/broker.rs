@@ -124,9 +124,11 @@ pub trait Settle: Send + Sync {
     /// The work is done: remove the message.
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// Put the message back for redelivery (its delivery count goes up).
-    async fn requeue(self: Box<Self>) -> Result<(), BrokerError>;
+    async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError>;
     /// Move the message to the dead-letter queue, with a reason.
-    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<(), BrokerError>;
+    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError>;
+    /// The delivery was dropped unsettled (its consumer went away): redeliver it. Must not block.
+    fn abandon(self: Box<Self>, message: Message);
 }
 
 /// A message handed to a consumer. Settle it with [`ack`](Delivery::ack),
@@ -137,7 +139,7 @@ pub struct Delivery {
     pub message: Message,
     /// For RPC: the method; for events: the event type.
     pub routing_key: String,
-    settle: Box<dyn Settle>,
+    settle: Option<Box<dyn Settle>>,
 }
 
 impl fmt::Debug for Delivery {
@@ -149,14 +151,32 @@ impl fmt::Debug for Delivery {
     }
 }
 
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            settle.abandon(std::mem::take(&mut self.message));
+        }
+    }
+}
+
 impl Delivery {
     /// Wraps a message and the backend's settlement handle.
     pub fn new(message: Message, routing_key: String, settle: Box<dyn Settle>) -> Self {
         Delivery {
             message,
             routing_key,
-            settle,
+            settle: Some(settle),
         }
+    }
+
+    /// Takes the delivery apart without settling it (for backends that failed to hand it over).
+    pub fn into_parts(mut self) -> (Message, String, Box<dyn Settle>) {
+        let settle = self.settle.take().expect("a delivery is settled at most once");
+        (
+            std::mem::take(&mut self.message),
+            std::mem::take(&mut self.routing_key),
+            settle,
+        )
     }
 
     /// Sends a reply to this request.
@@ -164,22 +184,28 @@ impl Delivery {
         if self.message.reply_to.is_none() {
             return Err(BrokerError::NoReplyTo);
         }
-        self.settle.reply(&self.message, reply).await
+        match &self.settle {
+            Some(s) => s.reply(&self.message, reply).await,
+            None => Err(BrokerError::Closed),
+        }
     }
 
     /// Acknowledges the delivery.
     pub async fn ack(self) -> Result<(), BrokerError> {
-        self.settle.ack().await
+        let (_, _, settle) = self.into_parts();
+        settle.ack().await
     }
 
     /// Returns the delivery to its queue for redelivery.
     pub async fn requeue(self) -> Result<(), BrokerError> {
-        self.settle.requeue().await
+        let (message, _, settle) = self.into_parts();
+        settle.requeue(message).await
     }
 
     /// Dead-letters the delivery.
     pub async fn dead_letter(self, reason: &str) -> Result<(), BrokerError> {
-        self.settle.dead_letter(reason).await
+        let (message, _, settle) = self.into_parts();
+        settle.dead_letter(message, reason).await
     }
 }
 

@@ -1,1 +1,12 @@
-//! placeholder
+//! Broker backends for Basidia.
+//!
+//! - [`MemoryBroker`]: always available; a faithful in-process model of a message broker.
+//! - AMQP (RabbitMQ, speaking Nameko's protocol) and NATS backends come behind the `amqp` and
+//!   `nats` features.
+//!
+//! [`conformance`] is the suite every backend passes.
+
+pub mod conformance;
+pub mod memory;
+
+pub use memory::{DeadLetter, MemoryBroker};
