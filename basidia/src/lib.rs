@@ -1,1 +1,103 @@
-//! placeholder
+//! # Basidia
+//!
+//! Nameko-style message-broker microservices for Rust. A service is a plain Rust type whose
+//! methods are entrypoints; services call each other through typed clients and exchange events;
+//! everything travels over a pluggable broker (in-memory, RabbitMQ speaking Nameko's protocol,
+//! NATS) in msgpack or JSON.
+//!
+//! ```
+//! use basidia::prelude::*;
+//!
+//! #[service]
+//! pub struct GreetingService;
+//!
+//! #[service(name = "greeting_service")]
+//! impl GreetingService {
+//!     /// Greets someone.
+//!     #[rpc]
+//!     async fn hello(&self, name: String) -> String {
+//!         format!("Hello, {name}!")
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let broker = MemoryBroker::new();
+//! let mut runner = Runner::new(std::sync::Arc::new(broker.clone()));
+//! runner.add::<GreetingService>();
+//! let running = runner.start().await?;
+//!
+//! let client = GreetingServiceClient::connect(&running.rpc_proxy());
+//! assert_eq!(client.hello("World".into()).await?, "Hello, World!");
+//! running.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Entrypoints
+//! - `#[rpc]`: parameters decode from positional arguments or from keyword arguments by name;
+//!   `Option` parameters may be left out. Returning `Result<T, E>` with `E: Serialize + Display`
+//!   sends a [`RemoteError`] carrying `E`'s type name and data; returning `Result<T, RpcError>`
+//!   passes a downstream failure through unchanged.
+//! - `#[event_handler("source_service", "event.type")]`, with
+//!   `handler_type = "service_pool" | "singleton" | "broadcast"`: one parameter, the payload.
+//!   A failing handler is retried up to `event_max_deliveries`, then dead-lettered.
+//! - `#[timer(interval = "30s")]` (add `eager` to fire at start): no parameters; runs never
+//!   overlap.
+//! - `#[on_start]` and `#[on_stop]`: lifecycle hooks.
+//!
+//! ## Dependencies
+//! `#[service]` on the struct builds each field: [`Dependency<C>`] (a typed client),
+//! [`RpcProxy`] (dynamic calls), [`EventDispatcher`], [`Config<T>`] (a configuration section),
+//! [`Provided<P>`] (a user-written [`DependencyProvider`]). Field options:
+//! `#[inject(timeout = "2s")]`, `#[inject(section = "smtp")]`, `#[inject(default)]`.
+//!
+//! ## Crates
+//! Only this facade is the stable surface. `crate = "..."` on `#[service]` and `#[client]` names
+//! this crate when it is renamed in `Cargo.toml`.
+
+pub use basidia_core::{
+    broker, config, context, dependency, envelope, error, message, parse_duration, proxy, runner,
+    service, Broker, BrokerError, CallOptions, Client, Config, Context, Dependency,
+    DependencyProvider, EntrypointKind, Error, ErrorKind, EventDispatcher, EventPayload, Format,
+    HandlerType, HeaderValue, Headers, Inject, InjectContext, Message, NamedService, Provided,
+    RemoteError, RpcError, RpcProxy, Runner, RunnerConfig, RunningServices, Service,
+    ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy, ServiceSettings,
+    SharedBroker, WorkerEvent, WorkerInfo,
+};
+pub use basidia_macros::{client, event_handler, rpc, service, timer};
+
+/// Broker backends.
+pub mod brokers {
+    pub use basidia_brokers::*;
+}
+
+/// Wire formats.
+pub mod serializers {
+    pub use basidia_serializers::*;
+}
+
+pub use basidia_brokers::MemoryBroker;
+
+/// Everything a service module needs: `use basidia::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        client, event_handler, rpc, service, timer, Client, Config, Context, Dependency,
+        DependencyProvider, EventDispatcher, MemoryBroker, Provided, RemoteError, RpcError,
+        RpcProxy, Runner, Service,
+    };
+}
+
+/// Support for generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use basidia_core::private::*;
+    pub use basidia_core::{
+        Arguments, BoxError, Client, EncodedReply, Error, EventHandlerDescription, EventPayload,
+        FieldOptions, HandlerType, Inject, InjectContext, IntoHandlerResult, MethodDescription,
+        NamedService, ParamDescription, RemoteError, RpcError, Service, ServiceDescription,
+        ServiceProxy, TimerDescription,
+    };
+    pub use serde;
+}
