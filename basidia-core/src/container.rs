@@ -285,7 +285,7 @@ impl Shared {
                 "unsupported content type {:?}: expected application/x-msgpack or application/json",
                 msg.content_type.as_deref().unwrap_or("")
             ))),
-            Some(format) => match Arguments::decode(format, &msg.body) {
+            Some(format) => match Arguments::decode(format, msg.body.clone()) {
                 Err(e) => Err(e),
                 Ok(_) if method == DESCRIBE_METHOD => reply_ok(format, &self.description),
                 Ok(_) if !self.is_allowed(method) || self.description.method(method).is_none() => {

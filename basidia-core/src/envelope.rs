@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use basidia_serializers::{from_value, Format, Value};
+use std::ops::Range;
+
+use basidia_serializers::{raw, Format, Value};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use crate::error::{RemoteError, RpcError};
 
@@ -68,61 +71,79 @@ pub fn encode_error_reply(format: Format, error: &RemoteError) -> Vec<u8> {
         })
 }
 
-fn nil() -> Value {
-    Value::Nil
-}
-
-#[derive(Deserialize)]
-struct ReplyIn {
-    #[serde(default = "nil")]
-    result: Value,
-    #[serde(default)]
-    error: Option<RemoteError>,
-}
-
 /// Decodes a reply body into the result type, or the remote error it carries.
 pub fn decode_reply<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, RpcError> {
-    let reply: ReplyIn = format
-        .decode(body)
-        .map_err(|e| RpcError::Decode(e.to_string()))?;
-    if let Some(err) = reply.error {
-        return Err(RpcError::Remote(err));
+    let entries = raw::map_entries(format, body).map_err(|e| RpcError::Decode(e.to_string()))?;
+    let mut result = None;
+    for (key, range) in entries {
+        match key.as_str() {
+            "error" if !raw::is_nil(format, body, range.clone()) => {
+                let err: RemoteError = format
+                    .decode(&body[range])
+                    .map_err(|e| RpcError::Decode(format!("undecodable error: {e}")))?;
+                return Err(RpcError::Remote(err));
+            }
+            "result" => result = Some(range),
+            _ => {}
+        }
     }
-    from_value(reply.result).map_err(|e| RpcError::Decode(e.to_string()))
+    let decoded = match result {
+        Some(range) => format.decode(&body[range]),
+        None => format.decode(null_of(format)),
+    };
+    decoded.map_err(|e| RpcError::Decode(e.to_string()))
 }
 
-#[derive(Deserialize)]
-struct RequestIn {
-    args: Option<Vec<Value>>,
-    kwargs: Option<BTreeMap<String, Value>>,
+fn null_of(format: Format) -> &'static [u8] {
+    match format {
+        Format::MsgPack => b"\xc0",
+        Format::Json => b"null",
+    }
 }
 
-/// The decoded arguments of one request, taken parameter by parameter by the handler.
+/// The arguments of one request, still encoded; each parameter is decoded straight into its
+/// type when the handler takes it.
 #[derive(Debug, Clone)]
 pub struct Arguments {
     format: Format,
-    args: Vec<Option<Value>>,
-    kwargs: BTreeMap<String, Value>,
+    body: Bytes,
+    args: Vec<Option<Range<usize>>>,
+    kwargs: Vec<(String, Range<usize>)>,
 }
 
 impl Arguments {
-    /// Arguments built from values (for in-process calls).
-    pub fn new(format: Format, args: Vec<Value>, kwargs: BTreeMap<String, Value>) -> Self {
-        Arguments {
-            format,
-            args: args.into_iter().map(Some).collect(),
-            kwargs,
+    /// Decodes a request body; a body that is not an `{"args": [...], "kwargs": {...}}`
+    /// envelope is a `MalformedRequest`.
+    pub fn decode(format: Format, body: Bytes) -> Result<Self, RemoteError> {
+        let malformed = |e: basidia_serializers::Error| {
+            RemoteError::malformed(format!("undecodable request body: {e}"))
+        };
+        let entries = raw::map_entries(format, &body).map_err(malformed)?;
+        let mut args = None;
+        let mut kwargs = None;
+        for (key, range) in entries {
+            match key.as_str() {
+                "args" => args = Some(raw::array_items(format, &body, range).map_err(malformed)?),
+                "kwargs" => {
+                    let slice = &body[range.clone()];
+                    let entries = raw::map_entries(format, slice).map_err(malformed)?;
+                    kwargs = Some(
+                        entries
+                            .into_iter()
+                            .map(|(k, r)| (k, range.start + r.start..range.start + r.end))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                _ => {}
+            }
         }
-    }
-
-    /// Decodes a request body; a body that is not an `{"args", "kwargs"}` envelope is a
-    /// `MalformedRequest`.
-    pub fn decode(format: Format, body: &[u8]) -> Result<Self, RemoteError> {
-        let req: RequestIn = format
-            .decode(body)
-            .map_err(|e| RemoteError::malformed(format!("undecodable request body: {e}")))?;
-        match (req.args, req.kwargs) {
-            (Some(args), Some(kwargs)) => Ok(Arguments::new(format, args, kwargs)),
+        match (args, kwargs) {
+            (Some(args), Some(kwargs)) => Ok(Arguments {
+                format,
+                body,
+                args: args.into_iter().map(Some).collect(),
+                kwargs,
+            }),
             _ => Err(RemoteError::malformed(
                 "request body must carry both `args` and `kwargs`",
             )),
@@ -149,7 +170,7 @@ impl Arguments {
                 self.args.len()
             )));
         }
-        for key in self.kwargs.keys() {
+        for (key, _) in &self.kwargs {
             match params.iter().position(|p| p == key) {
                 None => {
                     return Err(RemoteError::incorrect_signature(format!(
@@ -170,12 +191,20 @@ impl Arguments {
     /// Takes parameter `index` named `name`, from the positional arguments or the keyword
     /// arguments. A missing parameter decodes from nil, so `Option` parameters are optional.
     pub fn take<T: DeserializeOwned>(&mut self, index: usize, name: &str) -> Result<T, RemoteError> {
-        let value = match self.args.get_mut(index) {
+        let range = match self.args.get_mut(index) {
             Some(slot) => slot.take(),
-            None => self.kwargs.remove(name),
+            None => self
+                .kwargs
+                .iter()
+                .position(|(k, _)| k == name)
+                .map(|i| self.kwargs.swap_remove(i).1),
         };
-        let missing = value.is_none();
-        from_value(value.unwrap_or(Value::Nil)).map_err(|e| {
+        let missing = range.is_none();
+        let bytes = match range {
+            Some(r) => &self.body[r],
+            None => null_of(self.format),
+        };
+        self.format.decode(bytes).map_err(|e| {
             if missing {
                 RemoteError::incorrect_signature(format!("missing required argument {name:?}"))
             } else {
@@ -184,9 +213,25 @@ impl Arguments {
         })
     }
 
-    /// All remaining positional arguments as dynamic values (for hand-written services).
-    pub fn into_values(self) -> (Vec<Value>, BTreeMap<String, Value>) {
-        (self.args.into_iter().flatten().collect(), self.kwargs)
+    /// The arguments as dynamic values (for hand-written services).
+    pub fn into_values(self) -> Result<(Vec<Value>, BTreeMap<String, Value>), RemoteError> {
+        let decode = |r: Range<usize>| {
+            self.format
+                .decode::<Value>(&self.body[r])
+                .map_err(|e| RemoteError::malformed(e.to_string()))
+        };
+        let args = self
+            .args
+            .iter()
+            .flatten()
+            .map(|r| decode(r.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kwargs = self
+            .kwargs
+            .iter()
+            .map(|(k, r)| decode(r.clone()).map(|v| (k.clone(), v)))
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        Ok((args, kwargs))
     }
 }
 
@@ -199,7 +244,7 @@ mod tests {
     fn positional_and_keyword_arguments_fill_parameters() {
         for format in Format::ALL {
             let body = encode_request(format, &("a",), &BTreeMap::from([("b", 2)])).unwrap();
-            let mut args = Arguments::decode(format, &body).unwrap();
+            let mut args = Arguments::decode(format, body.into()).unwrap();
             args.check(&["a", "b", "c"]).unwrap();
             assert_eq!(args.take::<String>(0, "a").unwrap(), "a");
             assert_eq!(args.take::<i32>(1, "b").unwrap(), 2);
@@ -210,22 +255,22 @@ mod tests {
     #[test]
     fn wrong_arguments_are_incorrect_signature() {
         let body = encode_request(Format::Json, &(1, 2), &NoKwargs).unwrap();
-        let args = Arguments::decode(Format::Json, &body).unwrap();
+        let args = Arguments::decode(Format::Json, body.into()).unwrap();
         assert_eq!(args.check(&["a"]).unwrap_err().kind(), ErrorKind::IncorrectSignature);
         let body = encode_request(Format::Json, &[1], &BTreeMap::from([("a", 1)])).unwrap();
-        let args = Arguments::decode(Format::Json, &body).unwrap();
+        let args = Arguments::decode(Format::Json, body.into()).unwrap();
         assert!(args.check(&["a"]).unwrap_err().value.contains("multiple values"));
         let body = encode_request(Format::Json, &["x"], &NoKwargs).unwrap();
-        let mut args = Arguments::decode(Format::Json, &body).unwrap();
+        let mut args = Arguments::decode(Format::Json, body.into()).unwrap();
         assert_eq!(args.take::<i64>(0, "a").unwrap_err().kind(), ErrorKind::IncorrectSignature);
         assert_eq!(args.take::<i64>(1, "b").unwrap_err().kind(), ErrorKind::IncorrectSignature);
     }
 
     #[test]
     fn bodies_without_envelope_are_malformed() {
-        let err = Arguments::decode(Format::Json, br#"{"args": []}"#).unwrap_err();
+        let err = Arguments::decode(Format::Json, Bytes::from_static(br#"{"args": []}"#)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MalformedRequest);
-        let err = Arguments::decode(Format::MsgPack, b"\xc1\xc1").unwrap_err();
+        let err = Arguments::decode(Format::MsgPack, Bytes::from_static(b"\xc1\xc1")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MalformedRequest);
     }
 

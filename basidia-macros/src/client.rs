@@ -97,7 +97,12 @@ pub fn generate(
         let wire = param_name(name);
         let docs = &m.doc;
         let params = m.params.iter().map(|(n, t)| quote!(#n: #t));
-        let args = m.params.iter().map(|(n, _)| quote!(&#n));
+        let args: Vec<_> = m.params.iter().map(|(n, _)| quote!(&#n)).collect();
+        let args_expr = if args.is_empty() {
+            quote!(&[(); 0])
+        } else {
+            quote!(&(#(#args,)*))
+        };
         let ok = &m.ok;
         let checks = m.params.iter().map(|(_, t)| {
             quote_spanned!(t.span()=> #p::assert_serialize::<#t>();)
@@ -108,7 +113,7 @@ pub fn generate(
             #(#docs)*
             pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ok, #p::RpcError> {
                 let _ = || { #(#checks)* #ok_check };
-                self.proxy.call_args(#wire, &(#(#args,)*)).await
+                self.proxy.call_args(#wire, #args_expr).await
             }
         }
     });

@@ -16,6 +16,8 @@
 //! assert_eq!(Format::from_content_type("application/json; charset=utf-8"), Some(Format::Json));
 //! ```
 
+pub mod raw;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -176,9 +178,12 @@ impl Format {
     }
 }
 
-/// Converts a dynamic [`Value`] into a typed value.
+/// Converts a dynamic [`Value`] into a typed value, with the same rules as decoding msgpack
+/// (unit enum variants as strings, structs from maps or arrays).
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
-    rmpv::ext::from_value(value).map_err(|e| Error::Convert(e.to_string()))
+    let mut buf = Vec::with_capacity(64);
+    rmpv::encode::write_value(&mut buf, &value).map_err(|e| Error::Convert(e.to_string()))?;
+    rmp_serde::from_slice(&buf).map_err(|e| Error::Convert(e.to_string()))
 }
 
 /// Converts a typed value into a dynamic [`Value`] (structs become maps of field names).
@@ -206,7 +211,7 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Value::F64(f) => serde_json::Number::from_f64(*f)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Value::String(s) => serde_json::Value::String(s.to_string()),
+        Value::String(s) => serde_json::Value::String(s.as_str().map_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned(), str::to_string)),
         Value::Binary(b) => serde_json::Value::Array(b.iter().map(|x| (*x).into()).collect()),
         Value::Array(items) => serde_json::Value::Array(items.iter().map(value_to_json).collect()),
         Value::Map(entries) => serde_json::Value::Object(

@@ -1,1 +1,22 @@
-//! placeholder
+//! The sample services: greeting, database, user and notification.
+//!
+//! [`register`] adds all of them to a runner; `main.rs` hosts them in one process.
+
+pub mod database;
+pub mod greeting;
+pub mod notification;
+pub mod user;
+
+pub use database::{DatabaseService, DatabaseServiceClient, User, UserNotFound};
+pub use greeting::{GreetingService, GreetingServiceClient};
+pub use notification::{NotificationService, NotificationServiceClient};
+pub use user::{UserCreated, UserService, UserServiceClient};
+
+/// Adds every sample service to `runner`.
+pub fn register(runner: &mut basidia::Runner) {
+    runner
+        .add::<GreetingService>()
+        .add::<DatabaseService>()
+        .add::<UserService>()
+        .add::<NotificationService>();
+}
