@@ -276,6 +276,15 @@ impl Shared {
     async fn handle_request(&self, mut delivery: Delivery) {
         let method_owned = std::mem::take(&mut delivery.routing_key);
         let method = method_owned.as_str();
+        if delivery.message.reply_to.is_none() {
+            // Nowhere to answer: running the work would produce a result nobody can receive,
+            // so keep the request for inspection instead.
+            tracing::warn!(service = %self.name, method, "request without reply_to: dead-lettered");
+            if let Err(e) = delivery.dead_letter("request without reply_to").await {
+                tracing::warn!(service = %self.name, "cannot dead-letter: {e}");
+            }
+            return;
+        }
         let msg = &delivery.message;
         let format = msg.content_type.as_deref().and_then(Format::from_content_type);
         let reply_format = format.unwrap_or(Format::Json);
@@ -308,13 +317,6 @@ impl Shared {
             Ok(EncodedReply(body)) => body,
             Err(e) => encode_error_reply(reply_format, &e),
         };
-        if delivery.message.reply_to.is_none() {
-            tracing::warn!(service = %self.name, method, "request without reply_to: dead-lettered");
-            if let Err(e) = delivery.dead_letter("request without reply_to").await {
-                tracing::warn!(service = %self.name, "cannot dead-letter: {e}");
-            }
-            return;
-        }
         let reply = Message::new(body, reply_format.content_type());
         match delivery.reply(reply).await {
             Ok(()) => {

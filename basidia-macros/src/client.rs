@@ -95,7 +95,17 @@ pub fn generate(
     let fns = methods.iter().map(|m| {
         let name = &m.name;
         let wire = param_name(name);
-        let docs = &m.doc;
+        let default_doc = format!(
+            "Calls `{}.{}`.",
+            service_name.to_string().trim_matches('"'),
+            wire
+        );
+        let docs = if m.doc.is_empty() {
+            quote!(#[doc = #default_doc])
+        } else {
+            let d = &m.doc;
+            quote!(#(#d)*)
+        };
         let params = m.params.iter().map(|(n, t)| quote!(#n: #t));
         let args: Vec<_> = m.params.iter().map(|(n, _)| quote!(&#n)).collect();
         let args_expr = if args.is_empty() {
@@ -110,7 +120,7 @@ pub fn generate(
         let ok_check = quote_spanned!(ok.span()=> #p::assert_deserialize::<#ok>();)
 ;
         quote! {
-            #(#docs)*
+            #docs
             pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ok, #p::RpcError> {
                 let _ = || { #(#checks)* #ok_check };
                 self.proxy.call_args(#wire, #args_expr).await

@@ -161,6 +161,32 @@ impl MemoryBroker {
         names
     }
 
+    /// Publishes a message straight onto a queue, as AMQP's default exchange does: no reply
+    /// address or correlation id is added. For tests that hand a service a message as an
+    /// arbitrary peer would.
+    pub fn publish_to_queue(&self, queue: &str, routing_key: &str, message: Message) -> Result<(), BrokerError> {
+        self.check_open()?;
+        let queue = self
+            .hub
+            .queue(queue)
+            .ok_or_else(|| BrokerError::Backend(format!("no queue {queue:?}")))?;
+        let mut message = message;
+        message.delivery_count = 0;
+        message.redelivered = false;
+        let mut st = lock(&queue.state);
+        enqueue(
+            &queue,
+            &mut st,
+            Entry {
+                message,
+                routing_key: routing_key.to_string(),
+            },
+            false,
+        );
+        pump(&queue, &mut st);
+        Ok(())
+    }
+
     fn check_open(&self) -> Result<(), BrokerError> {
         if self.conn.closed.load(Ordering::Acquire) {
             Err(BrokerError::Closed)
