@@ -39,7 +39,7 @@ pub struct InjectContext {
     broker: SharedBroker,
     sections: Arc<serde_json::Map<String, serde_json::Value>>,
     providers: Vec<Arc<dyn DependencyProvider>>,
-    overrides: HashMap<String, Box<dyn Any + Send>>,
+    overrides: HashMap<String, Box<dyn Any + Send + Sync>>,
     field: &'static str,
     options: FieldOptions,
 }
@@ -74,7 +74,7 @@ impl InjectContext {
     }
 
     /// Replaces the field `field` with `value` instead of building it (for tests).
-    pub fn set_override(&mut self, field: &str, value: Box<dyn Any + Send>) {
+    pub fn set_override(&mut self, field: &str, value: Box<dyn Any + Send + Sync>) {
         self.overrides.insert(field.to_string(), value);
     }
 

@@ -24,7 +24,7 @@ type BuildFn = Box<dyn FnOnce(InjectContext) -> Pin<Box<dyn Future<Output = Resu
 #[derive(Default)]
 pub struct ServiceOptions {
     entrypoints: Option<HashSet<String>>,
-    overrides: Vec<(String, Box<dyn Any + Send>)>,
+    overrides: Vec<(String, Box<dyn Any + Send + Sync>)>,
 }
 
 impl std::fmt::Debug for ServiceOptions {
@@ -54,7 +54,7 @@ impl ServiceOptions {
     }
 
     /// Replaces the dependency in field `field` with `value` (which must have the field's type).
-    pub fn replace<T: Send + 'static>(mut self, field: &str, value: T) -> Self {
+    pub fn replace<T: Send + Sync + 'static>(mut self, field: &str, value: T) -> Self {
         self.overrides.push((field.to_string(), Box::new(value)));
         self
     }

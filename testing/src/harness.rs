@@ -230,7 +230,7 @@ impl EntrypointWaiter {
 pub struct WorkerFactory<S> {
     broker: MemoryBroker,
     config: RunnerConfig,
-    overrides: Vec<(String, Box<dyn std::any::Any + Send>)>,
+    overrides: Vec<(String, Box<dyn std::any::Any + Send + Sync>)>,
     _service: std::marker::PhantomData<fn() -> S>,
 }
 
@@ -254,7 +254,7 @@ pub fn worker_factory<S: Service + NamedService + Inject>() -> WorkerFactory<S> 
 
 impl<S: Service + NamedService + Inject> WorkerFactory<S> {
     /// Replaces the dependency in field `field`.
-    pub fn replace<T: Send + 'static>(mut self, field: &str, value: T) -> Self {
+    pub fn replace<T: Send + Sync + 'static>(mut self, field: &str, value: T) -> Self {
         self.overrides.push((field.to_string(), Box::new(value)));
         self
     }
