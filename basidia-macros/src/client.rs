@@ -10,6 +10,8 @@ use crate::args::{crate_path, lit_str, parse_args, Arg, Errors};
 /// One method of a client.
 pub struct ClientMethod {
     pub name: Ident,
+    /// The method name on the wire.
+    pub wire: String,
     pub params: Vec<(Ident, Type)>,
     /// The success type the caller gets.
     pub ok: Type,
@@ -94,7 +96,7 @@ pub fn generate(
     let p = quote!(#krate::__private);
     let fns = methods.iter().map(|m| {
         let name = &m.name;
-        let wire = param_name(name);
+        let wire = &m.wire;
         let default_doc = format!(
             "Calls `{}.{}`.",
             service_name.to_string().trim_matches('"'),
@@ -196,6 +198,7 @@ pub fn expand_trait(attr: TokenStream, item: TokenStream) -> syn::Result<TokenSt
                 let params = typed_params(&f.sig, &mut errors);
                 methods.push(ClientMethod {
                     name: f.sig.ident.clone(),
+                    wire: param_name(&f.sig.ident),
                     params,
                     ok: ok_type(&f.sig.output),
                     doc: f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),

@@ -16,7 +16,9 @@ use crate::client::{generate, ok_type, param_name, result_types, typed_params, C
 const HANDLER_TYPES: [&str; 3] = ["service_pool", "singleton", "broadcast"];
 
 enum Kind {
-    Rpc,
+    Rpc {
+        name: Option<LitStr>,
+    },
     Event {
         source: LitStr,
         event_type: LitStr,
@@ -60,7 +62,26 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
         }
     };
     match name {
-        "rpc" | "on_start" | "on_stop" => {
+        "rpc" => {
+            let mut rename = None;
+            for a in args {
+                match a {
+                    Arg::KeyValue(k, v) if k == "name" => match lit_str(&v) {
+                        Ok(s) if !s.value().is_empty() && !s.value().contains(['.', '*', '#', ' ']) => {
+                            rename = Some(s);
+                        }
+                        Ok(s) => errors.at(s.span(), "a method name must be non-empty and contain no '.', '*', '#' or spaces"),
+                        Err(e) => errors.push(e),
+                    },
+                    Arg::Lit(l) => errors.at(l.span(), "use #[rpc(name = \"...\")] to rename the method on the wire"),
+                    Arg::KeyValue(k, _) | Arg::Flag(k) => {
+                        errors.at(k.span(), format!("unknown argument `{k}`: #[rpc] takes only `name`"));
+                    }
+                }
+            }
+            Some(Kind::Rpc { name: rename })
+        }
+        "on_start" | "on_stop" => {
             if let Some(a) = args.first() {
                 let span = match a {
                     Arg::Lit(l) => l.span(),
@@ -68,10 +89,10 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
                 };
                 errors.at(span, format!("#[{name}] takes no arguments"));
             }
-            Some(match name {
-                "rpc" => Kind::Rpc,
-                "on_start" => Kind::OnStart,
-                _ => Kind::OnStop,
+            Some(if name == "on_start" {
+                Kind::OnStart
+            } else {
+                Kind::OnStop
             })
         }
         "event_handler" => {
@@ -117,7 +138,7 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
                 }),
                 _ => {
                     errors.at(
-                        attr.span(),
+                        attr.path().span(),
                         "#[event_handler] needs the source service and the event type: #[event_handler(\"user_service\", \"user.created\")]",
                     );
                     None
@@ -126,19 +147,29 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
         }
         "timer" => {
             let mut interval = None;
+            let mut invalid = false;
             let mut eager = false;
             for a in args {
                 match a {
                     Arg::KeyValue(k, v) if k == "interval" => match lit_str(&v) {
                         Ok(s) => match parse_duration_ms(&s.value()) {
                             Ok(ms) => interval = Some(ms),
-                            Err(e) => errors.at(s.span(), e),
+                            Err(e) => {
+                                invalid = true;
+                                errors.at(s.span(), e);
+                            }
                         },
-                        Err(e) => errors.push(e),
+                        Err(e) => {
+                            invalid = true;
+                            errors.push(e);
+                        }
                     },
                     Arg::Lit(s) => match parse_duration_ms(&s.value()) {
                         Ok(ms) => interval = Some(ms),
-                        Err(e) => errors.at(s.span(), e),
+                        Err(e) => {
+                            invalid = true;
+                            errors.at(s.span(), e);
+                        }
                     },
                     Arg::Flag(k) if k == "eager" => eager = true,
                     Arg::KeyValue(k, _) | Arg::Flag(k) => errors.at(
@@ -150,7 +181,12 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
             match interval {
                 Some(interval_ms) => Some(Kind::Timer { interval_ms, eager }),
                 None => {
-                    errors.at(attr.span(), "#[timer] needs an interval: #[timer(interval = \"30s\")]");
+                    if !invalid {
+                        errors.at(
+                            attr.path().span(),
+                            "#[timer] needs an interval: #[timer(interval = \"30s\")]",
+                        );
+                    }
                     None
                 }
             }
@@ -246,7 +282,10 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
 
     for Entry { kind, method } in &entries {
         let ident = &method.sig.ident;
-        let wire = param_name(ident);
+        let wire = match kind {
+            Kind::Rpc { name: Some(n) } => n.value(),
+            _ => param_name(ident),
+        };
         if !matches!(kind, Kind::OnStart | Kind::OnStop) {
             if seen.insert(wire.clone(), ident.span()).is_some() {
                 errors.at(ident.span(), format!("two entrypoints are named `{wire}`"));
@@ -258,7 +297,7 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
         let params = typed_params(&method.sig, &mut errors);
         let doc = doc_of(&method.attrs);
         match kind {
-            Kind::Rpc => {
+            Kind::Rpc { .. } => {
                 let names: Vec<String> = params.iter().map(|(n, _)| param_name(n)).collect();
                 let takes = params.iter().enumerate().map(|(i, (n, t))| {
                     let key = param_name(n);
@@ -309,6 +348,7 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                 });
                 client_methods.push(ClientMethod {
                     name: ident.clone(),
+                    wire: wire.clone(),
                     params: params.clone(),
                     ok,
                     doc: method.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),

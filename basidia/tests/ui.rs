@@ -1,0 +1,7 @@
+//! Misuse of the macros is a compile error that points at the user's code.
+
+#[test]
+fn macro_misuse_is_reported_at_the_right_place() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}
