@@ -16,7 +16,9 @@ use crate::error::BrokerError;
 use crate::message::Message;
 
 /// How event handlers of several services and instances share events (Nameko's handler types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HandlerType {
     /// One handler instance per service gets each event; instances of the service compete.
@@ -126,7 +128,11 @@ pub trait Settle: Send + Sync {
     /// Put the message back for redelivery (its delivery count goes up).
     async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError>;
     /// Move the message to the dead-letter queue, with a reason.
-    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError>;
+    async fn dead_letter(
+        self: Box<Self>,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BrokerError>;
     /// The delivery was dropped unsettled (its consumer went away): redeliver it. Must not block.
     fn abandon(self: Box<Self>, message: Message);
 }
@@ -171,7 +177,10 @@ impl Delivery {
 
     /// Takes the delivery apart without settling it (for backends that failed to hand it over).
     pub fn into_parts(mut self) -> (Message, String, Box<dyn Settle>) {
-        let settle = self.settle.take().expect("a delivery is settled at most once");
+        let settle = self
+            .settle
+            .take()
+            .expect("a delivery is settled at most once");
         (
             std::mem::take(&mut self.message),
             std::mem::take(&mut self.routing_key),

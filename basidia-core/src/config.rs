@@ -133,10 +133,16 @@ pub struct ServiceOverrides {
     /// See [`ServiceSettings::max_workers`].
     pub max_workers: Option<usize>,
     /// See [`ServiceSettings::rpc_timeout`].
-    #[serde(deserialize_with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rpc_timeout: Option<Duration>,
     /// See [`ServiceSettings::shutdown_grace`].
-    #[serde(deserialize_with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shutdown_grace: Option<Duration>,
     /// See [`ServiceSettings::serializer`].
     pub serializer: Option<Format>,

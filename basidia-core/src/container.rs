@@ -136,13 +136,16 @@ impl ServiceContainer {
 
     async fn subscribe(&mut self) -> Result<(), Error> {
         let s = Arc::clone(&self.shared);
-        let prefetch = u16::try_from(s.settings.max_workers).unwrap_or(u16::MAX).max(1);
+        let prefetch = u16::try_from(s.settings.max_workers)
+            .unwrap_or(u16::MAX)
+            .max(1);
         let options = ConsumeOptions {
             prefetch,
             max_priority: s.settings.max_priority,
         };
         let sub = s.broker.serve(&s.name, options.clone()).await?;
-        self.loops.push(tokio::spawn(consume(Arc::clone(&s), sub, None)));
+        self.loops
+            .push(tokio::spawn(consume(Arc::clone(&s), sub, None)));
         for handler in &s.description.events {
             if !s.is_allowed(&handler.name) {
                 continue;
@@ -213,7 +216,13 @@ impl Shared {
         self.allowed.as_ref().is_none_or(|a| a.contains(entrypoint))
     }
 
-    fn notify(&self, entrypoint: &str, kind: EntrypointKind, ctx: &Context, error: Option<&RemoteError>) {
+    fn notify(
+        &self,
+        entrypoint: &str,
+        kind: EntrypointKind,
+        ctx: &Context,
+        error: Option<&RemoteError>,
+    ) {
         if self.observers.receiver_count() > 0 {
             let _ = self.observers.send(WorkerEvent {
                 service: self.name.clone(),
@@ -226,7 +235,13 @@ impl Shared {
     }
 
     /// Runs a handler future as a worker: context set, provider hooks around it, panics caught.
-    async fn run_worker<F, T>(&self, entrypoint: &str, kind: EntrypointKind, ctx: Arc<Context>, fut: F) -> Result<T, RemoteError>
+    async fn run_worker<F, T>(
+        &self,
+        entrypoint: &str,
+        kind: EntrypointKind,
+        ctx: Arc<Context>,
+        fut: F,
+    ) -> Result<T, RemoteError>
     where
         F: std::future::Future<Output = Result<T, RemoteError>>,
     {
@@ -286,7 +301,10 @@ impl Shared {
             return;
         }
         let msg = &delivery.message;
-        let format = msg.content_type.as_deref().and_then(Format::from_content_type);
+        let format = msg
+            .content_type
+            .as_deref()
+            .and_then(Format::from_content_type);
         let reply_format = format.unwrap_or(Format::Json);
         let ctx = Arc::new(Context::for_worker(&self.name, method, &msg.headers));
         let outcome: Result<EncodedReply, RemoteError> = match format {
@@ -300,10 +318,12 @@ impl Shared {
                 Ok(_) if !self.is_allowed(method) || self.description.method(method).is_none() => {
                     Err(RemoteError::method_not_found(&self.name, method))
                 }
-                Ok(_) if ctx.deadline.is_some_and(|d| d <= Instant::now()) => Err(RemoteError::new(
-                    ErrorKind::Timeout,
-                    "the caller's deadline passed before the request was handled",
-                )),
+                Ok(_) if ctx.deadline.is_some_and(|d| d <= Instant::now()) => {
+                    Err(RemoteError::new(
+                        ErrorKind::Timeout,
+                        "the caller's deadline passed before the request was handled",
+                    ))
+                }
                 Ok(args) => {
                     let service = Arc::clone(&self.service);
                     self.run_worker(method, EntrypointKind::Rpc, Arc::clone(&ctx), async move {
@@ -334,7 +354,10 @@ impl Shared {
     async fn handle_event(&self, handler: &str, delivery: Delivery) {
         let msg = &delivery.message;
         let ctx = Arc::new(Context::for_worker(&self.name, handler, &msg.headers));
-        let format = msg.content_type.as_deref().and_then(Format::from_content_type);
+        let format = msg
+            .content_type
+            .as_deref()
+            .and_then(Format::from_content_type);
         let outcome = match format {
             None => Err(RemoteError::malformed(format!(
                 "unsupported content type {:?}",
@@ -355,7 +378,12 @@ impl Shared {
         let count = delivery.message.delivery_count;
         let settle = match outcome {
             Ok(()) => delivery.ack().await,
-            Err(e) if matches!(e.kind(), ErrorKind::MalformedRequest | ErrorKind::IncorrectSignature) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::MalformedRequest | ErrorKind::IncorrectSignature
+                ) =>
+            {
                 tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
                 delivery.dead_letter(&e.to_string()).await
             }
@@ -372,7 +400,8 @@ impl Shared {
             }
             Err(e) => {
                 let attempt = count.max(1);
-                let delay = (self.settings.event_retry_delay * attempt).min(Duration::from_secs(30));
+                let delay =
+                    (self.settings.event_retry_delay * attempt).min(Duration::from_secs(30));
                 tracing::warn!(service = %self.name, handler, attempt, "event handler failed, retrying in {delay:?}: {e}");
                 tokio::time::sleep(delay).await;
                 delivery.requeue().await
@@ -444,11 +473,17 @@ async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool
         let worker = Arc::clone(&s);
         let timer = Arc::clone(&name);
         let job = s.tracker.spawn(async move {
-            let ctx = Arc::new(Context::for_worker(&worker.name, &timer, &Default::default()));
+            let ctx = Arc::new(Context::for_worker(
+                &worker.name,
+                &timer,
+                &Default::default(),
+            ));
             let service = Arc::clone(&worker.service);
             let t = Arc::clone(&timer);
             let result = worker
-                .run_worker(&timer, EntrypointKind::Timer, ctx, async move { service.handle_timer(&t).await })
+                .run_worker(&timer, EntrypointKind::Timer, ctx, async move {
+                    service.handle_timer(&t).await
+                })
                 .await;
             if let Err(e) = result {
                 tracing::error!(service = %worker.name, timer = %timer, "timer failed: {e}");

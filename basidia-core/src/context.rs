@@ -132,7 +132,10 @@ impl Context {
             (a, b) => a.or(b),
         };
         if let Some(d) = deadline {
-            headers.insert(DEADLINE.to_string(), HeaderValue::Int(epoch_ms_from_instant(d)));
+            headers.insert(
+                DEADLINE.to_string(),
+                HeaderValue::Int(epoch_ms_from_instant(d)),
+            );
         }
         headers
     }
@@ -180,7 +183,10 @@ mod tests {
     async fn current_is_task_scoped() {
         assert!(Context::current().is_none());
         let ctx = Arc::new(Context::new().with("user_id", "7"));
-        let seen = Context::scope(ctx, async { Context::current().unwrap().user_id().map(String::from) }).await;
+        let seen = Context::scope(ctx, async {
+            Context::current().unwrap().user_id().map(String::from)
+        })
+        .await;
         assert_eq!(seen.as_deref(), Some("7"));
     }
 }

@@ -79,16 +79,20 @@ impl InjectContext {
     }
 
     /// Builds the field `name` of type `T`, unless an override replaces it.
-    pub async fn field<T: Inject>(&mut self, name: &'static str, options: FieldOptions) -> Result<T, Error> {
+    pub async fn field<T: Inject>(
+        &mut self,
+        name: &'static str,
+        options: FieldOptions,
+    ) -> Result<T, Error> {
         if let Some(value) = self.overrides.remove(name) {
-            return value.downcast::<T>().map(|b| *b).map_err(|_| Error::Dependency {
-                service: self.service.clone(),
-                field: name.to_string(),
-                message: format!(
-                    "the replacement is not a {}",
-                    std::any::type_name::<T>()
-                ),
-            });
+            return value
+                .downcast::<T>()
+                .map(|b| *b)
+                .map_err(|_| Error::Dependency {
+                    service: self.service.clone(),
+                    field: name.to_string(),
+                    message: format!("the replacement is not a {}", std::any::type_name::<T>()),
+                });
         }
         self.field = name;
         self.options = options;
@@ -244,14 +248,21 @@ impl EventDispatcher {
 
     /// Dispatches an event; returns once the broker has accepted it. The current worker's
     /// context travels with it.
-    pub async fn dispatch<T: Serialize + ?Sized>(&self, event_type: &str, payload: &T) -> Result<(), RpcError> {
+    pub async fn dispatch<T: Serialize + ?Sized>(
+        &self,
+        event_type: &str,
+        payload: &T,
+    ) -> Result<(), RpcError> {
         let body = self
             .format
             .encode(payload)
             .map_err(|e| RpcError::Encode(e.to_string()))?;
         if let Some(max) = self.broker.max_payload() {
             if body.len() > max {
-                return Err(RpcError::Broker(crate::BrokerError::PayloadTooLarge { size: body.len(), max }));
+                return Err(RpcError::Broker(crate::BrokerError::PayloadTooLarge {
+                    size: body.len(),
+                    max,
+                }));
             }
         }
         let headers = Context::current()
@@ -273,7 +284,11 @@ impl EventDispatcher {
 #[async_trait]
 impl Inject for EventDispatcher {
     async fn inject(cx: &mut InjectContext) -> Result<Self, Error> {
-        Ok(EventDispatcher::new(cx.broker.clone(), &cx.service, cx.settings.serializer))
+        Ok(EventDispatcher::new(
+            cx.broker.clone(),
+            &cx.service,
+            cx.settings.serializer,
+        ))
     }
 }
 

@@ -49,13 +49,21 @@ struct ReplyOut<'a, T: ?Sized> {
 }
 
 /// Encodes a successful reply body.
-pub fn encode_reply<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>, RemoteError> {
+pub fn encode_reply<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+) -> Result<Vec<u8>, RemoteError> {
     format
         .encode(&ReplyOut {
             result: Some(value),
             error: None,
         })
-        .map_err(|e| RemoteError::new(crate::ErrorKind::Other, format!("cannot encode the result: {e}")))
+        .map_err(|e| {
+            RemoteError::new(
+                crate::ErrorKind::Other,
+                format!("cannot encode the result: {e}"),
+            )
+        })
 }
 
 /// Encodes an error reply body.
@@ -190,7 +198,11 @@ impl Arguments {
 
     /// Takes parameter `index` named `name`, from the positional arguments or the keyword
     /// arguments. A missing parameter decodes from nil, so `Option` parameters are optional.
-    pub fn take<T: DeserializeOwned>(&mut self, index: usize, name: &str) -> Result<T, RemoteError> {
+    pub fn take<T: DeserializeOwned>(
+        &mut self,
+        index: usize,
+        name: &str,
+    ) -> Result<T, RemoteError> {
         let range = match self.args.get_mut(index) {
             Some(slot) => slot.take(),
             None => self
@@ -256,19 +268,33 @@ mod tests {
     fn wrong_arguments_are_incorrect_signature() {
         let body = encode_request(Format::Json, &(1, 2), &NoKwargs).unwrap();
         let args = Arguments::decode(Format::Json, body.into()).unwrap();
-        assert_eq!(args.check(&["a"]).unwrap_err().kind(), ErrorKind::IncorrectSignature);
+        assert_eq!(
+            args.check(&["a"]).unwrap_err().kind(),
+            ErrorKind::IncorrectSignature
+        );
         let body = encode_request(Format::Json, &[1], &BTreeMap::from([("a", 1)])).unwrap();
         let args = Arguments::decode(Format::Json, body.into()).unwrap();
-        assert!(args.check(&["a"]).unwrap_err().value.contains("multiple values"));
+        assert!(args
+            .check(&["a"])
+            .unwrap_err()
+            .value
+            .contains("multiple values"));
         let body = encode_request(Format::Json, &["x"], &NoKwargs).unwrap();
         let mut args = Arguments::decode(Format::Json, body.into()).unwrap();
-        assert_eq!(args.take::<i64>(0, "a").unwrap_err().kind(), ErrorKind::IncorrectSignature);
-        assert_eq!(args.take::<i64>(1, "b").unwrap_err().kind(), ErrorKind::IncorrectSignature);
+        assert_eq!(
+            args.take::<i64>(0, "a").unwrap_err().kind(),
+            ErrorKind::IncorrectSignature
+        );
+        assert_eq!(
+            args.take::<i64>(1, "b").unwrap_err().kind(),
+            ErrorKind::IncorrectSignature
+        );
     }
 
     #[test]
     fn bodies_without_envelope_are_malformed() {
-        let err = Arguments::decode(Format::Json, Bytes::from_static(br#"{"args": []}"#)).unwrap_err();
+        let err =
+            Arguments::decode(Format::Json, Bytes::from_static(br#"{"args": []}"#)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MalformedRequest);
         let err = Arguments::decode(Format::MsgPack, Bytes::from_static(b"\xc1\xc1")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MalformedRequest);

@@ -19,8 +19,8 @@ pub mod runner;
 pub mod service;
 
 pub use broker::{
-    event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery, EventBinding, HandlerType,
-    Settle, SharedBroker, Subscription,
+    event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery, EventBinding,
+    HandlerType, Settle, SharedBroker, Subscription,
 };
 pub use config::{parse_duration, RunnerConfig, ServiceOverrides, ServiceSettings};
 pub use container::{ServiceContainer, WorkerEvent};

@@ -44,7 +44,10 @@ impl<E: Serialize + Display> ViaUser for &ErrWrap<'_, E> {
 }
 
 /// Encodes a handler's successful value.
-pub fn reply_ok<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<EncodedReply, RemoteError> {
+pub fn reply_ok<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+) -> Result<EncodedReply, RemoteError> {
     crate::envelope::encode_reply(format, value).map(EncodedReply)
 }
 

@@ -145,9 +145,24 @@ impl RpcProxy {
         args: serde_json::Value,
     ) -> Result<serde_json::Value, RpcError> {
         let value: basidia_serializers::Value = match args {
-            serde_json::Value::Object(map) => return self.call(service, method, &[(); 0], &map).await.map(json_of),
-            serde_json::Value::Array(items) => return self.call(service, method, &items, &NoKwargs).await.map(json_of),
-            serde_json::Value::Null => return self.call(service, method, &[(); 0], &NoKwargs).await.map(json_of),
+            serde_json::Value::Object(map) => {
+                return self
+                    .call(service, method, &[(); 0], &map)
+                    .await
+                    .map(json_of)
+            }
+            serde_json::Value::Array(items) => {
+                return self
+                    .call(service, method, &items, &NoKwargs)
+                    .await
+                    .map(json_of)
+            }
+            serde_json::Value::Null => {
+                return self
+                    .call(service, method, &[(); 0], &NoKwargs)
+                    .await
+                    .map(json_of)
+            }
             other => self.call(service, method, &[other], &NoKwargs).await?,
         };
         Ok(json_of(value))
@@ -155,7 +170,8 @@ impl RpcProxy {
 
     /// Asks a service to describe itself (the built-in introspection call).
     pub async fn describe(&self, service: &str) -> Result<ServiceDescription, RpcError> {
-        self.call(service, DESCRIBE_METHOD, &[(); 0], &NoKwargs).await
+        self.call(service, DESCRIBE_METHOD, &[(); 0], &NoKwargs)
+            .await
     }
 
     async fn send(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Message, RpcError> {
@@ -253,7 +269,9 @@ impl ServiceProxy {
         R: DeserializeOwned,
         A: Serialize + ?Sized,
     {
-        self.inner.call(&self.service, method, args, &NoKwargs).await
+        self.inner
+            .call(&self.service, method, args, &NoKwargs)
+            .await
     }
 
     /// Asks the service to describe itself.

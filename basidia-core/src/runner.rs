@@ -18,7 +18,9 @@ use crate::proxy::RpcProxy;
 use crate::service::{NamedService, Service};
 
 type Built = (Arc<dyn Service>, Vec<Arc<dyn DependencyProvider>>);
-type BuildFn = Box<dyn FnOnce(InjectContext) -> Pin<Box<dyn Future<Output = Result<Built, Error>> + Send>> + Send>;
+type BuildFn = Box<
+    dyn FnOnce(InjectContext) -> Pin<Box<dyn Future<Output = Result<Built, Error>> + Send>> + Send,
+>;
 
 /// Per-service options: restrict entrypoints, replace dependencies.
 #[derive(Default)]
@@ -31,7 +33,10 @@ impl std::fmt::Debug for ServiceOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceOptions")
             .field("entrypoints", &self.entrypoints)
-            .field("overrides", &self.overrides.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "overrides",
+                &self.overrides.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -88,7 +93,10 @@ impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("broker", &self.broker.kind())
-            .field("services", &self.specs.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.specs.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +130,10 @@ impl Runner {
     }
 
     /// Hosts the service type `S` with options.
-    pub fn add_with<S: Service + NamedService + Inject>(&mut self, options: ServiceOptions) -> &mut Self {
+    pub fn add_with<S: Service + NamedService + Inject>(
+        &mut self,
+        options: ServiceOptions,
+    ) -> &mut Self {
         let overrides = options.overrides;
         let build: BuildFn = Box::new(move |mut cx: InjectContext| {
             Box::pin(async move {
@@ -209,7 +220,12 @@ impl Runner {
                 continue;
             }
             let settings = config.settings_for(&spec.name);
-            let cx = InjectContext::new(&spec.name, settings.clone(), broker.clone(), Arc::clone(&sections));
+            let cx = InjectContext::new(
+                &spec.name,
+                settings.clone(),
+                broker.clone(),
+                Arc::clone(&sections),
+            );
             let built = (spec.build)(cx).await;
             let (service, providers) = match built {
                 Ok(b) => b,

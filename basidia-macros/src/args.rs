@@ -35,7 +35,9 @@ impl Parse for Arg {
 /// Parses a comma-separated argument list.
 pub fn parse_args(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Arg>> {
     let parser = Punctuated::<Arg, Token![,]>::parse_terminated;
-    Ok(syn::parse::Parser::parse2(parser, tokens)?.into_iter().collect())
+    Ok(syn::parse::Parser::parse2(parser, tokens)?
+        .into_iter()
+        .collect())
 }
 
 /// The string of a literal, or an error at it.
@@ -97,14 +99,20 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
             .parse()
             .map_err(|_| format!("invalid duration {text:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let scale = match rest[..unit_len].trim() {
             "ms" => 1.0,
             "s" => 1000.0,
             "m" => 60_000.0,
             "h" => 3_600_000.0,
             "d" => 86_400_000.0,
-            u => return Err(format!("unknown unit {u:?} in duration {text:?}: use ms, s, m, h or d")),
+            u => {
+                return Err(format!(
+                    "unknown unit {u:?} in duration {text:?}: use ms, s, m, h or d"
+                ))
+            }
         };
         total += n * scale;
         rest = &rest[unit_len..];

@@ -116,11 +116,11 @@ pub fn generate(
             quote!(&(#(#args,)*))
         };
         let ok = &m.ok;
-        let checks = m.params.iter().map(|(_, t)| {
-            quote_spanned!(t.span()=> #p::assert_serialize::<#t>();)
-        });
-        let ok_check = quote_spanned!(ok.span()=> #p::assert_deserialize::<#ok>();)
-;
+        let checks = m
+            .params
+            .iter()
+            .map(|(_, t)| quote_spanned!(t.span()=> #p::assert_serialize::<#t>();));
+        let ok_check = quote_spanned!(ok.span()=> #p::assert_deserialize::<#ok>(););
         quote! {
             #docs
             pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ok, #p::RpcError> {
@@ -129,7 +129,10 @@ pub fn generate(
             }
         }
     });
-    let doc = format!("Typed client of the service `{}`.", service_name.to_string().trim_matches('"'));
+    let doc = format!(
+        "Typed client of the service `{}`.",
+        service_name.to_string().trim_matches('"')
+    );
     quote! {
         #[doc = #doc]
         #[derive(Clone, Debug)]
@@ -177,7 +180,10 @@ pub fn expand_trait(attr: TokenStream, item: TokenStream) -> syn::Result<TokenSt
             Arg::KeyValue(k, v) if k == "name" => client_name = Some(lit_str(&v)?),
             Arg::Lit(l) => service = Some(l),
             Arg::KeyValue(k, _) | Arg::Flag(k) => {
-                errors.at(k.span(), format!("unknown argument `{k}`: expected service, name or crate"));
+                errors.at(
+                    k.span(),
+                    format!("unknown argument `{k}`: expected service, name or crate"),
+                );
             }
         }
     }
@@ -201,10 +207,18 @@ pub fn expand_trait(attr: TokenStream, item: TokenStream) -> syn::Result<TokenSt
                     wire: param_name(&f.sig.ident),
                     params,
                     ok: ok_type(&f.sig.output),
-                    doc: f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
+                    doc: f
+                        .attrs
+                        .iter()
+                        .filter(|a| a.path().is_ident("doc"))
+                        .cloned()
+                        .collect(),
                 });
             }
-            other => errors.at(other.span(), "a #[client] trait holds only `async fn` declarations"),
+            other => errors.at(
+                other.span(),
+                "a #[client] trait holds only `async fn` declarations",
+            ),
         }
     }
     errors.finish()?;

@@ -9,7 +9,8 @@ use syn::spanned::Spanned;
 use syn::{ImplItem, ImplItemFn, LitStr, Type};
 
 use crate::args::{
-    crate_path, doc_of, lit_str, parse_args, parse_duration_ms, snake_case, type_string, Arg, Errors,
+    crate_path, doc_of, lit_str, parse_args, parse_duration_ms, snake_case, type_string, Arg,
+    Errors,
 };
 use crate::client::{generate, ok_type, param_name, result_types, typed_params, ClientMethod};
 
@@ -205,17 +206,26 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
             Arg::KeyValue(k, v) if k == "crate" => custom_crate = Some(lit_str(&v)?),
             Arg::Lit(l) => name = Some(l),
             Arg::KeyValue(k, _) | Arg::Flag(k) => {
-                errors.at(k.span(), format!("unknown argument `{k}`: expected name or crate"));
+                errors.at(
+                    k.span(),
+                    format!("unknown argument `{k}`: expected name or crate"),
+                );
             }
         }
     }
     let krate = crate_path(custom_crate)?;
     let p = quote!(#krate::__private);
     if let Some(t) = &imp.trait_ {
-        errors.at(t.1.span(), "#[service] goes on an inherent impl block, not a trait impl");
+        errors.at(
+            t.1.span(),
+            "#[service] goes on an inherent impl block, not a trait impl",
+        );
     }
     if !imp.generics.params.is_empty() {
-        errors.at(imp.generics.span(), "a service impl block cannot be generic");
+        errors.at(
+            imp.generics.span(),
+            "a service impl block cannot be generic",
+        );
     }
     let self_ty = (*imp.self_ty).clone();
     let type_ident = match &self_ty {
@@ -223,7 +233,10 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
         _ => None,
     };
     let Some(type_ident) = type_ident else {
-        return Err(syn::Error::new(self_ty.span(), "#[service] needs a named type"));
+        return Err(syn::Error::new(
+            self_ty.span(),
+            "#[service] needs a named type",
+        ));
     };
     let service_name = name
         .as_ref()
@@ -231,7 +244,10 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
         .unwrap_or_else(|| snake_case(&type_ident.to_string()));
     if service_name.is_empty() || service_name.contains(['.', '*', '#', ' ']) {
         let span = name.as_ref().map_or(type_ident.span(), LitStr::span);
-        errors.at(span, "a service name must be non-empty and contain no '.', '*', '#' or spaces");
+        errors.at(
+            span,
+            "a service name must be non-empty and contain no '.', '*', '#' or spaces",
+        );
     }
 
     // Collect entrypoints, stripping their attributes from the emitted impl.
@@ -291,7 +307,10 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                 errors.at(ident.span(), format!("two entrypoints are named `{wire}`"));
             }
             if wire == "__describe__" {
-                errors.at(ident.span(), "`__describe__` is the built-in introspection method");
+                errors.at(
+                    ident.span(),
+                    "`__describe__` is the built-in introspection method",
+                );
             }
         }
         let params = typed_params(&method.sig, &mut errors);
@@ -351,7 +370,12 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                     wire: wire.clone(),
                     params: params.clone(),
                     ok,
-                    doc: method.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
+                    doc: method
+                        .attrs
+                        .iter()
+                        .filter(|a| a.path().is_ident("doc"))
+                        .cloned()
+                        .collect(),
                 });
             }
             Kind::Event {
@@ -371,7 +395,11 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                         quote!(self.#ident(#n).await),
                         type_string(t),
                     ),
-                    None => (quote!(let _ = event;), quote!(self.#ident().await), "()".to_string()),
+                    None => (
+                        quote!(let _ = event;),
+                        quote!(self.#ident().await),
+                        "()".to_string(),
+                    ),
                 };
                 if let Some((_, t)) = params.first() {
                     checks.push(quote_spanned!(t.span()=> #p::assert_deserialize::<#t>();));
@@ -418,7 +446,11 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                     errors.at(n.span(), "lifecycle hooks take no parameters");
                 }
                 let is_start = matches!(kind, Kind::OnStart);
-                let slot = if is_start { &mut on_start } else { &mut on_stop };
+                let slot = if is_start {
+                    &mut on_start
+                } else {
+                    &mut on_stop
+                };
                 if slot.is_some() {
                     errors.at(ident.span(), "only one such hook per service");
                 }
@@ -448,7 +480,13 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
 
     let client_ident = format_ident!("{}Client", type_ident);
     let name_lit = quote!(#service_name);
-    let client = generate(&krate, &syn::parse_quote!(pub), &client_ident, &name_lit, &client_methods);
+    let client = generate(
+        &krate,
+        &syn::parse_quote!(pub),
+        &client_ident,
+        &name_lit,
+        &client_methods,
+    );
 
     Ok(quote! {
         #imp

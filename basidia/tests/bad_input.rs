@@ -116,9 +116,15 @@ async fn typed_values_travel_in_both_formats() {
             .await
             .unwrap();
         assert_eq!(s, Shape::Circle { r: 2 });
-        let s: Shape = p.call("calc", "shape", &(Shape::Dot,), &NoKwargs).await.unwrap();
+        let s: Shape = p
+            .call("calc", "shape", &(Shape::Dot,), &NoKwargs)
+            .await
+            .unwrap();
         assert_eq!(s, Shape::Dot);
-        let unit: () = p.call("calc", "nothing", &[(); 0], &NoKwargs).await.unwrap();
+        let unit: () = p
+            .call("calc", "nothing", &[(); 0], &NoKwargs)
+            .await
+            .unwrap();
         assert_eq!(unit, ());
     }
     // Optional parameters may be left out or given by keyword.
@@ -136,7 +142,10 @@ async fn wrong_argument_count_names_and_types_are_incorrect_signature() {
     let h = harness().await;
     for (args, needle) in [
         (json!([1]), "missing required argument \"b\""),
-        (json!([1, 2, 3]), "takes 2 positional argument(s) but 3 were given"),
+        (
+            json!([1, 2, 3]),
+            "takes 2 positional argument(s) but 3 were given",
+        ),
         (json!({"a": 1, "c": 2}), "unexpected keyword argument \"c\""),
         (json!(["one", 2]), "argument \"a\""),
     ] {
@@ -151,11 +160,23 @@ async fn wrong_argument_count_names_and_types_are_incorrect_signature() {
 #[tokio::test]
 async fn unknown_methods_and_services_fail_fast() {
     let h = harness().await;
-    let err = h.call_json("calc", "divide", json!([1, 2])).await.unwrap_err();
+    let err = h
+        .call_json("calc", "divide", json!([1, 2]))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MethodNotFound);
-    assert_eq!(err.remote().unwrap().exc_path, "nameko.exceptions.MethodNotFound");
-    let err = h.call_json("abacus", "add", json!([1, 2])).await.unwrap_err();
-    assert!(matches!(err, RpcError::UnknownService(ref s) if s == "abacus"), "{err:?}");
+    assert_eq!(
+        err.remote().unwrap().exc_path,
+        "nameko.exceptions.MethodNotFound"
+    );
+    let err = h
+        .call_json("abacus", "add", json!([1, 2]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::UnknownService(ref s) if s == "abacus"),
+        "{err:?}"
+    );
     still_serving(&h).await;
     h.stop().await;
 }
@@ -177,7 +198,10 @@ async fn payloads_that_are_neither_msgpack_nor_json_are_malformed_requests() {
     // Claims msgpack, is garbage; claims JSON, is msgpack; lacks kwargs.
     for (body, ct) in [
         (b"\xc1\xff\x00".to_vec(), "application/x-msgpack"),
-        (encode_request(Format::MsgPack, &[1, 2], &NoKwargs).unwrap(), "application/json"),
+        (
+            encode_request(Format::MsgPack, &[1, 2], &NoKwargs).unwrap(),
+            "application/json",
+        ),
         (br#"{"args": [1, 2]}"#.to_vec(), "application/json"),
     ] {
         let reply = raw_call(&h, "add", Message::new(body, ct)).await;
@@ -214,7 +238,10 @@ async fn a_request_without_reply_to_is_dead_lettered_not_lost() {
 #[tokio::test]
 async fn handler_errors_and_panics_reach_the_caller_and_free_the_worker() {
     let h = harness().await;
-    let err = h.call_json("calc", "refuse", json!([451])).await.unwrap_err();
+    let err = h
+        .call_json("calc", "refuse", json!([451]))
+        .await
+        .unwrap_err();
     let remote = err.remote().unwrap();
     assert_eq!(remote.exc_type, "Refused");
     assert_eq!(remote.value, "refused with code 451");

@@ -29,7 +29,8 @@ impl Back {
             user_id: ctx.user_id().map(String::from),
             call_id_stack: ctx.call_id_stack.clone(),
             deadline_ms: ctx.deadline.map(|d| {
-                d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64
+                d.saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as u64
             }),
         }
     }
@@ -85,7 +86,9 @@ async fn context_data_and_call_ids_flow_through_calls_and_events() {
             .with_timeout(Duration::from_secs(5)),
     );
     let front = h.client::<FrontClient>();
-    let seen = Context::scope(ctx, async { front.relay().await }).await.unwrap();
+    let seen = Context::scope(ctx, async { front.relay().await })
+        .await
+        .unwrap();
     assert_eq!(seen.auth_token.as_deref(), Some("tok-123"));
     assert_eq!(seen.user_id.as_deref(), Some("42"));
     assert_eq!(seen.call_id_stack.len(), 2, "{:?}", seen.call_id_stack);

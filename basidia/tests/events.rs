@@ -72,7 +72,12 @@ async fn a_failing_handler_is_retried_until_it_succeeds() {
             h.dispatch("orders", "placed", &7u32).await.unwrap();
         }
         let run = waiter.wait(Duration::from_secs(60)).await.unwrap();
-        assert_eq!(run.error.is_none(), attempt == 3, "attempt {attempt}: {:?}", run.error);
+        assert_eq!(
+            run.error.is_none(),
+            attempt == 3,
+            "attempt {attempt}: {:?}",
+            run.error
+        );
     }
     assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 3);
     assert!(h.broker().dead_letters().is_empty());
@@ -97,11 +102,21 @@ async fn a_handler_that_keeps_failing_is_dead_lettered_after_the_cap() {
     let dead = h.broker().dead_letters();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].queue, "evt-orders-cancelled--broken.on_cancelled");
-    assert!(dead[0].reason.contains("failed 3 times"), "{}", dead[0].reason);
-    assert!(dead[0].reason.contains("database down"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("failed 3 times"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        dead[0].reason.contains("database down"),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(BROKEN_CALLS.load(Ordering::SeqCst), 3);
     // An undecodable payload is dead-lettered at once: retrying cannot help.
-    h.dispatch("orders", "typed", &"not a number").await.unwrap();
+    h.dispatch("orders", "typed", &"not a number")
+        .await
+        .unwrap();
     for _ in 0..100 {
         if h.broker().dead_letters().len() == 2 {
             break;
@@ -110,7 +125,11 @@ async fn a_handler_that_keeps_failing_is_dead_lettered_after_the_cap() {
     }
     let dead = h.broker().dead_letters();
     assert_eq!(dead.len(), 2);
-    assert!(dead[1].reason.contains("MalformedRequest"), "{}", dead[1].reason);
+    assert!(
+        dead[1].reason.contains("MalformedRequest"),
+        "{}",
+        dead[1].reason
+    );
     assert_eq!(dead[1].message.delivery_count, 1);
     h.stop().await;
 }
@@ -158,13 +177,20 @@ async fn handler_types_share_events_as_nameko_does() {
         .iter()
         .map(|h| h.waiter("watcher", "everyone"))
         .collect();
-    instances[0].dispatch("config", "changed", &1u8).await.unwrap();
+    instances[0]
+        .dispatch("config", "changed", &1u8)
+        .await
+        .unwrap();
     for w in waiters {
         w.wait(Duration::from_secs(5)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(BROADCAST.load(Ordering::SeqCst), 3, "every instance");
-    assert_eq!(POOL.load(Ordering::SeqCst), 1, "one instance of the service");
+    assert_eq!(
+        POOL.load(Ordering::SeqCst),
+        1,
+        "one instance of the service"
+    );
     assert_eq!(SINGLE.load(Ordering::SeqCst), 1, "one handler overall");
     for h in instances {
         h.stop().await;
@@ -194,9 +220,16 @@ async fn events_dispatched_while_a_service_is_down_arrive_when_it_returns() {
         .await
         .unwrap();
     first.stop().await;
-    let dispatcher = ServiceHarness::builder().broker(server.connect()).start().await.unwrap();
+    let dispatcher = ServiceHarness::builder()
+        .broker(server.connect())
+        .start()
+        .await
+        .unwrap();
     for n in 0..3u32 {
-        dispatcher.dispatch("billing", "invoiced", &n).await.unwrap();
+        dispatcher
+            .dispatch("billing", "invoiced", &n)
+            .await
+            .unwrap();
     }
     assert_eq!(LATE.load(Ordering::SeqCst), 0);
     let again = ServiceHarness::builder()

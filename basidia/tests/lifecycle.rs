@@ -51,7 +51,11 @@ impl DependencyProvider for Recorder {
         log(format!("worker_setup {}", w.entrypoint));
     }
     fn worker_result(&self, w: &WorkerInfo<'_>, outcome: Result<(), &RemoteError>) {
-        log(format!("worker_result {} {}", w.entrypoint, outcome.is_ok()));
+        log(format!(
+            "worker_result {} {}",
+            w.entrypoint,
+            outcome.is_ok()
+        ));
     }
     fn worker_teardown(&self, w: &WorkerInfo<'_>) {
         log(format!("worker_teardown {}", w.entrypoint));
@@ -91,7 +95,10 @@ impl Hooks {
 
     #[rpc]
     async fn greet(&self, name: String) -> String {
-        format!("{} {name}{} ({})", self.words.prefix, self.words.suffix, self.rec.label)
+        format!(
+            "{} {name}{} ({})",
+            self.words.prefix, self.words.suffix, self.rec.label
+        )
     }
 
     #[rpc]
@@ -218,7 +225,11 @@ async fn max_workers_bounds_concurrency_and_shutdown_drains_in_flight_work() {
     h.stop().await;
     assert_eq!(in_flight.await.unwrap().unwrap(), 5_000);
     // Stopped: nothing consumes the queue any more, so a call waits for its deadline.
-    let err = c.with_timeout(Duration::from_secs(1)).work(1).await.unwrap_err();
+    let err = c
+        .with_timeout(Duration::from_secs(1))
+        .work(1)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), basidia::ErrorKind::Timeout);
 }
 
@@ -247,7 +258,11 @@ impl Service for Manual {
         }
     }
 
-    async fn handle_rpc(&self, method: &str, mut args: Arguments) -> Result<EncodedReply, RemoteError> {
+    async fn handle_rpc(
+        &self,
+        method: &str,
+        mut args: Arguments,
+    ) -> Result<EncodedReply, RemoteError> {
         match method {
             "double" => {
                 args.check(&["n"])?;
@@ -270,7 +285,11 @@ trait Manual {
 
 #[tokio::test]
 async fn hand_written_services_and_declared_clients_work_together() {
-    let h = ServiceHarness::builder().instance(Manual).start().await.unwrap();
+    let h = ServiceHarness::builder()
+        .instance(Manual)
+        .start()
+        .await
+        .unwrap();
     let c = h.client::<ManualClient>();
     assert_eq!(c.double(21).await.unwrap(), 42);
     let err = c.triple(1).await.unwrap_err();
@@ -278,7 +297,11 @@ async fn hand_written_services_and_declared_clients_work_together() {
     let d = h.proxy().describe("manual").await.unwrap();
     assert_eq!(d.rpc[0].name, "double");
     let kw: BTreeMap<&str, i64> = [("n", 5)].into_iter().collect();
-    let v: i64 = h.proxy().call("manual", "double", &[(); 0], &kw).await.unwrap();
+    let v: i64 = h
+        .proxy()
+        .call("manual", "double", &[(); 0], &kw)
+        .await
+        .unwrap();
     assert_eq!(v, 10);
     h.stop().await;
 }
@@ -316,7 +339,9 @@ async fn a_dependency_timeout_bounds_its_calls() {
         .unwrap();
     let c = h.client::<CallerClient>();
     let err = c.slow_call().await.unwrap_err();
-    let remote = err.remote().expect("the timeout travels back as a remote error");
+    let remote = err
+        .remote()
+        .expect("the timeout travels back as a remote error");
     assert_eq!(remote.exc_type, "Timeout");
     assert_eq!(c.dynamic(5).await.unwrap(), 5);
     h.stop().await;
@@ -331,7 +356,10 @@ async fn runners_reject_duplicates_and_unknown_names() {
     let mut r = Runner::new(broker.clone());
     r.add::<Busy>().only(["nope"]);
     let err = r.start().await.unwrap_err();
-    assert!(err.to_string().contains("no service named \"nope\""), "{err}");
+    assert!(
+        err.to_string().contains("no service named \"nope\""),
+        "{err}"
+    );
     let mut r = Runner::new(broker);
     r.add::<Busy>().add_instance(Manual).only(["manual"]);
     let running = r.start().await.unwrap();

@@ -51,7 +51,10 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(300);
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 async fn next(sub: &mut Subscription, what: &str) -> Delivery {
@@ -72,7 +75,12 @@ fn json(body: &str) -> Message {
     Message::new(body.as_bytes().to_vec(), "application/json")
 }
 
-fn binding(source: &str, event_type: &str, service: &str, handler_type: HandlerType) -> EventBinding {
+fn binding(
+    source: &str,
+    event_type: &str,
+    service: &str,
+    handler_type: HandlerType,
+) -> EventBinding {
     EventBinding {
         source: source.into(),
         event_type: event_type.into(),
@@ -122,13 +130,19 @@ pub async fn rpc_round_trip(c: &dyn Connector) {
     settle_in().await;
     let responder = tokio::spawn(async move {
         let d = next(&mut sub, "rpc request").await;
-        assert_eq!(d.routing_key, "echo", "the method travels as the routing key");
+        assert_eq!(
+            d.routing_key, "echo",
+            "the method travels as the routing key"
+        );
         assert_eq!(
             d.message.headers.get("auth_token"),
             Some(&HeaderValue::from("secret")),
             "context headers travel with the request"
         );
-        assert!(d.message.correlation_id.is_some(), "requests carry a correlation id");
+        assert!(
+            d.message.correlation_id.is_some(),
+            "requests carry a correlation id"
+        );
         let reply = Message::new(d.message.body.clone(), "application/json");
         d.reply(reply).await.expect("reply");
         d.ack().await.expect("ack");
@@ -172,9 +186,17 @@ pub async fn call_times_out(c: &dyn Connector) {
     let mut sub = server.serve(&service, opts(10)).await.expect("serve");
     settle_in().await;
     let res = client
-        .call(&service, "m", json(r#"{"args":[],"kwargs":{}}"#), Duration::from_millis(300))
+        .call(
+            &service,
+            "m",
+            json(r#"{"args":[],"kwargs":{}}"#),
+            Duration::from_millis(300),
+        )
         .await;
-    assert!(matches!(res, Err(BrokerError::Timeout(_))), "expected Timeout, got {res:?}");
+    assert!(
+        matches!(res, Err(BrokerError::Timeout(_))),
+        "expected Timeout, got {res:?}"
+    );
     // The request did arrive; acknowledge it so it does not linger.
     let d = next(&mut sub, "silent request").await;
     d.ack().await.expect("ack");
@@ -201,7 +223,10 @@ pub async fn replies_keep_their_content_type(c: &dyn Connector) {
     });
     let mut req = Message::new(b"\x80".to_vec(), "application/x-msgpack");
     req.headers.insert("language".into(), "fr".into());
-    let reply = client.call(&service, "m", req, PATIENCE).await.expect("call");
+    let reply = client
+        .call(&service, "m", req, PATIENCE)
+        .await
+        .expect("call");
     assert_eq!(reply.content_type.as_deref(), Some("application/x-msgpack"));
     server.close().await;
     client.close().await;
@@ -235,7 +260,11 @@ pub async fn requests_compete_across_instances(c: &dyn Connector) {
             .expect("call");
         *seen.entry(r.body.to_vec()).or_insert(0) += 1;
     }
-    assert_eq!(seen.len(), 2, "both instances should have served requests: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "both instances should have served requests: {seen:?}"
+    );
     a.close().await;
     b.close().await;
     client.close().await;
@@ -248,7 +277,12 @@ pub async fn requests_compete_across_instances(c: &dyn Connector) {
 pub async fn requeue_redelivers_with_flag_and_count(c: &dyn Connector) {
     let broker = c.connect().await;
     let source = unique("conf_src");
-    let b = binding(&source, "happened", &unique("conf_h"), HandlerType::ServicePool);
+    let b = binding(
+        &source,
+        "happened",
+        &unique("conf_h"),
+        HandlerType::ServicePool,
+    );
     let mut sub = broker.subscribe(&b, opts(10)).await.expect("subscribe");
     settle_in().await;
     broker
@@ -256,12 +290,18 @@ pub async fn requeue_redelivers_with_flag_and_count(c: &dyn Connector) {
         .await
         .expect("publish");
     let first = next(&mut sub, "first delivery").await;
-    assert!(!first.message.redelivered, "a first delivery is not redelivered");
+    assert!(
+        !first.message.redelivered,
+        "a first delivery is not redelivered"
+    );
     assert_eq!(first.message.delivery_count, 1);
     assert_eq!(first.routing_key, "happened");
     first.requeue().await.expect("requeue");
     let second = next(&mut sub, "redelivery").await;
-    assert!(second.message.redelivered, "a requeued message is redelivered");
+    assert!(
+        second.message.redelivered,
+        "a requeued message is redelivered"
+    );
     assert_eq!(second.message.delivery_count, 2);
     assert_eq!(&second.message.body[..], b"1");
     second.ack().await.expect("ack");
@@ -273,7 +313,12 @@ pub async fn requeue_redelivers_with_flag_and_count(c: &dyn Connector) {
 pub async fn dropped_delivery_is_redelivered(c: &dyn Connector) {
     let broker = c.connect().await;
     let source = unique("conf_src");
-    let b = binding(&source, "crashy", &unique("conf_h"), HandlerType::ServicePool);
+    let b = binding(
+        &source,
+        "crashy",
+        &unique("conf_h"),
+        HandlerType::ServicePool,
+    );
     let mut sub = broker.subscribe(&b, opts(10)).await.expect("subscribe");
     settle_in().await;
     broker
@@ -296,7 +341,12 @@ pub async fn dropped_delivery_is_redelivered(c: &dyn Connector) {
 pub async fn dead_lettered_delivery_is_not_redelivered(c: &dyn Connector) {
     let broker = c.connect().await;
     let source = unique("conf_src");
-    let b = binding(&source, "poison", &unique("conf_h"), HandlerType::ServicePool);
+    let b = binding(
+        &source,
+        "poison",
+        &unique("conf_h"),
+        HandlerType::ServicePool,
+    );
     let mut sub = broker.subscribe(&b, opts(10)).await.expect("subscribe");
     settle_in().await;
     broker
@@ -380,13 +430,18 @@ pub async fn singleton_events_reach_one_handler(c: &dyn Connector) {
     let mut sx = x.subscribe(&bx, opts(10)).await.expect("subscribe x");
     let mut sy = y.subscribe(&by, opts(10)).await.expect("subscribe y");
     settle_in().await;
-    x.publish_event(&source, "tick", json("1")).await.expect("publish");
+    x.publish_event(&source, "tick", json("1"))
+        .await
+        .expect("publish");
     let got = tokio::select! {
         d = sx.next() => d,
         d = sy.next() => d,
         () = tokio::time::sleep(PATIENCE) => None,
     };
-    got.expect("one singleton handler gets it").ack().await.expect("ack");
+    got.expect("one singleton handler gets it")
+        .ack()
+        .await
+        .expect("ack");
     nothing(&mut sx, "x after the singleton event was taken").await;
     nothing(&mut sy, "y after the singleton event was taken").await;
     x.close().await;
@@ -404,7 +459,9 @@ pub async fn broadcast_events_reach_every_instance(c: &dyn Connector) {
     let mut s1 = i1.subscribe(&b1, opts(10)).await.expect("subscribe 1");
     let mut s2 = i2.subscribe(&b2, opts(10)).await.expect("subscribe 2");
     settle_in().await;
-    i1.publish_event(&source, "reload", json("true")).await.expect("publish");
+    i1.publish_event(&source, "reload", json("true"))
+        .await
+        .expect("publish");
     next(&mut s1, "instance 1").await.ack().await.expect("ack");
     next(&mut s2, "instance 2").await.ack().await.expect("ack");
     i1.close().await;
@@ -415,7 +472,12 @@ pub async fn broadcast_events_reach_every_instance(c: &dyn Connector) {
 pub async fn events_wait_in_durable_queues_while_the_handler_is_down(c: &dyn Connector) {
     let broker = c.connect().await;
     let source = unique("conf_src");
-    let b = binding(&source, "queued", &unique("conf_h"), HandlerType::ServicePool);
+    let b = binding(
+        &source,
+        "queued",
+        &unique("conf_h"),
+        HandlerType::ServicePool,
+    );
     let sub = broker.subscribe(&b, opts(10)).await.expect("subscribe");
     settle_in().await;
     drop(sub);
@@ -445,7 +507,12 @@ pub async fn close_fails_calls_in_flight(c: &dyn Connector) {
         let service = service.clone();
         tokio::spawn(async move {
             client
-                .call(&service, "m", json(r#"{"args":[],"kwargs":{}}"#), Duration::from_secs(120))
+                .call(
+                    &service,
+                    "m",
+                    json(r#"{"args":[],"kwargs":{}}"#),
+                    Duration::from_secs(120),
+                )
                 .await
         })
     };
@@ -456,7 +523,10 @@ pub async fn close_fails_calls_in_flight(c: &dyn Connector) {
         .expect("a call in flight must fail promptly when its connection closes")
         .expect("caller task");
     assert!(
-        matches!(res, Err(BrokerError::ConnectionLost(_) | BrokerError::Closed)),
+        matches!(
+            res,
+            Err(BrokerError::ConnectionLost(_) | BrokerError::Closed)
+        ),
         "expected ConnectionLost, got {res:?}"
     );
     let after = client

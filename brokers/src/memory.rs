@@ -164,7 +164,12 @@ impl MemoryBroker {
     /// Publishes a message straight onto a queue, as AMQP's default exchange does: no reply
     /// address or correlation id is added. For tests that hand a service a message as an
     /// arbitrary peer would.
-    pub fn publish_to_queue(&self, queue: &str, routing_key: &str, message: Message) -> Result<(), BrokerError> {
+    pub fn publish_to_queue(
+        &self,
+        queue: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<(), BrokerError> {
         self.check_open()?;
         let queue = self
             .hub
@@ -250,7 +255,9 @@ impl Hub {
 
     fn bind(&self, exchange: &str, key: &str, queue: &str) {
         let mut b = write(&self.bindings);
-        let list = b.entry((exchange.to_string(), key.to_string())).or_default();
+        let list = b
+            .entry((exchange.to_string(), key.to_string()))
+            .or_default();
         if !list.iter().any(|q| q == queue) {
             list.push(queue.to_string());
         }
@@ -302,13 +309,10 @@ fn enqueue(queue: &Queue, st: &mut QueueState, entry: Entry, front: bool) {
 fn pump(queue: &Arc<Queue>, st: &mut QueueState) {
     while !st.ready.is_empty() && !st.consumers.is_empty() {
         let n = st.consumers.len();
-        let Some(idx) = (0..n)
-            .map(|i| (st.next + i) % n)
-            .find(|&i| {
-                let c = &st.consumers[i];
-                (c.prefetch == 0 || c.in_flight < c.prefetch) && !c.tx.is_closed()
-            })
-        else {
+        let Some(idx) = (0..n).map(|i| (st.next + i) % n).find(|&i| {
+            let c = &st.consumers[i];
+            (c.prefetch == 0 || c.in_flight < c.prefetch) && !c.tx.is_closed()
+        }) else {
             break;
         };
         st.next = (idx + 1) % n;
@@ -433,7 +437,11 @@ impl Settle for MemorySettle {
         Ok(())
     }
 
-    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+    async fn dead_letter(
+        self: Box<Self>,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
         {
             let mut st = lock(&self.queue.state);
             self.release(&mut st);

@@ -63,11 +63,18 @@ fn binding(handler_type: HandlerType) -> EventBinding {
 async fn dead_letters_are_kept_with_their_reason() {
     let broker = MemoryBroker::new();
     let mut sub = broker
-        .subscribe(&binding(HandlerType::ServicePool), ConsumeOptions::default())
+        .subscribe(
+            &binding(HandlerType::ServicePool),
+            ConsumeOptions::default(),
+        )
         .await
         .unwrap();
     broker
-        .publish_event("src", "evt", Message::new(b"1".to_vec(), "application/json"))
+        .publish_event(
+            "src",
+            "evt",
+            Message::new(b"1".to_vec(), "application/json"),
+        )
         .await
         .unwrap();
     let d = sub.next().await.unwrap();
@@ -84,7 +91,10 @@ async fn dead_letters_are_kept_with_their_reason() {
 async fn queue_names_follow_nameko() {
     let broker = MemoryBroker::new();
     let _a = broker
-        .subscribe(&binding(HandlerType::ServicePool), ConsumeOptions::default())
+        .subscribe(
+            &binding(HandlerType::ServicePool),
+            ConsumeOptions::default(),
+        )
         .await
         .unwrap();
     let _b = broker
@@ -95,7 +105,10 @@ async fn queue_names_follow_nameko() {
         .subscribe(&binding(HandlerType::Broadcast), ConsumeOptions::default())
         .await
         .unwrap();
-    let _r = broker.serve("svc", ConsumeOptions::default()).await.unwrap();
+    let _r = broker
+        .serve("svc", ConsumeOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
         broker.queue_names(),
         vec![
@@ -116,7 +129,11 @@ async fn queue_names_follow_nameko() {
 async fn events_without_handlers_are_counted_as_unroutable() {
     let broker = MemoryBroker::new();
     broker
-        .publish_event("nobody", "listens", Message::new(b"1".to_vec(), "application/json"))
+        .publish_event(
+            "nobody",
+            "listens",
+            Message::new(b"1".to_vec(), "application/json"),
+        )
         .await
         .unwrap();
     assert_eq!(broker.unroutable_events(), 1);

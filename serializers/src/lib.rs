@@ -211,7 +211,10 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Value::F64(f) => serde_json::Number::from_f64(*f)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Value::String(s) => serde_json::Value::String(s.as_str().map_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned(), str::to_string)),
+        Value::String(s) => serde_json::Value::String(s.as_str().map_or_else(
+            || String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            str::to_string,
+        )),
         Value::Binary(b) => serde_json::Value::Array(b.iter().map(|x| (*x).into()).collect()),
         Value::Array(items) => serde_json::Value::Array(items.iter().map(value_to_json).collect()),
         Value::Map(entries) => serde_json::Value::Object(
@@ -226,9 +229,7 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
                 })
                 .collect(),
         ),
-        Value::Ext(_, data) => {
-            serde_json::Value::Array(data.iter().map(|x| (*x).into()).collect())
-        }
+        Value::Ext(_, data) => serde_json::Value::Array(data.iter().map(|x| (*x).into()).collect()),
     }
 }
 

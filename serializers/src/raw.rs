@@ -87,7 +87,10 @@ fn json_entries(body: &[u8]) -> serde_json::Result<Vec<(String, &serde_json::val
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some((k, v)) = map.next_entry::<String, &'de serde_json::value::RawValue>()? {
                 out.push((k, v));
@@ -119,7 +122,9 @@ fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8]> {
 
 fn be(buf: &[u8], pos: &mut usize, n: usize) -> Result<usize> {
     let bytes = take(buf, pos, n)?;
-    Ok(bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
+    Ok(bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
 }
 
 fn marker(buf: &[u8], pos: &mut usize) -> Result<Marker> {
@@ -140,7 +145,10 @@ fn msgpack_array_len(buf: &[u8], pos: &mut usize) -> Result<usize> {
         Marker::FixArray(n) => Ok(usize::from(n)),
         Marker::Array16 => be(buf, pos, 2),
         Marker::Array32 => be(buf, pos, 4),
-        m => Err(bad(Format::MsgPack, format!("expected an array, found {m:?}"))),
+        m => Err(bad(
+            Format::MsgPack,
+            format!("expected an array, found {m:?}"),
+        )),
     }
 }
 
@@ -150,7 +158,12 @@ fn msgpack_str<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a str> {
         Marker::Str8 => be(buf, pos, 1)?,
         Marker::Str16 => be(buf, pos, 2)?,
         Marker::Str32 => be(buf, pos, 4)?,
-        m => return Err(bad(Format::MsgPack, format!("expected a string key, found {m:?}"))),
+        m => {
+            return Err(bad(
+                Format::MsgPack,
+                format!("expected a string key, found {m:?}"),
+            ))
+        }
     };
     std::str::from_utf8(take(buf, pos, n)?).map_err(|e| bad(Format::MsgPack, e.to_string()))
 }
@@ -161,7 +174,9 @@ fn skip(buf: &[u8], pos: &mut usize, depth: usize) -> Result<()> {
         return Err(bad(Format::MsgPack, "nesting too deep"));
     }
     let (fixed, items) = match marker(buf, pos)? {
-        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, 0),
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+            (0, 0)
+        }
         Marker::U8 | Marker::I8 => (1, 0),
         Marker::U16 | Marker::I16 => (2, 0),
         Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),

@@ -126,7 +126,10 @@ impl Service for FakeService {
         let (args, kwargs) = args.into_values()?;
         let call = FakeCall {
             method: method.to_string(),
-            args: args.iter().map(basidia_serializers::value_to_json).collect(),
+            args: args
+                .iter()
+                .map(basidia_serializers::value_to_json)
+                .collect(),
             kwargs: kwargs
                 .iter()
                 .map(|(k, v)| (k.clone(), basidia_serializers::value_to_json(v)))

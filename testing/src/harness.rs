@@ -34,7 +34,10 @@ impl HarnessBuilder {
     }
 
     /// Hosts the service `S` with options (replaced dependencies, restricted entrypoints).
-    pub fn service_with<S: Service + NamedService + Inject>(mut self, options: ServiceOptions) -> Self {
+    pub fn service_with<S: Service + NamedService + Inject>(
+        mut self,
+        options: ServiceOptions,
+    ) -> Self {
         self.adds.push(Box::new(move |r| {
             r.add_with::<S>(options);
         }));

@@ -22,11 +22,19 @@ async fn all_services() -> ServiceHarness {
 async fn greeting_service_says_hello_and_goodbye() {
     let h = ServiceHarness::start::<GreetingService>().await.unwrap();
     let greeting = h.client::<GreetingServiceClient>();
-    assert_eq!(greeting.hello("World".into()).await.unwrap(), "Hello, World!");
-    assert_eq!(greeting.goodbye("World".into()).await.unwrap(), "Goodbye, World!");
+    assert_eq!(
+        greeting.hello("World".into()).await.unwrap(),
+        "Hello, World!"
+    );
+    assert_eq!(
+        greeting.goodbye("World".into()).await.unwrap(),
+        "Goodbye, World!"
+    );
     // Dynamically, positional and keyword.
     assert_eq!(
-        h.call_json("greeting_service", "hello", json!(["Ann"])).await.unwrap(),
+        h.call_json("greeting_service", "hello", json!(["Ann"]))
+            .await
+            .unwrap(),
         json!("Hello, Ann!")
     );
     assert_eq!(
@@ -50,7 +58,9 @@ async fn database_service_returns_users_and_typed_errors() {
         }
     );
     assert_eq!(
-        h.call_json("database_service", "get_user", json!([3])).await.unwrap(),
+        h.call_json("database_service", "get_user", json!([3]))
+            .await
+            .unwrap(),
         json!({"id": 3, "name": "User 3"})
     );
     let err = db.get_user(-1).await.unwrap_err();
@@ -68,10 +78,16 @@ async fn database_service_returns_users_and_typed_errors() {
 async fn user_service_greets_through_the_database_dependency() {
     let h = all_services().await;
     let users = h.client::<UserServiceClient>();
-    assert_eq!(users.get_user_greeting(42).await.unwrap(), "Hello, User 42!");
+    assert_eq!(
+        users.get_user_greeting(42).await.unwrap(),
+        "Hello, User 42!"
+    );
     // A downstream user error passes through unchanged.
     let err = users.get_user_greeting(0).await.unwrap_err();
-    assert_eq!(err.decode_remote::<UserNotFound>(), Some(UserNotFound { user_id: 0 }));
+    assert_eq!(
+        err.decode_remote::<UserNotFound>(),
+        Some(UserNotFound { user_id: 0 })
+    );
     h.stop().await;
 }
 
@@ -100,16 +116,25 @@ async fn created_users_are_welcomed_by_the_notification_service() {
     assert_eq!(user.name, "Ada");
     let run = waiter.wait(Duration::from_secs(5)).await.unwrap();
     assert!(run.error.is_none(), "{:?}", run.error);
-    let sent = h.client::<NotificationServiceClient>().sent().await.unwrap();
+    let sent = h
+        .client::<NotificationServiceClient>()
+        .sent()
+        .await
+        .unwrap();
     assert_eq!(sent, vec!["to ada@example.com: Welcome, Ada!".to_string()]);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn notification_service_sends_notifications() {
-    let h = ServiceHarness::start::<NotificationService>().await.unwrap();
+    let h = ServiceHarness::start::<NotificationService>()
+        .await
+        .unwrap();
     let n = h.client::<NotificationServiceClient>();
-    assert!(n.send_notification("hi".into(), "bob".into()).await.unwrap());
+    assert!(n
+        .send_notification("hi".into(), "bob".into())
+        .await
+        .unwrap());
     assert_eq!(
         h.call_json(
             "notification_service",
@@ -126,7 +151,9 @@ async fn notification_service_sends_notifications() {
 
 #[tokio::test(start_paused = true)]
 async fn the_digest_timer_runs_every_minute_on_the_paused_clock() {
-    let h = ServiceHarness::start::<NotificationService>().await.unwrap();
+    let h = ServiceHarness::start::<NotificationService>()
+        .await
+        .unwrap();
     let n = h.client::<NotificationServiceClient>();
     n.send_notification("a".into(), "b".into()).await.unwrap();
     for _ in 0..3 {
@@ -145,13 +172,18 @@ async fn the_database_can_be_replaced_with_a_fake() {
         .await
         .unwrap();
     let h = ServiceHarness::builder()
-        .service_with::<UserService>(
-            ServiceOptions::new().replace("db", Dependency::new(fake.client::<DatabaseServiceClient>())),
-        )
+        .service_with::<UserService>(ServiceOptions::new().replace(
+            "db",
+            Dependency::new(fake.client::<DatabaseServiceClient>()),
+        ))
         .start()
         .await
         .unwrap();
-    let greeting = h.client::<UserServiceClient>().get_user_greeting(5).await.unwrap();
+    let greeting = h
+        .client::<UserServiceClient>()
+        .get_user_greeting(5)
+        .await
+        .unwrap();
     assert_eq!(greeting, "Hello, Fake Five!");
     let calls = fake.calls();
     assert_eq!(calls.len(), 1);
@@ -169,7 +201,10 @@ async fn worker_factory_builds_one_service_to_call_directly() {
         .await
         .unwrap();
     let service = worker_factory::<UserService>()
-        .replace("db", Dependency::new(fake.client::<DatabaseServiceClient>()))
+        .replace(
+            "db",
+            Dependency::new(fake.client::<DatabaseServiceClient>()),
+        )
         .build()
         .await
         .unwrap();
@@ -178,7 +213,10 @@ async fn worker_factory_builds_one_service_to_call_directly() {
     let err = service
         .create_user("x".into(), "x@example.com".into())
         .await;
-    assert!(err.is_ok(), "dispatching with no handler bound is not an error: {err:?}");
+    assert!(
+        err.is_ok(),
+        "dispatching with no handler bound is not an error: {err:?}"
+    );
     fake.stop().await;
 }
 
@@ -186,7 +224,10 @@ async fn worker_factory_builds_one_service_to_call_directly() {
 async fn worker_factory_dependencies_that_are_not_replaced_fail_fast() {
     let service = worker_factory::<UserService>().build().await.unwrap();
     let err = service.get_user_greeting(1).await.unwrap_err();
-    assert!(matches!(err, RpcError::UnknownService(ref s) if s == "database_service"), "{err:?}");
+    assert!(
+        matches!(err, RpcError::UnknownService(ref s) if s == "database_service"),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), ErrorKind::UnknownService);
 }
 
@@ -210,7 +251,11 @@ async fn every_service_describes_itself() {
     let d = h.proxy().describe("user_service").await.unwrap();
     assert_eq!(d.name, "user_service");
     let m = d.method("create_user").unwrap();
-    let params: Vec<(&str, &str)> = m.params.iter().map(|p| (p.name.as_str(), p.ty.as_str())).collect();
+    let params: Vec<(&str, &str)> = m
+        .params
+        .iter()
+        .map(|p| (p.name.as_str(), p.ty.as_str()))
+        .collect();
     assert_eq!(params, vec![("name", "String"), ("email", "String")]);
     assert_eq!(m.returns, "User");
     assert_eq!(m.doc, "Creates a user and dispatches `user.created`.");

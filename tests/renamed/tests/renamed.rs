@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bas::Client;
-use basidia_renamed_test::{Echo, EchoClient, Echo2Client};
+use basidia_renamed_test::{Echo, Echo2Client, EchoClient};
 
 #[tokio::test]
 async fn a_service_under_a_renamed_crate_runs() {
