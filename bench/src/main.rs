@@ -1,0 +1,138 @@
+//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory]`
+//!
+//! Measures RPC round trips of `greeting_service.hello` through the typed client: sequential and
+//! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. Prints a
+//! markdown table and writes `bench/results.json`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use basidia::{Client, MemoryBroker, Runner, RunnerConfig, SharedBroker};
+use basidia_example_services::{GreetingService, GreetingServiceClient};
+use hdrhistogram::Histogram;
+
+struct Measurement {
+    broker: &'static str,
+    workload: &'static str,
+    concurrency: usize,
+    per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+async fn rpc_round_trips(
+    client: &GreetingServiceClient,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, Histogram<u64>)> {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let reply = client.hello("World".to_string()).await?;
+                let us = u64::try_from(t.elapsed().as_nanos() / 1000).unwrap_or(u64::MAX);
+                hist.record(us.max(1))?;
+                if reply.len() != 13 {
+                    bail!("unexpected reply {reply:?}");
+                }
+                n += 1;
+            }
+            anyhow::Ok((n, hist))
+        }));
+    }
+    let mut total = 0u64;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        let (n, h) = t.await??;
+        total += n;
+        hist.add(h)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((total as f64 / secs, hist))
+}
+
+async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
+    let broker: SharedBroker = Arc::new(MemoryBroker::new());
+    let mut config = RunnerConfig::default();
+    config.defaults.max_workers = 64;
+    let mut runner = Runner::new(broker).with_config(config);
+    runner.add::<GreetingService>();
+    let running = runner.start().await.context("starting greeting_service")?;
+    let client = GreetingServiceClient::connect(&running.rpc_proxy());
+    let duration = if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(3)
+    };
+    // Warm up.
+    rpc_round_trips(&client, 4, Duration::from_millis(200)).await?;
+    let mut out = Vec::new();
+    for concurrency in [1, 16, 64] {
+        let (per_s, hist) = rpc_round_trips(&client, concurrency, duration).await?;
+        out.push(Measurement {
+            broker: "memory",
+            workload: "rpc",
+            concurrency,
+            per_s,
+            p50_us: hist.value_at_quantile(0.50) as f64,
+            p99_us: hist.value_at_quantile(0.99) as f64,
+        });
+    }
+    running.stop().await;
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut quick = false;
+    let mut broker = "memory".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--broker" => broker = args.next().context("--broker needs a value")?,
+            other => bail!("unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory]"),
+        }
+    }
+    if broker != "memory" && broker != "all" {
+        bail!("broker {broker:?} is not benchmarked yet: use memory");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(bench_memory(quick))?;
+    println!("| broker | workload | callers | calls/s | p50 (us) | p99 (us) |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for m in &results {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            m.broker, m.workload, m.concurrency, m.per_s, m.p50_us, m.p99_us
+        );
+    }
+    let json: Vec<serde_json::Value> = results
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "broker": m.broker,
+                "workload": m.workload,
+                "concurrency": m.concurrency,
+                "basidia_per_s": m.per_s.round(),
+                "raw_per_s": null,
+                "ratio": null,
+                "p50_us": m.p50_us,
+                "p99_us": m.p99_us,
+            })
+        })
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
