@@ -97,7 +97,9 @@ fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--quick" => quick = true,
             "--broker" => broker = args.next().context("--broker needs a value")?,
-            other => bail!("unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory]"),
+            other => bail!(
+                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory]"
+            ),
         }
     }
     if broker != "memory" && broker != "all" {
