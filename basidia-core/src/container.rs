@@ -114,17 +114,27 @@ impl ServiceContainer {
 
     /// Starts providers, runs the service's start hook, then subscribes its entrypoints.
     pub async fn start(&mut self) -> Result<(), Error> {
-        let s = &self.shared;
-        for p in &s.providers {
-            p.start().await.map_err(|e| Error::Startup {
-                service: s.name.clone(),
-                message: format!("dependency failed to start: {e}"),
-            })?;
+        let s = Arc::clone(&self.shared);
+        for (i, p) in s.providers.iter().enumerate() {
+            if let Err(e) = p.start().await {
+                for started in s.providers[..i].iter().rev() {
+                    started.stop().await;
+                }
+                return Err(Error::Startup {
+                    service: s.name.clone(),
+                    message: format!("dependency failed to start: {e}"),
+                });
+            }
         }
-        s.service.on_start().await.map_err(|e| Error::Startup {
-            service: s.name.clone(),
-            message: e.to_string(),
-        })?;
+        if let Err(e) = s.service.on_start().await {
+            for p in s.providers.iter().rev() {
+                p.stop().await;
+            }
+            return Err(Error::Startup {
+                service: s.name.clone(),
+                message: e.to_string(),
+            });
+        }
         self.started = true;
         if let Err(e) = self.subscribe().await {
             self.stop_with_grace(Duration::ZERO).await;
