@@ -6,7 +6,12 @@
 //!
 //! [`conformance`] is the suite every backend passes.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod conformance;
 pub mod memory;
+
+#[cfg(feature = "amqp")]
+pub use amqp::{AmqpBroker, AmqpOptions};
 
 pub use memory::{DeadLetter, MemoryBroker};

@@ -1,0 +1,859 @@
+//! The AMQP backend (RabbitMQ through lapin), speaking Nameko 2.x's wire protocol so that
+//! Basidia and Python Nameko services call each other and exchange events.
+//!
+//! The mapping is written down in `docs/protocol-amqp.md`. In short:
+//! - RPC: topic exchange `nameko-rpc` (configurable); service queue `rpc-<service>` bound with
+//!   `<service>.*`; requests routed by `<service>.<method>`, published mandatory so that an
+//!   unknown service comes back at once; one reply queue per process,
+//!   `rpc.reply-basidia-<uuid>`, bound by the uuid that requests carry as `reply_to`.
+//! - Events: topic exchange `<source>.events`; queues named as Nameko names them per handler
+//!   type; dispatch returns after the broker's publisher confirm.
+//! - Context data travels as `nameko.`-prefixed headers.
+//! - Retries republish with an `x-basidia-delivery-count` header; dead letters go to the
+//!   exchange `basidia.dead-letter` and the queue `basidia.dead-letters`.
+//! - One connection per broker handle; a supervisor reconnects with back-off after a drop,
+//!   redeclares what it needs and resumes every consumer; calls in flight at the drop fail with
+//!   `ConnectionLost`.
+
+mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basidia_core::{
+    event_exchange_name, rpc_queue_name, Broker, BrokerError, ConsumeOptions, Delivery,
+    EventBinding, HandlerType, Message, Settle, Subscription,
+};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use wire::HEADER_PREFIX;
+
+/// The exchange dead letters are published to.
+pub const DEAD_LETTER_EXCHANGE: &str = "basidia.dead-letter";
+/// The queue that keeps dead letters (bound to [`DEAD_LETTER_EXCHANGE`] with `#`).
+pub const DEAD_LETTER_QUEUE: &str = "basidia.dead-letters";
+/// Nameko's default RPC exchange.
+pub const DEFAULT_RPC_EXCHANGE: &str = "nameko-rpc";
+/// How long an idle reply queue lives (Nameko's value).
+const REPLY_QUEUE_EXPIRES_MS: i64 = 300_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Options of the AMQP backend.
+#[derive(Clone)]
+pub struct AmqpOptions {
+    /// `amqp://user:password@host:port/vhost` or `amqps://...`.
+    pub url: String,
+    /// The RPC exchange (Nameko's `rpc_exchange`).
+    pub rpc_exchange: String,
+    /// A PEM file of CA certificates to trust for `amqps://`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The longest pause between reconnection attempts.
+    pub max_reconnect_backoff: Duration,
+    /// The largest message body accepted before sending.
+    pub max_payload: usize,
+}
+
+impl AmqpOptions {
+    /// Options for `url` with Nameko's defaults.
+    pub fn new(url: &str) -> Self {
+        AmqpOptions {
+            url: url.to_string(),
+            rpc_exchange: DEFAULT_RPC_EXCHANGE.to_string(),
+            tls_ca_file: None,
+            max_reconnect_backoff: Duration::from_secs(5),
+            max_payload: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for AmqpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpOptions")
+            .field("url", &redact_url(&self.url))
+            .field("rpc_exchange", &self.rpc_exchange)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+type PendingMap = HashMap<String, oneshot::Sender<Message>>;
+
+/// A live connection and its publishing channel.
+struct Live {
+    connection: Connection,
+    publish: Channel,
+    generation: u64,
+    declared: Mutex<HashSet<String>>,
+}
+
+#[derive(Clone)]
+enum ConsumerKind {
+    Rpc { service: String },
+    Event(EventBinding),
+}
+
+struct ConsumerSpec {
+    kind: ConsumerKind,
+    options: ConsumeOptions,
+    tx: mpsc::UnboundedSender<Delivery>,
+    cancel: CancellationToken,
+}
+
+struct Inner {
+    options: AmqpOptions,
+    reply_key: String,
+    reply_queue: String,
+    state: watch::Sender<Option<Arc<Live>>>,
+    pending: Mutex<PendingMap>,
+    consumers: Mutex<HashMap<u64, Arc<ConsumerSpec>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+/// A connection to RabbitMQ (or any AMQP 0-9-1 broker). Cloning shares it.
+#[derive(Clone)]
+pub struct AmqpBroker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AmqpBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpBroker")
+            .field("options", &self.inner.options)
+            .field("reply_queue", &self.inner.reply_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl fmt::Display) -> BrokerError {
+    BrokerError::Backend(e.to_string())
+}
+
+fn lost(e: impl fmt::Display) -> BrokerError {
+    BrokerError::ConnectionLost(e.to_string())
+}
+
+impl AmqpBroker {
+    /// Connects to `url` with default options.
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_with(AmqpOptions::new(url)).await
+    }
+
+    /// Connects with options. Fails if the first connection cannot be made; later drops are
+    /// repaired in the background.
+    pub async fn connect_with(options: AmqpOptions) -> Result<Self, BrokerError> {
+        let reply_key = uuid::Uuid::new_v4().to_string();
+        let inner = Arc::new(Inner {
+            reply_queue: format!("rpc.reply-basidia-{reply_key}"),
+            reply_key,
+            options,
+            state: watch::channel(None).0,
+            pending: Mutex::new(HashMap::new()),
+            consumers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+        });
+        let live = connect_live(&inner, 1).await?;
+        inner.state.send_replace(Some(Arc::clone(&live)));
+        tokio::spawn(supervise(Arc::downgrade(&inner), live));
+        Ok(AmqpBroker { inner })
+    }
+
+    /// Whether a connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.state.borrow().is_some()
+    }
+
+    /// Waits until a connection is up, at most `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.state.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn live(&self) -> Result<Arc<Live>, BrokerError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        self.inner
+            .state
+            .borrow()
+            .clone()
+            .ok_or_else(|| lost("not connected to the broker; reconnecting"))
+    }
+
+    fn register(&self, kind: ConsumerKind, options: ConsumeOptions) -> (u64, Arc<ConsumerSpec>, mpsc::UnboundedReceiver<Delivery>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let spec = Arc::new(ConsumerSpec {
+            kind,
+            options,
+            tx,
+            cancel: self.inner.shutdown.child_token(),
+        });
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.consumers).insert(id, Arc::clone(&spec));
+        (id, spec, rx)
+    }
+
+    async fn start_consumer(&self, kind: ConsumerKind, options: ConsumeOptions) -> Result<Subscription, BrokerError> {
+        let live = self.live()?;
+        let (id, spec, rx) = self.register(kind, options);
+        match open_consumer(&self.inner, &live, &spec).await {
+            Ok(consumer) => {
+                tokio::spawn(forward(Arc::downgrade(&self.inner), live, Arc::clone(&spec), consumer));
+            }
+            Err(e) => {
+                lock(&self.inner.consumers).remove(&id);
+                return Err(e);
+            }
+        }
+        let guard = ConsumerGuard {
+            inner: Arc::downgrade(&self.inner),
+            id,
+            cancel: spec.cancel.clone(),
+        };
+        Ok(Subscription::new(rx, Box::new(guard)))
+    }
+}
+
+struct ConsumerGuard {
+    inner: Weak<Inner>,
+    id: u64,
+    cancel: CancellationToken,
+}
+
+impl Drop for ConsumerGuard {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.consumers).remove(&self.id);
+        }
+    }
+}
+
+async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, BrokerError> {
+    let opts = &inner.options;
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(format!("basidia-{}", &inner.reply_key[..8])));
+    let mut tls = lapin::tcp::OwnedTLSConfig::default();
+    if let Some(path) = &opts.tls_ca_file {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| BrokerError::InvalidUrl(format!("cannot read CA file {}: {e}", path.display())))?;
+        tls.cert_chain = Some(pem);
+    }
+    let runtime = lapin::runtime::default_runtime().map_err(backend)?;
+    let connection = Connection::connect_with_config(&opts.url, props, tls, runtime)
+        .await
+        .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&opts.url))))?;
+    let publish = connection.create_channel().await.map_err(lost)?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(lost)?;
+    declare_exchange(&publish, &opts.rpc_exchange, false).await?;
+    // Dead letters.
+    publish
+        .exchange_declare(
+            DEAD_LETTER_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    publish
+        .queue_declare(
+            DEAD_LETTER_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    publish
+        .queue_bind(
+            DEAD_LETTER_QUEUE.into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    // The reply queue and its consumer.
+    let replies = connection.create_channel().await.map_err(lost)?;
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS));
+    replies
+        .queue_declare(
+            inner.reply_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .map_err(backend)?;
+    replies
+        .queue_bind(
+            inner.reply_queue.as_str().into(),
+            opts.rpc_exchange.as_str().into(),
+            inner.reply_key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    let consumer = replies
+        .basic_consume(
+            inner.reply_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    tokio::spawn(route_replies(Arc::downgrade(inner), consumer, replies));
+    Ok(Arc::new(Live {
+        connection,
+        publish,
+        generation,
+        declared: Mutex::new(HashSet::new()),
+    }))
+}
+
+/// Declares a topic exchange as Nameko does: durable; event exchanges also auto-delete.
+async fn declare_exchange(channel: &Channel, name: &str, auto_delete: bool) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                auto_delete,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)
+}
+
+async fn route_replies(inner: Weak<Inner>, mut consumer: lapin::Consumer, _channel: Channel) {
+    while let Some(item) = consumer.next().await {
+        let Ok(d) = item else { break };
+        let Some(inner) = inner.upgrade() else { break };
+        let Some(id) = d.properties.correlation_id().as_ref().map(|c| c.as_str().to_string()) else {
+            tracing::warn!("reply without correlation id dropped");
+            continue;
+        };
+        let waiter = lock(&inner.pending).remove(&id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(wire::message_of(&d.properties, d.data, false));
+            }
+            None => tracing::debug!(correlation_id = %id, "late reply dropped: its caller gave up"),
+        }
+    }
+}
+
+/// Watches the connection; after a drop, fails calls in flight and reconnects with back-off.
+async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let shutdown = strong.shutdown.clone();
+        drop(strong);
+        let mut events = live.connection.events_listener();
+        let failure = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                ev = events.next() => match ev {
+                    Some(lapin::Event::Error(e)) => break e.to_string(),
+                    Some(_) => {}
+                    None => break "connection closed".to_string(),
+                },
+            }
+        };
+        let Some(strong) = inner.upgrade() else { return };
+        tracing::warn!("AMQP connection lost ({failure}); reconnecting");
+        strong.state.send_replace(None);
+        // Dropping the senders fails every call in flight with ConnectionLost.
+        lock(&strong.pending).clear();
+        let mut backoff = Duration::from_millis(100);
+        let generation = live.generation + 1;
+        live = loop {
+            if strong.closed.load(Ordering::Acquire) {
+                return;
+            }
+            match connect_live(&strong, generation).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::debug!("reconnect failed: {e}");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(strong.options.max_reconnect_backoff);
+                }
+            }
+        };
+        let specs: Vec<Arc<ConsumerSpec>> = lock(&strong.consumers).values().cloned().collect();
+        for spec in specs {
+            match open_consumer(&strong, &live, &spec).await {
+                Ok(c) => {
+                    tokio::spawn(forward(Arc::downgrade(&strong), Arc::clone(&live), spec, c));
+                }
+                Err(e) => tracing::error!("cannot resume a consumer after reconnecting: {e}"),
+            }
+        }
+        strong.state.send_replace(Some(Arc::clone(&live)));
+        tracing::info!("AMQP connection re-established");
+    }
+}
+
+fn queue_of(kind: &ConsumerKind) -> String {
+    match kind {
+        ConsumerKind::Rpc { service } => rpc_queue_name(service),
+        ConsumerKind::Event(b) => b.queue_name(),
+    }
+}
+
+async fn open_consumer(inner: &Inner, live: &Live, spec: &ConsumerSpec) -> Result<(Channel, lapin::Consumer), BrokerError> {
+    let channel = live.connection.create_channel().await.map_err(lost)?;
+    channel
+        .basic_qos(spec.options.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(backend)?;
+    let queue = queue_of(&spec.kind);
+    match &spec.kind {
+        ConsumerKind::Rpc { service } => {
+            let mut args = FieldTable::default();
+            if let Some(p) = spec.options.max_priority {
+                args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(p));
+            }
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    args,
+                )
+                .await
+                .map_err(backend)?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    inner.options.rpc_exchange.as_str().into(),
+                    format!("{service}.*").into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
+        }
+        ConsumerKind::Event(binding) => {
+            let exchange = event_exchange_name(&binding.source);
+            declare_exchange(&channel, &exchange, true).await?;
+            let broadcast = binding.handler_type == HandlerType::Broadcast;
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: !broadcast,
+                        auto_delete: broadcast,
+                        exclusive: broadcast,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    binding.event_type.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
+        }
+    }
+    let consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)?;
+    Ok((channel, consumer))
+}
+
+/// Moves deliveries of one consumer into its subscription until the consumer is cancelled or
+/// the connection drops (the supervisor then opens a new one).
+async fn forward(inner: Weak<Inner>, live: Arc<Live>, spec: Arc<ConsumerSpec>, (channel, mut consumer): (Channel, lapin::Consumer)) {
+    let queue = queue_of(&spec.kind);
+    loop {
+        let item = tokio::select! {
+            () = spec.cancel.cancelled() => {
+                let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+                let _ = channel.close(200, "consumer cancelled".into()).await;
+                return;
+            }
+            item = consumer.next() => item,
+        };
+        let d = match item {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tracing::debug!(queue, "consumer stream error: {e}");
+                return;
+            }
+            None => return,
+        };
+        let table = d.properties.headers().as_ref();
+        let original_key = wire::str_header(table, wire::ROUTING_KEY_HEADER)
+            .unwrap_or_else(|| d.routing_key.as_str().to_string());
+        let routing_key = match &spec.kind {
+            ConsumerKind::Rpc { service } => original_key
+                .strip_prefix(service.as_str())
+                .and_then(|k| k.strip_prefix('.'))
+                .unwrap_or(&original_key)
+                .to_string(),
+            ConsumerKind::Event(_) => original_key.clone(),
+        };
+        let message = wire::message_of(&d.properties, d.data, d.redelivered);
+        let settle = AmqpSettle {
+            inner: inner.clone(),
+            live: Arc::clone(&live),
+            channel: channel.clone(),
+            tag: d.delivery_tag,
+            queue: queue.clone(),
+            original_key,
+        };
+        if spec.tx.send(Delivery::new(message, routing_key, Box::new(settle))).is_err() {
+            // The subscription is gone; its drop requeues what it held.
+            return;
+        }
+    }
+}
+
+struct AmqpSettle {
+    inner: Weak<Inner>,
+    live: Arc<Live>,
+    channel: Channel,
+    tag: u64,
+    queue: String,
+    original_key: String,
+}
+
+impl AmqpSettle {
+    async fn republish(&self, exchange: &str, routing_key: &str, message: &Message, extra: &[(&str, AMQPValue)]) -> Result<(), BrokerError> {
+        let props = wire::properties(message, extra);
+        let confirm = self
+            .live
+            .publish
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                props,
+            )
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        if confirm.is_nack() {
+            return Err(backend("the broker refused the republished message"));
+        }
+        Ok(())
+    }
+
+    async fn ack_original(&self) -> Result<(), BrokerError> {
+        self.channel
+            .basic_ack(self.tag, BasicAckOptions::default())
+            .await
+            .map_err(lost)
+    }
+}
+
+#[async_trait]
+impl Settle for AmqpSettle {
+    async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(BrokerError::Closed);
+        };
+        let (Some(reply_to), Some(correlation_id)) = (&request.reply_to, &request.correlation_id) else {
+            return Err(BrokerError::NoReplyTo);
+        };
+        let mut reply = reply;
+        reply.correlation_id = Some(correlation_id.clone());
+        let props = wire::properties(&reply, &[]);
+        // The reply is not confirmed: the request is acked right after, and a caller that misses
+        // its reply through a broker failure sees ConnectionLost or its deadline.
+        let _confirm = self
+            .live
+            .publish
+            .basic_publish(
+                inner.options.rpc_exchange.as_str().into(),
+                reply_to.as_str().into(),
+                BasicPublishOptions::default(),
+                &reply.body,
+                props,
+            )
+            .await
+            .map_err(lost)?;
+        Ok(())
+    }
+
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.ack_original().await
+    }
+
+    async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError> {
+        let extra = [
+            (
+                wire::DELIVERY_COUNT_HEADER,
+                AMQPValue::LongLongInt(i64::from(message.delivery_count)),
+            ),
+            (
+                wire::ROUTING_KEY_HEADER,
+                AMQPValue::LongString(LongString::from(self.original_key.as_str())),
+            ),
+        ];
+        // Republish first, then ack: a failure in between duplicates, never loses.
+        self.republish("", &self.queue, &message, &extra).await?;
+        self.ack_original().await
+    }
+
+    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+        tracing::warn!(queue = %self.queue, routing_key = %self.original_key, reason, "message dead-lettered");
+        let extra = [
+            (
+                wire::DELIVERY_COUNT_HEADER,
+                AMQPValue::LongLongInt(i64::from(message.delivery_count)),
+            ),
+            (
+                wire::ROUTING_KEY_HEADER,
+                AMQPValue::LongString(LongString::from(self.original_key.as_str())),
+            ),
+            (wire::REASON_HEADER, AMQPValue::LongString(LongString::from(reason))),
+            (
+                wire::QUEUE_HEADER,
+                AMQPValue::LongString(LongString::from(self.queue.as_str())),
+            ),
+        ];
+        let key = format!("{}.{}", self.queue, self.original_key);
+        self.republish(DEAD_LETTER_EXCHANGE, &key, &message, &extra).await?;
+        self.ack_original().await
+    }
+
+    fn abandon(self: Box<Self>, _message: Message) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = self
+                    .channel
+                    .basic_nack(
+                        self.tag,
+                        BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        },
+                    )
+                    .await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, BrokerError> {
+        let live = self.live()?;
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(correlation_id.clone(), tx);
+        let mut message = request;
+        message.correlation_id = Some(correlation_id.clone());
+        message.reply_to = Some(self.inner.reply_key.clone());
+        let props = wire::properties(&message, &[]);
+        let published = live
+            .publish
+            .basic_publish(
+                self.inner.options.rpc_exchange.as_str().into(),
+                format!("{service}.{method}").into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                props,
+            )
+            .await;
+        let confirm = match published {
+            Ok(c) => c,
+            Err(e) => {
+                lock(&self.inner.pending).remove(&correlation_id);
+                return Err(lost(e));
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        tokio::pin!(rx);
+        let mut confirm = Some(confirm);
+        let outcome = loop {
+            tokio::select! {
+                reply = &mut rx => break match reply {
+                    Ok(m) => Ok(m),
+                    Err(_) => Err(lost("the connection dropped while the call was in flight")),
+                },
+                c = async { confirm.as_mut().expect("polled only while pending").await }, if confirm.is_some() => {
+                    confirm = None;
+                    match c {
+                        Ok(c) => {
+                            if c.take_message().is_some() {
+                                break Err(BrokerError::UnknownService(service.to_string()));
+                            }
+                        }
+                        Err(e) => break Err(lost(e)),
+                    }
+                }
+                () = &mut deadline => break Err(BrokerError::Timeout(timeout)),
+            }
+        };
+        if outcome.is_err() {
+            lock(&self.inner.pending).remove(&correlation_id);
+        }
+        outcome
+    }
+
+    async fn serve(
+        &self,
+        service: &str,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        self.start_consumer(
+            ConsumerKind::Rpc {
+                service: service.to_string(),
+            },
+            options,
+        )
+        .await
+    }
+
+    async fn publish_event(
+        &self,
+        source: &str,
+        event_type: &str,
+        message: Message,
+    ) -> Result<(), BrokerError> {
+        let live = self.live()?;
+        let exchange = event_exchange_name(source);
+        let known = lock(&live.declared).contains(&exchange);
+        if !known {
+            declare_exchange(&live.publish, &exchange, true).await?;
+            lock(&live.declared).insert(exchange.clone());
+        }
+        let props = wire::properties(&message, &[]);
+        let confirm = live
+            .publish
+            .basic_publish(
+                exchange.as_str().into(),
+                event_type.into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                props,
+            )
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        if confirm.is_nack() {
+            return Err(backend("the broker did not accept the event"));
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        binding: &EventBinding,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        self.start_consumer(ConsumerKind::Event(binding.clone()), options)
+            .await
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        Some(self.inner.options.max_payload)
+    }
+
+    async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.shutdown.cancel();
+        lock(&self.inner.pending).clear();
+        let live = self.inner.state.send_replace(None);
+        if let Some(live) = live {
+            let _ = live.connection.close(200, "closed".into()).await;
+        }
+    }
+}
+

@@ -1,0 +1,179 @@
+//! Mapping between Basidia's [`Message`] and AMQP properties in Nameko's conventions.
+
+use std::borrow::Cow;
+
+use basidia_core::{HeaderValue, Headers, Message};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+
+/// Context data travels as headers with this prefix, as Nameko does.
+pub const HEADER_PREFIX: &str = "nameko.";
+/// How many times the message was delivered before it was republished (retries).
+pub const DELIVERY_COUNT_HEADER: &str = "x-basidia-delivery-count";
+/// The routing key a republished message originally had.
+pub const ROUTING_KEY_HEADER: &str = "x-basidia-routing-key";
+/// Why a message was dead-lettered.
+pub const REASON_HEADER: &str = "x-basidia-reason";
+/// The queue a dead-lettered message came from.
+pub const QUEUE_HEADER: &str = "x-basidia-queue";
+
+/// AMQP delivery mode 2: persistent.
+pub const PERSISTENT: u8 = 2;
+
+fn header_value(value: &HeaderValue) -> AMQPValue {
+    match value {
+        HeaderValue::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        HeaderValue::List(items) => AMQPValue::FieldArray(FieldArray::from(
+            items
+                .iter()
+                .map(|s| AMQPValue::LongString(LongString::from(s.as_str())))
+                .collect::<Vec<_>>(),
+        )),
+        HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
+        HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
+    }
+}
+
+fn text_of(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        _ => None,
+    }
+}
+
+fn int_of(value: &AMQPValue) -> Option<i64> {
+    Some(match value {
+        AMQPValue::ShortShortInt(i) => i64::from(*i),
+        AMQPValue::ShortShortUInt(i) => i64::from(*i),
+        AMQPValue::ShortInt(i) => i64::from(*i),
+        AMQPValue::ShortUInt(i) => i64::from(*i),
+        AMQPValue::LongInt(i) => i64::from(*i),
+        AMQPValue::LongUInt(i) => i64::from(*i),
+        AMQPValue::LongLongInt(i) => *i,
+        AMQPValue::Timestamp(t) => i64::try_from(*t).ok()?,
+        _ => return None,
+    })
+}
+
+fn from_amqp(value: &AMQPValue) -> Option<HeaderValue> {
+    match value {
+        AMQPValue::Boolean(b) => Some(HeaderValue::Bool(*b)),
+        AMQPValue::FieldArray(items) => Some(HeaderValue::List(
+            items.as_slice().iter().filter_map(text_of).collect(),
+        )),
+        AMQPValue::Void => None,
+        other => int_of(other)
+            .map(HeaderValue::Int)
+            .or_else(|| text_of(other).map(HeaderValue::Str)),
+    }
+}
+
+/// The AMQP headers for context data (prefixed) plus Basidia's own bookkeeping headers.
+pub fn headers_to_table(headers: &Headers, extra: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in headers {
+        table.insert(ShortString::from(format!("{HEADER_PREFIX}{k}")), header_value(v));
+    }
+    for (k, v) in extra {
+        table.insert(ShortString::from(*k), v.clone());
+    }
+    table
+}
+
+/// Reads the context data (`nameko.`-prefixed headers) out of an AMQP header table.
+pub fn table_to_headers(table: Option<&FieldTable>) -> Headers {
+    let mut headers = Headers::new();
+    if let Some(table) = table {
+        for (k, v) in table {
+            if let Some(key) = k.as_str().strip_prefix(HEADER_PREFIX) {
+                if let Some(value) = from_amqp(v) {
+                    headers.insert(key.to_string(), value);
+                }
+            }
+        }
+    }
+    headers
+}
+
+/// Reads an integer header.
+pub fn int_header(table: Option<&FieldTable>, key: &str) -> Option<i64> {
+    table
+        .and_then(|t| t.inner().get(key))
+        .and_then(|v| int_of(v).or_else(|| text_of(v).and_then(|s| s.parse().ok())))
+}
+
+/// Reads a string header.
+pub fn str_header(table: Option<&FieldTable>, key: &str) -> Option<String> {
+    table.and_then(|t| t.inner().get(key)).and_then(text_of)
+}
+
+/// The AMQP properties of an outgoing message.
+pub fn properties(message: &Message, extra: &[(&str, AMQPValue)]) -> BasicProperties {
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_headers(headers_to_table(&message.headers, extra));
+    if let Some(ct) = &message.content_type {
+        props = props.with_content_type(ShortString::from(ct.as_ref()));
+        if let Some(format) = basidia_serializers::Format::from_content_type(ct) {
+            props = props.with_content_encoding(ShortString::from(format.content_encoding()));
+        }
+    }
+    if let Some(id) = &message.correlation_id {
+        props = props.with_correlation_id(ShortString::from(id.as_str()));
+    }
+    if let Some(to) = &message.reply_to {
+        props = props.with_reply_to(ShortString::from(to.as_str()));
+    }
+    if let Some(p) = message.priority {
+        props = props.with_priority(p);
+    }
+    props
+}
+
+/// A [`Message`] from a delivery's properties and body.
+pub fn message_of(props: &BasicProperties, body: Vec<u8>, redelivered: bool) -> Message {
+    let table = props.headers().as_ref();
+    let earlier = u32::try_from(int_header(table, DELIVERY_COUNT_HEADER).unwrap_or(0)).unwrap_or(0);
+    let delivery_count = earlier + 1 + u32::from(redelivered);
+    Message {
+        body: body.into(),
+        content_type: props
+            .content_type()
+            .as_ref()
+            .map(|c| Cow::Owned(c.as_str().to_string())),
+        headers: table_to_headers(table),
+        correlation_id: props.correlation_id().as_ref().map(|c| c.as_str().to_string()),
+        reply_to: props.reply_to().as_ref().map(|c| c.as_str().to_string()),
+        priority: *props.priority(),
+        redelivered: redelivered || delivery_count > 1,
+        delivery_count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_headers_round_trip_with_the_nameko_prefix() {
+        let mut m = Message::new(b"{}".to_vec(), "application/json");
+        m.headers.insert("auth_token".into(), "tok".into());
+        m.headers
+            .insert("call_id_stack".into(), HeaderValue::List(vec!["a.b.1".into()]));
+        m.headers.insert("deadline".into(), HeaderValue::Int(17));
+        m.correlation_id = Some("c".into());
+        m.reply_to = Some("r".into());
+        let props = properties(&m, &[(DELIVERY_COUNT_HEADER, AMQPValue::LongLongInt(2))]);
+        let table = props.headers().as_ref().unwrap();
+        assert!(table.inner().contains_key("nameko.auth_token"));
+        assert_eq!(props.content_encoding().as_ref().unwrap().as_str(), "utf-8");
+        let back = message_of(&props, b"{}".to_vec(), false);
+        assert_eq!(back.headers, m.headers);
+        assert_eq!(back.delivery_count, 3);
+        assert!(back.redelivered);
+        assert_eq!(back.correlation_id.as_deref(), Some("c"));
+        assert_eq!(back.content_type.as_deref(), Some("application/json"));
+    }
+}
