@@ -77,7 +77,9 @@ pub mod serializers {
     pub use basidia_serializers::*;
 }
 
-pub use basidia_brokers::MemoryBroker;
+pub use basidia_brokers::{connect, MemoryBroker};
+#[cfg(feature = "amqp")]
+pub use basidia_brokers::{AmqpBroker, AmqpOptions};
 
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {

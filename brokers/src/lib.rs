@@ -15,3 +15,23 @@ pub mod memory;
 pub use amqp::{AmqpBroker, AmqpOptions};
 
 pub use memory::{DeadLetter, MemoryBroker};
+
+use basidia_core::{BrokerError, SharedBroker};
+
+/// Opens a broker by URL scheme: `memory://` (a new in-process broker), `amqp://` or
+/// `amqps://` (RabbitMQ; needs the `amqp` feature).
+pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
+    let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+    match scheme {
+        "memory" => Ok(std::sync::Arc::new(MemoryBroker::new())),
+        #[cfg(feature = "amqp")]
+        "amqp" | "amqps" => Ok(std::sync::Arc::new(AmqpBroker::connect(url).await?)),
+        #[cfg(not(feature = "amqp"))]
+        "amqp" | "amqps" => Err(BrokerError::InvalidUrl(
+            "this build has no AMQP support: enable the `amqp` feature".into(),
+        )),
+        other => Err(BrokerError::InvalidUrl(format!(
+            "unknown broker scheme {other:?}: expected memory://, amqp:// or amqps://"
+        ))),
+    }
+}
