@@ -283,7 +283,7 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(lost)?;
-    declare_exchange(&publish, &opts.rpc_exchange, false).await?;
+    declare_exchange(&publish, &opts.rpc_exchange).await?;
     // Dead letters.
     publish
         .exchange_declare(
@@ -364,15 +364,14 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     }))
 }
 
-/// Declares a topic exchange as Nameko does: durable; event exchanges also auto-delete.
-async fn declare_exchange(channel: &Channel, name: &str, auto_delete: bool) -> Result<(), BrokerError> {
+/// Declares a durable topic exchange, with the flags Nameko uses.
+async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), BrokerError> {
     channel
         .exchange_declare(
             name.into(),
             ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: true,
-                auto_delete,
                 ..ExchangeDeclareOptions::default()
             },
             FieldTable::default(),
@@ -497,7 +496,7 @@ async fn open_consumer(inner: &Inner, live: &Live, spec: &ConsumerSpec) -> Resul
         }
         ConsumerKind::Event(binding) => {
             let exchange = event_exchange_name(&binding.source);
-            declare_exchange(&channel, &exchange, true).await?;
+            declare_exchange(&channel, &exchange).await?;
             let broadcast = binding.handler_type == HandlerType::Broadcast;
             channel
                 .queue_declare(
@@ -808,7 +807,7 @@ impl Broker for AmqpBroker {
         let exchange = event_exchange_name(source);
         let known = lock(&live.declared).contains(&exchange);
         if !known {
-            declare_exchange(&live.publish, &exchange, true).await?;
+            declare_exchange(&live.publish, &exchange).await?;
             lock(&live.declared).insert(exchange.clone());
         }
         let props = wire::properties(&message, &[]);

@@ -1,0 +1,273 @@
+//! What arrives on a service's RabbitMQ queue from arbitrary peers: malformed messages never
+//! crash or stall the consumer; an error reply goes back where a reply is possible, otherwise
+//! the message is dead-lettered. Also priorities. Needs `BASIDIA_TEST_AMQP_URL`.
+#![cfg(feature = "amqp")]
+
+use std::time::Duration;
+
+use basidia::prelude::*;
+use basidia::{ErrorKind, RunnerConfig, ServiceOverrides};
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+fn url() -> Option<String> {
+    match std::env::var("BASIDIA_TEST_AMQP_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_AMQP_URL");
+            eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
+            None
+        }
+    }
+}
+
+#[service]
+struct Probe;
+
+#[service(name = "t_probe")]
+impl Probe {
+    #[rpc]
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    #[rpc]
+    async fn slow(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+#[service]
+struct Prio;
+
+#[service(name = "t_prio")]
+impl Prio {
+    #[rpc]
+    async fn slow(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+/// A raw AMQP peer with its own reply queue bound to `nameko-rpc`.
+struct RawPeer {
+    channel: Channel,
+    reply_key: String,
+    replies: lapin::Consumer,
+    _conn: Connection,
+}
+
+impl RawPeer {
+    async fn new(url: &str) -> RawPeer {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let q = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let reply_key = uuid::Uuid::new_v4().to_string();
+        channel
+            .queue_bind(
+                q.name().clone(),
+                "nameko-rpc".into(),
+                reply_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let replies = channel
+            .basic_consume(
+                q.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        RawPeer {
+            channel,
+            reply_key,
+            replies,
+            _conn: conn,
+        }
+    }
+
+    async fn publish(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
+        self.channel
+            .basic_publish(
+                "nameko-rpc".into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    fn props(&self, content_type: Option<&str>, correlation_id: &str) -> BasicProperties {
+        let mut p = BasicProperties::default()
+            .with_reply_to(self.reply_key.as_str().into())
+            .with_correlation_id(correlation_id.into());
+        if let Some(ct) = content_type {
+            p = p.with_content_type(ct.into());
+        }
+        p
+    }
+
+    async fn reply(&mut self) -> (Option<String>, serde_json::Value) {
+        let d = tokio::time::timeout(Duration::from_secs(10), self.replies.next())
+            .await
+            .expect("a reply within 10 s")
+            .unwrap()
+            .unwrap();
+        let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string());
+        let format = ct
+            .as_deref()
+            .and_then(basidia::Format::from_content_type)
+            .expect("a known reply format");
+        let value: basidia::serializers::Value = format.decode(&d.data).unwrap();
+        (ct, basidia::serializers::value_to_json(&value))
+    }
+}
+
+async fn start<S: Service + basidia::NamedService + basidia::Inject>(
+    url: &str,
+    max_priority: Option<u8>,
+    max_workers: usize,
+) -> basidia::RunningServices {
+    let mut config = RunnerConfig::default();
+    config.services.insert(
+        S::NAME.into(),
+        ServiceOverrides {
+            max_priority,
+            max_workers: Some(max_workers),
+            ..ServiceOverrides::default()
+        },
+    );
+    let mut runner = Runner::new(basidia::connect(url).await.unwrap()).with_config(config);
+    runner.add::<S>();
+    runner.start().await.unwrap()
+}
+
+#[tokio::test]
+async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
+    let Some(url) = url() else { return };
+    let running = start::<Probe>(&url, None, 4).await;
+    let mut peer = RawPeer::new(&url).await;
+    let ok = br#"{"args": [1, 2], "kwargs": {}}"#;
+
+    // Neither msgpack nor JSON, under a content type Basidia does not speak.
+    peer.publish("t_probe.add", b"a=1", peer.props(Some("text/plain"), "c1")).await;
+    let (ct, v) = peer.reply().await;
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    assert_eq!(v["error"]["exc_type"], "MalformedRequest", "{v}");
+    // No content type at all.
+    peer.publish("t_probe.add", ok, peer.props(None, "c2")).await;
+    assert_eq!(peer.reply().await.1["error"]["exc_type"], "MalformedRequest");
+    // Claims msgpack, is garbage.
+    peer.publish("t_probe.add", b"\xc1\xc1", peer.props(Some("application/x-msgpack"), "c3")).await;
+    let (ct, v) = peer.reply().await;
+    assert_eq!(ct.as_deref(), Some("application/x-msgpack"));
+    assert_eq!(v["error"]["exc_type"], "MalformedRequest");
+    // Missing kwargs.
+    peer.publish("t_probe.add", br#"{"args": [1, 2]}"#, peer.props(Some("application/json"), "c4")).await;
+    assert_eq!(peer.reply().await.1["error"]["exc_type"], "MalformedRequest");
+    // Unknown method.
+    peer.publish("t_probe.sub", ok, peer.props(Some("application/json"), "c5")).await;
+    assert_eq!(peer.reply().await.1["error"]["exc_type"], "MethodNotFound");
+    // No reply_to: dead-lettered, with a reason.
+    let marker = uuid::Uuid::new_v4().to_string();
+    let body = format!(r#"{{"args": [1, 2], "kwargs": {{}}, "marker": "{marker}"}}"#);
+    peer.publish(
+        "t_probe.add",
+        body.as_bytes(),
+        BasicProperties::default().with_content_type("application/json".into()),
+    )
+    .await;
+    let mut found = None;
+    for _ in 0..100 {
+        if let Some(d) = peer
+            .channel
+            .basic_get("basidia.dead-letters".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            let hit = d.data == body.as_bytes();
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            if hit {
+                found = Some(d.properties.headers().clone().unwrap_or_default());
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let headers = found.expect("the request without reply_to reached basidia.dead-letters");
+    assert_eq!(
+        headers.inner().get("x-basidia-reason"),
+        Some(&AMQPValue::LongString(LongString::from("request without reply_to")))
+    );
+    // Through all of that the consumer kept serving.
+    peer.publish("t_probe.add", ok, peer.props(Some("application/json"), "c6")).await;
+    let (_, v) = peer.reply().await;
+    assert_eq!(v["result"], 3);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn priorities_order_waiting_requests() {
+    let Some(url) = url() else { return };
+    // A queue declared with priorities keeps its arguments: start from a fresh queue.
+    let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let _ = ch.queue_delete("rpc-t_prio".into(), QueueDeleteOptions::default()).await;
+    let running = start::<Prio>(&url, Some(10), 1).await;
+    let proxy = basidia::RpcProxy::new(basidia::connect(&url).await.unwrap());
+    let client = PrioClient::connect(&proxy);
+    // Occupy the single worker, then queue requests of rising priority.
+    let busy = {
+        let c = client.clone();
+        tokio::spawn(async move { c.slow(800).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut calls = Vec::new();
+    for p in [1u8, 5, 9] {
+        let c = client.with_priority(p);
+        let order = order.clone();
+        calls.push(tokio::spawn(async move {
+            c.slow(10).await.unwrap();
+            order.lock().unwrap().push(p);
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    busy.await.unwrap().unwrap();
+    for c in calls {
+        c.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![9, 5, 1]);
+    running.stop().await;
+    ch.queue_delete("rpc-t_prio".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let err = client.slow(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownService);
+}
