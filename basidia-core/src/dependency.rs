@@ -30,6 +30,9 @@ pub struct FieldOptions {
     pub timeout: Option<Duration>,
     /// `#[inject(section = "smtp")]`: the configuration section (default: the field name).
     pub section: Option<&'static str>,
+    /// `#[inject(format = "json")]`: the request format of calls through this dependency (for a
+    /// peer that accepts only JSON, such as a default-configured Nameko service).
+    pub format: Option<Format>,
 }
 
 /// What a dependency is built from: the service, its settings, the broker and configuration.
@@ -202,7 +205,7 @@ impl<C> Deref for Dependency<C> {
 fn proxy_for(cx: &InjectContext) -> RpcProxy {
     RpcProxy::new(cx.broker.clone())
         .with_timeout(cx.options.timeout.unwrap_or(cx.settings.rpc_timeout))
-        .with_format(cx.settings.serializer)
+        .with_format(cx.options.format.unwrap_or(cx.settings.serializer))
 }
 
 #[async_trait]

@@ -34,6 +34,7 @@ pub fn expand(attr: TokenStream, mut st: syn::ItemStruct) -> syn::Result<TokenSt
         let mut default = false;
         let mut timeout = quote!(::core::option::Option::None);
         let mut section = quote!(::core::option::Option::None);
+        let mut format = quote!(::core::option::Option::None);
         let mut keep = Vec::new();
         for a in field.attrs.drain(..) {
             if !a.path().is_ident("inject") {
@@ -47,11 +48,19 @@ pub fn expand(attr: TokenStream, mut st: syn::ItemStruct) -> syn::Result<TokenSt
                     let s: syn::LitStr = meta.value()?.parse()?;
                     let ms = parse_duration_ms(&s.value()).map_err(|e| syn::Error::new(s.span(), e))?;
                     timeout = quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)));
+                } else if meta.path.is_ident("format") {
+                    let s: syn::LitStr = meta.value()?.parse()?;
+                    let variant = match s.value().as_str() {
+                        "json" => quote!(Json),
+                        "msgpack" => quote!(MsgPack),
+                        _ => return Err(syn::Error::new(s.span(), "format must be \"json\" or \"msgpack\"")),
+                    };
+                    format = quote!(::core::option::Option::Some(#p::Format::#variant));
                 } else if meta.path.is_ident("section") {
                     let s: syn::LitStr = meta.value()?.parse()?;
                     section = quote!(::core::option::Option::Some(#s));
                 } else {
-                    return Err(meta.error("unknown #[inject] option: expected default, timeout = \"..\" or section = \"..\""));
+                    return Err(meta.error("unknown #[inject] option: expected default, timeout = \"..\", format = \"..\" or section = \"..\""));
                 }
                 Ok(())
             });
@@ -72,7 +81,7 @@ pub fn expand(attr: TokenStream, mut st: syn::ItemStruct) -> syn::Result<TokenSt
             quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
         } else {
             quote_spanned!(ty.span()=>
-                cx.field::<#ty>(#name, #p::FieldOptions { timeout: #timeout, section: #section }).await?
+                cx.field::<#ty>(#name, #p::FieldOptions { timeout: #timeout, section: #section, format: #format }).await?
             )
         };
         inits.push(match &field.ident {

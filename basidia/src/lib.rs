@@ -50,7 +50,9 @@
 //! `#[service]` on the struct builds each field: [`Dependency<C>`] (a typed client),
 //! [`RpcProxy`] (dynamic calls), [`EventDispatcher`], [`Config<T>`] (a configuration section),
 //! [`Provided<P>`] (a user-written [`DependencyProvider`]). Field options:
-//! `#[inject(timeout = "2s")]`, `#[inject(section = "smtp")]`, `#[inject(default)]`.
+//! `#[inject(timeout = "2s")]`, `#[inject(format = "json")]` (for peers that accept only JSON,
+//! as a default-configured Nameko service does), `#[inject(section = "smtp")]`,
+//! `#[inject(default)]`.
 //!
 //! ## Crates
 //! Only this facade is the stable surface. `crate = "..."` on `#[service]` and `#[client]` names
@@ -97,7 +99,7 @@ pub mod __private {
     pub use basidia_core::private::*;
     pub use basidia_core::{
         Arguments, BoxError, Client, EncodedReply, Error, EventHandlerDescription, EventPayload,
-        FieldOptions, HandlerType, Inject, InjectContext, IntoHandlerResult, MethodDescription,
+        FieldOptions, Format, HandlerType, Inject, InjectContext, IntoHandlerResult, MethodDescription,
         NamedService, ParamDescription, RemoteError, RpcError, Service, ServiceDescription,
         ServiceProxy, TimerDescription,
     };
