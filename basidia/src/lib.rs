@@ -99,9 +99,9 @@ pub mod __private {
     pub use basidia_core::private::*;
     pub use basidia_core::{
         Arguments, BoxError, Client, EncodedReply, Error, EventHandlerDescription, EventPayload,
-        FieldOptions, Format, HandlerType, Inject, InjectContext, IntoHandlerResult, MethodDescription,
-        NamedService, ParamDescription, RemoteError, RpcError, Service, ServiceDescription,
-        ServiceProxy, TimerDescription,
+        FieldOptions, Format, HandlerType, Inject, InjectContext, IntoHandlerResult,
+        MethodDescription, NamedService, ParamDescription, RemoteError, RpcError, Service,
+        ServiceDescription, ServiceProxy, TimerDescription,
     };
     pub use serde;
 }

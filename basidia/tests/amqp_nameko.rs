@@ -80,7 +80,10 @@ fn interop_dir() -> PathBuf {
 fn amqp_uri_for_python(url: &str) -> String {
     // py-amqp wants the vhost unescaped and the pyamqp scheme.
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    format!("pyamqp://{}", rest.replace("/%2f", "/").replace("/%2F", "/"))
+    format!(
+        "pyamqp://{}",
+        rest.replace("/%2f", "/").replace("/%2F", "/")
+    )
 }
 
 fn python_client(venv: &str, url: &str, args: &[&str]) -> (i32, Value) {
@@ -103,8 +106,12 @@ fn python_client(venv: &str, url: &str, args: &[&str]) -> (i32, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basidia_and_nameko_call_each_other_and_exchange_events() {
-    let Some(url) = env_or_skip("BASIDIA_TEST_AMQP_URL") else { return };
-    let Some(venv) = env_or_skip("BASIDIA_NAMEKO_VENV") else { return };
+    let Some(url) = env_or_skip("BASIDIA_TEST_AMQP_URL") else {
+        return;
+    };
+    let Some(venv) = env_or_skip("BASIDIA_NAMEKO_VENV") else {
+        return;
+    };
 
     let server = basidia::connect(&url).await.expect("RabbitMQ answers");
     let mut runner = Runner::new(server);
@@ -148,9 +155,22 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
     // Nameko calls Basidia, in JSON and in msgpack, with an auth token.
     let (code, v) = python_client(&venv, &url, &["rust_greeter", "hello", r#"["Ann"]"#]);
     assert_eq!((code, v), (0, json!("Hello, Ann!")));
-    let (code, v) = python_client(&venv, &url, &["--msgpack", "rust_greeter", "hello", r#"{"args": [], "kwargs": {"name": "Max"}}"#]);
+    let (code, v) = python_client(
+        &venv,
+        &url,
+        &[
+            "--msgpack",
+            "rust_greeter",
+            "hello",
+            r#"{"args": [], "kwargs": {"name": "Max"}}"#,
+        ],
+    );
     assert_eq!((code, v), (0, json!("Hello, Max!")));
-    let (code, v) = python_client(&venv, &url, &["rust_greeter", "whoami", "[]", "--auth-token", "py-tok"]);
+    let (code, v) = python_client(
+        &venv,
+        &url,
+        &["rust_greeter", "whoami", "[]", "--auth-token", "py-tok"],
+    );
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["auth_token"], "py-tok");
     assert_eq!(v["call_id_stack"].as_array().unwrap().len(), 2, "{v}");
@@ -161,9 +181,12 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
 
     // Basidia calls Nameko, with context.
     let ctx = Arc::new(Context::new().with("auth_token", "rs-tok"));
-    let seen: Value = Context::scope(ctx.clone(), proxy.call("nameko_peer", "whoami", &[(); 0], &NoKwargs))
-        .await
-        .unwrap();
+    let seen: Value = Context::scope(
+        ctx.clone(),
+        proxy.call("nameko_peer", "whoami", &[(); 0], &NoKwargs),
+    )
+    .await
+    .unwrap();
     assert_eq!(seen["auth_token"], "rs-tok");
     let err = proxy
         .call::<Value, _, _>("nameko_peer", "fail", &[(); 0], &NoKwargs)
@@ -184,9 +207,12 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
         .await
         .unwrap();
     assert_eq!(hop, "Hello, Cy!");
-    let seen: Seen = Context::scope(ctx.clone(), proxy.call("nameko_peer", "call_rust_whoami", &[(); 0], &NoKwargs))
-        .await
-        .unwrap();
+    let seen: Seen = Context::scope(
+        ctx.clone(),
+        proxy.call("nameko_peer", "call_rust_whoami", &[(); 0], &NoKwargs),
+    )
+    .await
+    .unwrap();
     assert_eq!(seen.auth_token.as_deref(), Some("rs-tok"));
     assert_eq!(seen.call_id_stack.len(), 2, "{:?}", seen.call_id_stack);
     assert!(seen.call_id_stack[0].starts_with("nameko_peer.call_rust_whoami."));
@@ -194,7 +220,11 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
 
     // Events, Basidia -> Nameko.
     let marker = format!("ping-{}", uuid::Uuid::new_v4());
-    let dispatcher = basidia::EventDispatcher::new(basidia::connect(&url).await.unwrap(), "rust_source", Format::Json);
+    let dispatcher = basidia::EventDispatcher::new(
+        basidia::connect(&url).await.unwrap(),
+        "rust_source",
+        Format::Json,
+    );
     Context::scope(ctx.clone(), dispatcher.dispatch("ping", &marker))
         .await
         .unwrap();
@@ -204,18 +234,27 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
             .call("nameko_peer", "received", &[(); 0], &NoKwargs)
             .await
             .unwrap();
-        if got.iter().any(|(p, t)| *p == marker && t.as_deref() == Some("rs-tok")) {
+        if got
+            .iter()
+            .any(|(p, t)| *p == marker && t.as_deref() == Some("rs-tok"))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "Nameko did not receive {marker}: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "Nameko did not receive {marker}: {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Events, Nameko -> Basidia.
     let marker = format!("pong-{}", uuid::Uuid::new_v4());
-    Context::scope(ctx.clone(), proxy.call::<Value, _, _>("nameko_peer", "emit", &(marker.as_str(),), &NoKwargs))
-        .await
-        .unwrap();
+    Context::scope(
+        ctx.clone(),
+        proxy.call::<Value, _, _>("nameko_peer", "emit", &(marker.as_str(),), &NoKwargs),
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let hit = PONGS
@@ -226,7 +265,10 @@ async fn basidia_and_nameko_call_each_other_and_exchange_events() {
         if hit {
             break;
         }
-        assert!(Instant::now() < deadline, "Basidia did not receive {marker}");
+        assert!(
+            Instant::now() < deadline,
+            "Basidia did not receive {marker}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.stop().await;

@@ -17,7 +17,10 @@ fn url() -> Option<String> {
     match std::env::var("BASIDIA_TEST_AMQP_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_AMQP_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_AMQP_URL"
+            );
             eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
             None
         }
@@ -62,16 +65,20 @@ async fn services_and_callers_survive_a_broker_restart() {
     runner.add::<Sturdy>();
     let running = runner.start().await.unwrap();
     let caller = Arc::new(AmqpBroker::connect(&url).await.unwrap());
-    let client = SturdyClient::connect(&RpcProxy::new(caller.clone()))
-        .with_timeout(Duration::from_secs(2));
+    let client =
+        SturdyClient::connect(&RpcProxy::new(caller.clone())).with_timeout(Duration::from_secs(2));
     let events = basidia::EventDispatcher::new(caller.clone(), "t_sturdy_src", Format::MsgPack);
 
     let stop = Arc::new(AtomicBool::new(false));
     let confirmed = Arc::new(Mutex::new(BTreeSet::new()));
     let outcomes = Arc::new(Mutex::new(Vec::<(Duration, Result<u64, RpcError>)>::new()));
     let load = {
-        let (stop, confirmed, outcomes, client) =
-            (stop.clone(), confirmed.clone(), outcomes.clone(), client.clone());
+        let (stop, confirmed, outcomes, client) = (
+            stop.clone(),
+            confirmed.clone(),
+            outcomes.clone(),
+            client.clone(),
+        );
         tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -88,11 +95,21 @@ async fn services_and_callers_survive_a_broker_restart() {
     };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"])).await.unwrap();
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| rabbitmqctl(&["start_app"])).await.unwrap();
-    assert!(server.wait_connected(Duration::from_secs(60)).await, "the service reconnects");
-    assert!(caller.wait_connected(Duration::from_secs(60)).await, "the caller reconnects");
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["start_app"]))
+        .await
+        .unwrap();
+    assert!(
+        server.wait_connected(Duration::from_secs(60)).await,
+        "the service reconnects"
+    );
+    assert!(
+        caller.wait_connected(Duration::from_secs(60)).await,
+        "the caller reconnects"
+    );
 
     // Calls succeed again once the broker is back.
     let back = Instant::now();
@@ -109,15 +126,21 @@ async fn services_and_callers_survive_a_broker_restart() {
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
 
-    let outcomes = outcomes.lock().unwrap();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let slowest = outcomes.iter().map(|(d, _)| *d).max().unwrap();
-    assert!(slowest < Duration::from_secs(4), "no call hung: slowest took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(4),
+        "no call hung: slowest took {slowest:?}"
+    );
     let lost = outcomes
         .iter()
         .filter(|(_, r)| matches!(r, Err(e) if e.kind() == ErrorKind::ConnectionLost))
         .count();
     assert!(lost > 0, "calls during the outage fail with ConnectionLost");
-    assert!(outcomes.iter().any(|(_, r)| r.is_ok()), "calls succeeded around the outage");
+    assert!(
+        outcomes.iter().any(|(_, r)| r.is_ok()),
+        "calls succeeded around the outage"
+    );
 
     // Every event the broker confirmed reaches the handler.
     let confirmed = confirmed.lock().unwrap().clone();
@@ -129,7 +152,10 @@ async fn services_and_callers_survive_a_broker_restart() {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "confirmed events lost: {missing:?}");
+        assert!(
+            Instant::now() < deadline,
+            "confirmed events lost: {missing:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.stop().await;

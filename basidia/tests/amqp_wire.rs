@@ -16,7 +16,10 @@ fn url() -> Option<String> {
     match std::env::var("BASIDIA_TEST_AMQP_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_AMQP_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_AMQP_URL"
+            );
             eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
             None
         }
@@ -62,7 +65,9 @@ struct RawPeer {
 
 impl RawPeer {
     async fn new(url: &str) -> RawPeer {
-        let conn = Connection::connect(url, ConnectionProperties::default()).await.unwrap();
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
         let channel = conn.create_channel().await.unwrap();
         let q = channel
             .queue_declare(
@@ -138,7 +143,11 @@ impl RawPeer {
             .expect("a reply within 10 s")
             .unwrap()
             .unwrap();
-        let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string());
+        let ct = d
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str().to_string());
         let format = ct
             .as_deref()
             .and_then(basidia::Format::from_content_type)
@@ -175,23 +184,46 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
     let ok = br#"{"args": [1, 2], "kwargs": {}}"#;
 
     // Neither msgpack nor JSON, under a content type Basidia does not speak.
-    peer.publish("t_probe.add", b"a=1", peer.props(Some("text/plain"), "c1")).await;
+    peer.publish("t_probe.add", b"a=1", peer.props(Some("text/plain"), "c1"))
+        .await;
     let (ct, v) = peer.reply().await;
     assert_eq!(ct.as_deref(), Some("application/json"));
     assert_eq!(v["error"]["exc_type"], "MalformedRequest", "{v}");
     // No content type at all.
-    peer.publish("t_probe.add", ok, peer.props(None, "c2")).await;
-    assert_eq!(peer.reply().await.1["error"]["exc_type"], "MalformedRequest");
+    peer.publish("t_probe.add", ok, peer.props(None, "c2"))
+        .await;
+    assert_eq!(
+        peer.reply().await.1["error"]["exc_type"],
+        "MalformedRequest"
+    );
     // Claims msgpack, is garbage.
-    peer.publish("t_probe.add", b"\xc1\xc1", peer.props(Some("application/x-msgpack"), "c3")).await;
+    peer.publish(
+        "t_probe.add",
+        b"\xc1\xc1",
+        peer.props(Some("application/x-msgpack"), "c3"),
+    )
+    .await;
     let (ct, v) = peer.reply().await;
     assert_eq!(ct.as_deref(), Some("application/x-msgpack"));
     assert_eq!(v["error"]["exc_type"], "MalformedRequest");
     // Missing kwargs.
-    peer.publish("t_probe.add", br#"{"args": [1, 2]}"#, peer.props(Some("application/json"), "c4")).await;
-    assert_eq!(peer.reply().await.1["error"]["exc_type"], "MalformedRequest");
+    peer.publish(
+        "t_probe.add",
+        br#"{"args": [1, 2]}"#,
+        peer.props(Some("application/json"), "c4"),
+    )
+    .await;
+    assert_eq!(
+        peer.reply().await.1["error"]["exc_type"],
+        "MalformedRequest"
+    );
     // Unknown method.
-    peer.publish("t_probe.sub", ok, peer.props(Some("application/json"), "c5")).await;
+    peer.publish(
+        "t_probe.sub",
+        ok,
+        peer.props(Some("application/json"), "c5"),
+    )
+    .await;
     assert_eq!(peer.reply().await.1["error"]["exc_type"], "MethodNotFound");
     // No reply_to: dead-lettered, with a reason.
     let marker = uuid::Uuid::new_v4().to_string();
@@ -223,10 +255,17 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
     let headers = found.expect("the request without reply_to reached basidia.dead-letters");
     assert_eq!(
         headers.inner().get("x-basidia-reason"),
-        Some(&AMQPValue::LongString(LongString::from("request without reply_to")))
+        Some(&AMQPValue::LongString(LongString::from(
+            "request without reply_to"
+        )))
     );
     // Through all of that the consumer kept serving.
-    peer.publish("t_probe.add", ok, peer.props(Some("application/json"), "c6")).await;
+    peer.publish(
+        "t_probe.add",
+        ok,
+        peer.props(Some("application/json"), "c6"),
+    )
+    .await;
     let (_, v) = peer.reply().await;
     assert_eq!(v["result"], 3);
     running.stop().await;
@@ -236,9 +275,13 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
 async fn priorities_order_waiting_requests() {
     let Some(url) = url() else { return };
     // A queue declared with priorities keeps its arguments: start from a fresh queue.
-    let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let _ = ch.queue_delete("rpc-t_prio".into(), QueueDeleteOptions::default()).await;
+    let _ = ch
+        .queue_delete("rpc-t_prio".into(), QueueDeleteOptions::default())
+        .await;
     let running = start::<Prio>(&url, Some(10), 1).await;
     let proxy = basidia::RpcProxy::new(basidia::connect(&url).await.unwrap());
     let client = PrioClient::connect(&proxy);

@@ -1,8 +1,12 @@
-//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory]`
+//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|all]`
 //!
 //! Measures RPC round trips of `greeting_service.hello` through the typed client: sequential and
-//! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. Prints a
-//! markdown table and writes `bench/results.json`.
+//! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. On AMQP the
+//! same figures for raw lapin doing the same echo are measured in the same run, interleaved, so
+//! each Basidia figure has a ratio to raw beside it. Prints a markdown table and writes
+//! `bench/results.json`.
+
+mod raw_amqp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +23,118 @@ struct Measurement {
     per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    raw_per_s: Option<f64>,
+}
+
+/// Runs `calls` on `concurrency` tasks for `duration`; returns calls per second and latencies.
+async fn drive<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> anyhow::Result<(f64, Histogram<u64>)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                call().await?;
+                let us = u64::try_from(t.elapsed().as_nanos() / 1000).unwrap_or(u64::MAX);
+                hist.record(us.max(1))?;
+                n += 1;
+            }
+            anyhow::Ok((n, hist))
+        }));
+    }
+    let mut total = 0u64;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        let (n, h) = t.await??;
+        total += n;
+        hist.add(h)?;
+    }
+    Ok((total as f64 / started.elapsed().as_secs_f64(), hist))
+}
+
+async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> {
+    let mut config = RunnerConfig::default();
+    config.defaults.max_workers = 64;
+    let server = basidia::connect(url)
+        .await
+        .context("connecting to RabbitMQ")?;
+    let mut runner = Runner::new(server).with_config(config);
+    runner.add::<GreetingService>();
+    let running = runner.start().await?;
+    let caller = basidia::RpcProxy::new(basidia::connect(url).await?);
+    let client = GreetingServiceClient::connect(&caller);
+    let topology = match std::env::var("BASIDIA_BENCH_RAW_TOPOLOGY").as_deref() {
+        Ok("direct") => raw_amqp::Topology::Direct,
+        _ => raw_amqp::Topology::Nameko,
+    };
+    let raw_server = raw_amqp::RawServer::start(url, topology).await?;
+    let raw = raw_amqp::RawClient::connect(url, &raw_server, topology).await?;
+    // The raw request carries what Basidia's does: a msgpack envelope of the same size.
+    let body = basidia::envelope::encode_request(
+        basidia::Format::MsgPack,
+        &("World",),
+        &basidia::envelope::NoKwargs,
+    )?;
+    let body = Arc::new(body);
+    let duration = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(4)
+    };
+    let basidia_call = {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let r = client.hello("World".to_string()).await?;
+                anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");
+                Ok(())
+            }
+        }
+    };
+    let raw_call = {
+        let raw = raw.clone();
+        let body = body.clone();
+        move || {
+            let raw = raw.clone();
+            let body = body.clone();
+            async move {
+                let r = raw.echo(&body).await?;
+                anyhow::ensure!(r.len() == body.len(), "unexpected raw reply");
+                Ok(())
+            }
+        }
+    };
+    drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
+    drive(4, Duration::from_millis(300), raw_call.clone()).await?;
+    let mut out = Vec::new();
+    for concurrency in [1, 16, 64] {
+        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
+        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
+        out.push(Measurement {
+            broker: "amqp",
+            workload: "rpc",
+            concurrency,
+            per_s,
+            p50_us: hist.value_at_quantile(0.50) as f64,
+            p99_us: hist.value_at_quantile(0.99) as f64,
+            raw_per_s: Some(raw_per_s),
+        });
+    }
+    running.stop().await;
+    Ok(out)
 }
 
 async fn rpc_round_trips(
@@ -83,6 +199,7 @@ async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
             per_s,
             p50_us: hist.value_at_quantile(0.50) as f64,
             p99_us: hist.value_at_quantile(0.99) as f64,
+            raw_per_s: None,
         });
     }
     running.stop().await;
@@ -98,23 +215,36 @@ fn main() -> anyhow::Result<()> {
             "--quick" => quick = true,
             "--broker" => broker = args.next().context("--broker needs a value")?,
             other => bail!(
-                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory]"
+                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|all]"
             ),
         }
     }
-    if broker != "memory" && broker != "all" {
-        bail!("broker {broker:?} is not benchmarked yet: use memory");
+    if !["memory", "amqp", "all"].contains(&broker.as_str()) {
+        bail!("unknown broker {broker:?}: use memory, amqp or all");
     }
+    let amqp_url = std::env::var("BASIDIA_BENCH_AMQP_URL")
+        .or_else(|_| std::env::var("BASIDIA_TEST_AMQP_URL"))
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let results = rt.block_on(bench_memory(quick))?;
-    println!("| broker | workload | callers | calls/s | p50 (us) | p99 (us) |");
-    println!("|---|---|---:|---:|---:|---:|");
+    let mut results = Vec::new();
+    if broker == "memory" || broker == "all" {
+        results.extend(rt.block_on(bench_memory(quick))?);
+    }
+    if broker == "amqp" || broker == "all" {
+        results.extend(rt.block_on(bench_amqp(&amqp_url, quick))?);
+    }
+    println!("| broker | workload | callers | Basidia calls/s | raw calls/s | ratio | p50 (us) | p99 (us) |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for m in &results {
+        let (raw, ratio) = match m.raw_per_s {
+            Some(r) => (format!("{r:.0}"), format!("{:.2}", m.per_s / r)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {raw} | {ratio} | {:.1} | {:.1} |",
             m.broker, m.workload, m.concurrency, m.per_s, m.p50_us, m.p99_us
         );
     }
@@ -126,8 +256,8 @@ fn main() -> anyhow::Result<()> {
                 "workload": m.workload,
                 "concurrency": m.concurrency,
                 "basidia_per_s": m.per_s.round(),
-                "raw_per_s": null,
-                "ratio": null,
+                "raw_per_s": m.raw_per_s.map(f64::round),
+                "ratio": m.raw_per_s.map(|r| (m.per_s / r * 100.0).round() / 100.0),
                 "p50_us": m.p50_us,
                 "p99_us": m.p99_us,
             })

@@ -106,12 +106,15 @@ impl fmt::Debug for AmqpOptions {
     }
 }
 
-type PendingMap = HashMap<String, oneshot::Sender<Message>>;
+type PendingMap = HashMap<String, oneshot::Sender<Result<Message, BrokerError>>>;
 
-/// A live connection and its publishing channel.
+/// A live connection and its publishing channels.
 struct Live {
     connection: Connection,
+    /// Confirm mode: events, retries and dead letters, each awaited.
     publish: Channel,
+    /// No confirms: RPC requests (mandatory) and replies, the hot path.
+    rpc: Channel,
     generation: u64,
     declared: Mutex<HashSet<String>>,
 }
@@ -215,7 +218,11 @@ impl AmqpBroker {
             .ok_or_else(|| lost("not connected to the broker; reconnecting"))
     }
 
-    fn register(&self, kind: ConsumerKind, options: ConsumeOptions) -> (u64, Arc<ConsumerSpec>, mpsc::UnboundedReceiver<Delivery>) {
+    fn register(
+        &self,
+        kind: ConsumerKind,
+        options: ConsumeOptions,
+    ) -> (u64, Arc<ConsumerSpec>, mpsc::UnboundedReceiver<Delivery>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let spec = Arc::new(ConsumerSpec {
             kind,
@@ -228,12 +235,21 @@ impl AmqpBroker {
         (id, spec, rx)
     }
 
-    async fn start_consumer(&self, kind: ConsumerKind, options: ConsumeOptions) -> Result<Subscription, BrokerError> {
+    async fn start_consumer(
+        &self,
+        kind: ConsumerKind,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
         let live = self.live()?;
         let (id, spec, rx) = self.register(kind, options);
         match open_consumer(&self.inner, &live, &spec).await {
             Ok(consumer) => {
-                tokio::spawn(forward(Arc::downgrade(&self.inner), live, Arc::clone(&spec), consumer));
+                tokio::spawn(forward(
+                    Arc::downgrade(&self.inner),
+                    live,
+                    Arc::clone(&spec),
+                    consumer,
+                ));
             }
             Err(e) => {
                 lock(&self.inner.consumers).remove(&id);
@@ -266,12 +282,15 @@ impl Drop for ConsumerGuard {
 
 async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, BrokerError> {
     let opts = &inner.options;
-    let props = ConnectionProperties::default()
-        .with_connection_name(LongString::from(format!("basidia-{}", &inner.reply_key[..8])));
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(format!(
+        "basidia-{}",
+        &inner.reply_key[..8]
+    )));
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
     if let Some(path) = &opts.tls_ca_file {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| BrokerError::InvalidUrl(format!("cannot read CA file {}: {e}", path.display())))?;
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            BrokerError::InvalidUrl(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
         tls.cert_chain = Some(pem);
     }
     let runtime = lapin::runtime::default_runtime().map_err(backend)?;
@@ -321,7 +340,10 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     // The reply queue and its consumer.
     let replies = connection.create_channel().await.map_err(lost)?;
     let mut args = FieldTable::default();
-    args.insert("x-expires".into(), AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS));
+    args.insert(
+        "x-expires".into(),
+        AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS),
+    );
     replies
         .queue_declare(
             inner.reply_queue.as_str().into(),
@@ -356,9 +378,12 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         .await
         .map_err(backend)?;
     tokio::spawn(route_replies(Arc::downgrade(inner), consumer, replies));
+    let rpc = connection.create_channel().await.map_err(lost)?;
+    tokio::spawn(route_returns(Arc::downgrade(inner), rpc.clone()));
     Ok(Arc::new(Live {
         connection,
         publish,
+        rpc,
         generation,
         declared: Mutex::new(HashSet::new()),
     }))
@@ -384,16 +409,54 @@ async fn route_replies(inner: Weak<Inner>, mut consumer: lapin::Consumer, _chann
     while let Some(item) = consumer.next().await {
         let Ok(d) = item else { break };
         let Some(inner) = inner.upgrade() else { break };
-        let Some(id) = d.properties.correlation_id().as_ref().map(|c| c.as_str().to_string()) else {
+        let Some(id) = d
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+        else {
             tracing::warn!("reply without correlation id dropped");
             continue;
         };
         let waiter = lock(&inner.pending).remove(&id);
         match waiter {
             Some(tx) => {
-                let _ = tx.send(wire::message_of(&d.properties, d.data, false));
+                let _ = tx.send(Ok(wire::message_of(&d.properties, d.data, false)));
             }
             None => tracing::debug!(correlation_id = %id, "late reply dropped: its caller gave up"),
+        }
+    }
+}
+
+/// Requests are published `mandatory` on a channel without publisher confirms; the broker
+/// returns a request nothing is bound for, and this task fails its call with `UnknownService`.
+async fn route_returns(inner: Weak<Inner>, rpc: Channel) {
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !rpc.status().connected() {
+            return;
+        }
+        let Ok(returned) = rpc.wait_for_confirms().await else {
+            return;
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        for r in returned {
+            let Some(id) = r.properties.correlation_id().as_ref() else {
+                continue;
+            };
+            let waiter = lock(&inner.pending).remove(id.as_str());
+            if let Some(tx) = waiter {
+                let service = r
+                    .routing_key
+                    .as_str()
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(Err(BrokerError::UnknownService(service)));
+            }
         }
     }
 }
@@ -401,7 +464,9 @@ async fn route_replies(inner: Weak<Inner>, mut consumer: lapin::Consumer, _chann
 /// Watches the connection; after a drop, fails calls in flight and reconnects with back-off.
 async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
     loop {
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let shutdown = strong.shutdown.clone();
         drop(strong);
         let mut events = live.connection.events_listener();
@@ -415,7 +480,9 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
                 },
             }
         };
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         tracing::warn!("AMQP connection lost ({failure}); reconnecting");
         strong.state.send_replace(None);
         // Dropping the senders fails every call in flight with ConnectionLost.
@@ -459,7 +526,11 @@ fn queue_of(kind: &ConsumerKind) -> String {
     }
 }
 
-async fn open_consumer(inner: &Inner, live: &Live, spec: &ConsumerSpec) -> Result<(Channel, lapin::Consumer), BrokerError> {
+async fn open_consumer(
+    inner: &Inner,
+    live: &Live,
+    spec: &ConsumerSpec,
+) -> Result<(Channel, lapin::Consumer), BrokerError> {
     let channel = live.connection.create_channel().await.map_err(lost)?;
     channel
         .basic_qos(spec.options.prefetch, BasicQosOptions::default())
@@ -537,7 +608,12 @@ async fn open_consumer(inner: &Inner, live: &Live, spec: &ConsumerSpec) -> Resul
 
 /// Moves deliveries of one consumer into its subscription until the consumer is cancelled or
 /// the connection drops (the supervisor then opens a new one).
-async fn forward(inner: Weak<Inner>, live: Arc<Live>, spec: Arc<ConsumerSpec>, (channel, mut consumer): (Channel, lapin::Consumer)) {
+async fn forward(
+    inner: Weak<Inner>,
+    live: Arc<Live>,
+    spec: Arc<ConsumerSpec>,
+    (channel, mut consumer): (Channel, lapin::Consumer),
+) {
     let queue = queue_of(&spec.kind);
     loop {
         let item = tokio::select! {
@@ -576,7 +652,11 @@ async fn forward(inner: Weak<Inner>, live: Arc<Live>, spec: Arc<ConsumerSpec>, (
             queue: queue.clone(),
             original_key,
         };
-        if spec.tx.send(Delivery::new(message, routing_key, Box::new(settle))).is_err() {
+        if spec
+            .tx
+            .send(Delivery::new(message, routing_key, Box::new(settle)))
+            .is_err()
+        {
             // The subscription is gone; its drop requeues what it held.
             return;
         }
@@ -593,7 +673,13 @@ struct AmqpSettle {
 }
 
 impl AmqpSettle {
-    async fn republish(&self, exchange: &str, routing_key: &str, message: &Message, extra: &[(&str, AMQPValue)]) -> Result<(), BrokerError> {
+    async fn republish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        extra: &[(&str, AMQPValue)],
+    ) -> Result<(), BrokerError> {
         let props = wire::properties(message, extra);
         let confirm = self
             .live
@@ -629,17 +715,17 @@ impl Settle for AmqpSettle {
         let Some(inner) = self.inner.upgrade() else {
             return Err(BrokerError::Closed);
         };
-        let (Some(reply_to), Some(correlation_id)) = (&request.reply_to, &request.correlation_id) else {
+        let (Some(reply_to), Some(correlation_id)) = (&request.reply_to, &request.correlation_id)
+        else {
             return Err(BrokerError::NoReplyTo);
         };
         let mut reply = reply;
         reply.correlation_id = Some(correlation_id.clone());
-        let props = wire::properties(&reply, &[]);
+        let props = wire::properties(&reply, &[]).with_delivery_mode(wire::TRANSIENT);
         // The reply is not confirmed: the request is acked right after, and a caller that misses
         // its reply through a broker failure sees ConnectionLost or its deadline.
-        let _confirm = self
-            .live
-            .publish
+        self.live
+            .rpc
             .basic_publish(
                 inner.options.rpc_exchange.as_str().into(),
                 reply_to.as_str().into(),
@@ -672,7 +758,11 @@ impl Settle for AmqpSettle {
         self.ack_original().await
     }
 
-    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+    async fn dead_letter(
+        self: Box<Self>,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
         tracing::warn!(queue = %self.queue, routing_key = %self.original_key, reason, "message dead-lettered");
         let extra = [
             (
@@ -683,14 +773,18 @@ impl Settle for AmqpSettle {
                 wire::ROUTING_KEY_HEADER,
                 AMQPValue::LongString(LongString::from(self.original_key.as_str())),
             ),
-            (wire::REASON_HEADER, AMQPValue::LongString(LongString::from(reason))),
+            (
+                wire::REASON_HEADER,
+                AMQPValue::LongString(LongString::from(reason)),
+            ),
             (
                 wire::QUEUE_HEADER,
                 AMQPValue::LongString(LongString::from(self.queue.as_str())),
             ),
         ];
         let key = format!("{}.{}", self.queue, self.original_key);
-        self.republish(DEAD_LETTER_EXCHANGE, &key, &message, &extra).await?;
+        self.republish(DEAD_LETTER_EXCHANGE, &key, &message, &extra)
+            .await?;
         self.ack_original().await
     }
 
@@ -732,9 +826,9 @@ impl Broker for AmqpBroker {
         let mut message = request;
         message.correlation_id = Some(correlation_id.clone());
         message.reply_to = Some(self.inner.reply_key.clone());
-        let props = wire::properties(&message, &[]);
+        let props = wire::properties(&message, &[]).with_delivery_mode(wire::TRANSIENT);
         let published = live
-            .publish
+            .rpc
             .basic_publish(
                 self.inner.options.rpc_exchange.as_str().into(),
                 format!("{service}.{method}").into(),
@@ -746,36 +840,14 @@ impl Broker for AmqpBroker {
                 props,
             )
             .await;
-        let confirm = match published {
-            Ok(c) => c,
-            Err(e) => {
-                lock(&self.inner.pending).remove(&correlation_id);
-                return Err(lost(e));
-            }
-        };
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        tokio::pin!(rx);
-        let mut confirm = Some(confirm);
-        let outcome = loop {
-            tokio::select! {
-                reply = &mut rx => break match reply {
-                    Ok(m) => Ok(m),
-                    Err(_) => Err(lost("the connection dropped while the call was in flight")),
-                },
-                c = async { confirm.as_mut().expect("polled only while pending").await }, if confirm.is_some() => {
-                    confirm = None;
-                    match c {
-                        Ok(c) => {
-                            if c.take_message().is_some() {
-                                break Err(BrokerError::UnknownService(service.to_string()));
-                            }
-                        }
-                        Err(e) => break Err(lost(e)),
-                    }
-                }
-                () = &mut deadline => break Err(BrokerError::Timeout(timeout)),
-            }
+        if let Err(e) = published {
+            lock(&self.inner.pending).remove(&correlation_id);
+            return Err(lost(e));
+        }
+        let outcome = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(lost("the connection dropped while the call was in flight")),
+            Err(_) => Err(BrokerError::Timeout(timeout)),
         };
         if outcome.is_err() {
             lock(&self.inner.pending).remove(&correlation_id);
@@ -855,4 +927,3 @@ impl Broker for AmqpBroker {
         }
     }
 }
-

@@ -17,8 +17,11 @@ pub const REASON_HEADER: &str = "x-basidia-reason";
 /// The queue a dead-lettered message came from.
 pub const QUEUE_HEADER: &str = "x-basidia-queue";
 
-/// AMQP delivery mode 2: persistent.
+/// AMQP delivery mode 2: persistent (events, retries, dead letters).
 pub const PERSISTENT: u8 = 2;
+/// AMQP delivery mode 1: transient (RPC requests and replies: a caller that outlives a broker
+/// restart has already failed with `ConnectionLost`, so writing them to disk buys nothing).
+pub const TRANSIENT: u8 = 1;
 
 fn header_value(value: &HeaderValue) -> AMQPValue {
     match value {
@@ -74,7 +77,10 @@ fn from_amqp(value: &AMQPValue) -> Option<HeaderValue> {
 pub fn headers_to_table(headers: &Headers, extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut table = FieldTable::default();
     for (k, v) in headers {
-        table.insert(ShortString::from(format!("{HEADER_PREFIX}{k}")), header_value(v));
+        table.insert(
+            ShortString::from(format!("{HEADER_PREFIX}{k}")),
+            header_value(v),
+        );
     }
     for (k, v) in extra {
         table.insert(ShortString::from(*k), v.clone());
@@ -144,7 +150,10 @@ pub fn message_of(props: &BasicProperties, body: Vec<u8>, redelivered: bool) -> 
             .as_ref()
             .map(|c| Cow::Owned(c.as_str().to_string())),
         headers: table_to_headers(table),
-        correlation_id: props.correlation_id().as_ref().map(|c| c.as_str().to_string()),
+        correlation_id: props
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_string()),
         reply_to: props.reply_to().as_ref().map(|c| c.as_str().to_string()),
         priority: *props.priority(),
         redelivered: redelivered || delivery_count > 1,
@@ -160,8 +169,10 @@ mod tests {
     fn context_headers_round_trip_with_the_nameko_prefix() {
         let mut m = Message::new(b"{}".to_vec(), "application/json");
         m.headers.insert("auth_token".into(), "tok".into());
-        m.headers
-            .insert("call_id_stack".into(), HeaderValue::List(vec!["a.b.1".into()]));
+        m.headers.insert(
+            "call_id_stack".into(),
+            HeaderValue::List(vec!["a.b.1".into()]),
+        );
         m.headers.insert("deadline".into(), HeaderValue::Int(17));
         m.correlation_id = Some("c".into());
         m.reply_to = Some("r".into());

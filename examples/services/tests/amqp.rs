@@ -10,7 +10,10 @@ fn url() -> Option<String> {
     match std::env::var("BASIDIA_TEST_AMQP_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_AMQP_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_AMQP_URL"
+            );
             eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
             None
         }
@@ -27,16 +30,32 @@ async fn sample_services_over_rabbitmq() {
 
     let caller = RpcProxy::new(basidia::connect(&url).await.unwrap());
     let greeting = GreetingServiceClient::connect(&caller);
-    assert_eq!(greeting.hello("World".into()).await.unwrap(), "Hello, World!");
-    assert_eq!(greeting.goodbye("World".into()).await.unwrap(), "Goodbye, World!");
+    assert_eq!(
+        greeting.hello("World".into()).await.unwrap(),
+        "Hello, World!"
+    );
+    assert_eq!(
+        greeting.goodbye("World".into()).await.unwrap(),
+        "Goodbye, World!"
+    );
     let users = UserServiceClient::connect(&caller);
-    assert_eq!(users.get_user_greeting(42).await.unwrap(), "Hello, User 42!");
+    assert_eq!(
+        users.get_user_greeting(42).await.unwrap(),
+        "Hello, User 42!"
+    );
     let err = users.get_user_greeting(-5).await.unwrap_err();
-    assert_eq!(err.decode_remote::<UserNotFound>(), Some(UserNotFound { user_id: -5 }));
+    assert_eq!(
+        err.decode_remote::<UserNotFound>(),
+        Some(UserNotFound { user_id: -5 })
+    );
     // JSON requests get JSON replies.
     let json = caller.clone().with_format(basidia::Format::Json);
     let v = json
-        .call_json("database_service", "get_user", serde_json::json!({"user_id": 3}))
+        .call_json(
+            "database_service",
+            "get_user",
+            serde_json::json!({"user_id": 3}),
+        )
         .await
         .unwrap();
     assert_eq!(v, serde_json::json!({"id": 3, "name": "User 3"}));
@@ -55,7 +74,10 @@ async fn sample_services_over_rabbitmq() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(sent.contains(&"to ada@example.com: Welcome, Ada!".to_string()), "{sent:?}");
+    assert!(
+        sent.contains(&"to ada@example.com: Welcome, Ada!".to_string()),
+        "{sent:?}"
+    );
 
     let err = caller
         .call_json("no_such_service", "m", serde_json::json!([]))
