@@ -314,3 +314,75 @@ async fn priorities_order_waiting_requests() {
     let err = client.slow(1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownService);
 }
+
+#[service]
+struct Doomed;
+
+#[service(name = "t_doomed")]
+impl Doomed {
+    #[event_handler("t_doomed_src", "boom")]
+    async fn on_boom(&self, marker: String) -> Result<(), String> {
+        Err(format!("cannot handle {marker}"))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_event_handler_is_retried_then_dead_lettered() {
+    let Some(url) = url() else { return };
+    let mut config = RunnerConfig::default();
+    config.defaults.event_max_deliveries = 3;
+    config.defaults.event_retry_delay = Duration::from_millis(10);
+    let mut runner = Runner::new(basidia::connect(&url).await.unwrap()).with_config(config);
+    runner.add::<Doomed>();
+    let running = runner.start().await.unwrap();
+    let marker = format!("boom-{}", uuid::Uuid::new_v4());
+    basidia::EventDispatcher::new(
+        basidia::connect(&url).await.unwrap(),
+        "t_doomed_src",
+        basidia::Format::Json,
+    )
+    .dispatch("boom", &marker)
+    .await
+    .unwrap();
+    let peer = RawPeer::new(&url).await;
+    let expected_body = serde_json::to_vec(&marker).unwrap();
+    let mut found = None;
+    for _ in 0..200 {
+        match peer
+            .channel
+            .basic_get("basidia.dead-letters".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(d) => {
+                let hit = d.data == expected_body;
+                d.ack(BasicAckOptions::default()).await.unwrap();
+                if hit {
+                    found = Some(d.properties.headers().clone().unwrap_or_default());
+                    break;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let headers = found.expect("the event reached basidia.dead-letters");
+    let text = |k: &str| match headers.inner().get(k) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("{k}: {other:?}"),
+    };
+    assert!(
+        text("x-basidia-reason").contains("failed 3 times"),
+        "{}",
+        text("x-basidia-reason")
+    );
+    assert_eq!(
+        text("x-basidia-queue"),
+        "evt-t_doomed_src-boom--t_doomed.on_boom"
+    );
+    assert_eq!(text("x-basidia-routing-key"), "boom");
+    assert_eq!(
+        headers.inner().get("x-basidia-delivery-count"),
+        Some(&AMQPValue::LongLongInt(3))
+    );
+    running.stop().await;
+}

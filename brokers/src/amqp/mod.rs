@@ -927,3 +927,19 @@ impl Broker for AmqpBroker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://app:s3cret@rabbit:5672/%2f"),
+            "amqp://app:***@rabbit:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://rabbit/"), "amqp://rabbit/");
+        let opts = AmqpOptions::new("amqps://app:s3cret@rabbit/");
+        assert!(!format!("{opts:?}").contains("s3cret"));
+    }
+}
