@@ -157,6 +157,54 @@ impl RawPeer {
     }
 }
 
+/// A private queue that receives copies of the dead letters whose routing key matches `pattern`
+/// (dead letters are published to `basidia.dead-letter` with key `<queue>.<routing key>`).
+async fn dead_letter_tap(channel: &Channel, pattern: &str) -> String {
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            q.name().clone(),
+            "basidia.dead-letter".into(),
+            pattern.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    q.name().as_str().to_string()
+}
+
+/// Waits for a message with this body on the tap; returns its headers.
+async fn await_dead_letter(channel: &Channel, tap: &str, body: &[u8]) -> FieldTable {
+    for _ in 0..200 {
+        match channel
+            .basic_get(tap.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(d) => {
+                d.ack(BasicAckOptions::default()).await.unwrap();
+                if d.data == body {
+                    return d.properties.headers().clone().unwrap_or_default();
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("no dead letter arrived on {tap}");
+}
+
 async fn start<S: Service + basidia::NamedService + basidia::Inject>(
     url: &str,
     max_priority: Option<u8>,
@@ -226,6 +274,7 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
     .await;
     assert_eq!(peer.reply().await.1["error"]["exc_type"], "MethodNotFound");
     // No reply_to: dead-lettered, with a reason.
+    let tap = dead_letter_tap(&peer.channel, "rpc-t_probe.#").await;
     let marker = uuid::Uuid::new_v4().to_string();
     let body = format!(r#"{{"args": [1, 2], "kwargs": {{}}, "marker": "{marker}"}}"#);
     peer.publish(
@@ -234,25 +283,7 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
         BasicProperties::default().with_content_type("application/json".into()),
     )
     .await;
-    let mut found = None;
-    for _ in 0..100 {
-        if let Some(d) = peer
-            .channel
-            .basic_get("basidia.dead-letters".into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-        {
-            let hit = d.data == body.as_bytes();
-            d.ack(BasicAckOptions::default()).await.unwrap();
-            if hit {
-                found = Some(d.properties.headers().clone().unwrap_or_default());
-                break;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let headers = found.expect("the request without reply_to reached basidia.dead-letters");
+    let headers = await_dead_letter(&peer.channel, &tap, body.as_bytes()).await;
     assert_eq!(
         headers.inner().get("x-basidia-reason"),
         Some(&AMQPValue::LongString(LongString::from(
@@ -335,6 +366,8 @@ async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     let mut runner = Runner::new(basidia::connect(&url).await.unwrap()).with_config(config);
     runner.add::<Doomed>();
     let running = runner.start().await.unwrap();
+    let peer = RawPeer::new(&url).await;
+    let tap = dead_letter_tap(&peer.channel, "evt-t_doomed_src-boom--t_doomed.on_boom.#").await;
     let marker = format!("boom-{}", uuid::Uuid::new_v4());
     basidia::EventDispatcher::new(
         basidia::connect(&url).await.unwrap(),
@@ -344,28 +377,8 @@ async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     .dispatch("boom", &marker)
     .await
     .unwrap();
-    let peer = RawPeer::new(&url).await;
     let expected_body = serde_json::to_vec(&marker).unwrap();
-    let mut found = None;
-    for _ in 0..200 {
-        match peer
-            .channel
-            .basic_get("basidia.dead-letters".into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-        {
-            Some(d) => {
-                let hit = d.data == expected_body;
-                d.ack(BasicAckOptions::default()).await.unwrap();
-                if hit {
-                    found = Some(d.properties.headers().clone().unwrap_or_default());
-                    break;
-                }
-            }
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let headers = found.expect("the event reached basidia.dead-letters");
+    let headers = await_dead_letter(&peer.channel, &tap, &expected_body).await;
     let text = |k: &str| match headers.inner().get(k) {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         other => panic!("{k}: {other:?}"),
