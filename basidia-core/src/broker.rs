@@ -107,6 +107,8 @@ pub struct ConsumeOptions {
     pub prefetch: u16,
     /// For RPC queues on brokers with priorities: the queue's maximum priority.
     pub max_priority: Option<u8>,
+    /// For RPC: the service's method names (brokers with a discovery API list them).
+    pub endpoints: Vec<String>,
 }
 
 impl Default for ConsumeOptions {
@@ -114,6 +116,7 @@ impl Default for ConsumeOptions {
         ConsumeOptions {
             prefetch: 10,
             max_priority: None,
+            endpoints: Vec::new(),
         }
     }
 }

@@ -152,8 +152,13 @@ impl ServiceContainer {
         let options = ConsumeOptions {
             prefetch,
             max_priority: s.settings.max_priority,
+            endpoints: Vec::new(),
         };
-        let sub = s.broker.serve(&s.name, options.clone()).await?;
+        let rpc_options = ConsumeOptions {
+            endpoints: s.description.rpc.iter().map(|m| m.name.clone()).collect(),
+            ..options.clone()
+        };
+        let sub = s.broker.serve(&s.name, rpc_options).await?;
         self.loops
             .push(tokio::spawn(consume(Arc::clone(&s), sub, None)));
         for handler in &s.description.events {
@@ -343,11 +348,14 @@ impl Shared {
                 }
             },
         };
-        let body = match outcome {
-            Ok(EncodedReply(body)) => body,
-            Err(e) => encode_error_reply(reply_format, &e),
+        let (body, error) = match outcome {
+            Ok(EncodedReply(body)) => (body, None),
+            Err(e) => (encode_error_reply(reply_format, &e), Some(e.to_string())),
         };
-        let reply = Message::new(body, reply_format.content_type());
+        let reply = Message {
+            error,
+            ..Message::new(body, reply_format.content_type())
+        };
         match delivery.reply(reply).await {
             Ok(()) => {
                 if let Err(e) = delivery.ack().await {

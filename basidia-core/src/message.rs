@@ -90,6 +90,9 @@ pub struct Message {
     pub redelivered: bool,
     /// Set by the broker: how many times this message has been delivered, counting this one.
     pub delivery_count: u32,
+    /// On a reply that carries an error: `exc_type: message`. Backends may surface it (NATS
+    /// sets the services-API error headers and counts it in `$SRV.STATS`).
+    pub error: Option<String>,
 }
 
 impl Message {

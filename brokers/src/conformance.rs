@@ -94,7 +94,7 @@ fn binding(
 fn opts(prefetch: u16) -> ConsumeOptions {
     ConsumeOptions {
         prefetch,
-        max_priority: None,
+        ..ConsumeOptions::default()
     }
 }
 
@@ -331,7 +331,10 @@ pub async fn dropped_delivery_is_redelivered(c: &dyn Connector) {
     let other = c.connect().await;
     let mut sub2 = other.subscribe(&b, opts(10)).await.expect("resubscribe");
     let again = next(&mut sub2, "redelivery after a consumer crash").await;
-    assert!(again.message.redelivered);
+    assert_eq!(&again.message.body[..], b"\"x\"", "the same event comes back");
+    // Whether the redelivery is flagged is up to the server: RabbitMQ and the memory broker flag
+    // it; nats-server 2.9 reports a NAK'd message picked up by a new pull request as a first
+    // delivery.
     again.ack().await.expect("ack");
     broker.close().await;
     other.close().await;

@@ -10,16 +10,21 @@
 pub mod amqp;
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 #[cfg(feature = "amqp")]
 pub use amqp::{AmqpBroker, AmqpOptions};
+#[cfg(feature = "nats")]
+pub use nats::{NatsBroker, NatsOptions};
 
 pub use memory::{DeadLetter, MemoryBroker};
 
 use basidia_core::{BrokerError, SharedBroker};
 
 /// Opens a broker by URL scheme: `memory://` (a new in-process broker), `amqp://` or
-/// `amqps://` (RabbitMQ; needs the `amqp` feature).
+/// `amqps://` (RabbitMQ; needs the `amqp` feature), `nats://` or `tls://` (NATS; needs the
+/// `nats` feature).
 pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
     let scheme = url.split_once("://").map_or(url, |(s, _)| s);
     match scheme {
@@ -30,8 +35,14 @@ pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
         "amqp" | "amqps" => Err(BrokerError::InvalidUrl(
             "this build has no AMQP support: enable the `amqp` feature".into(),
         )),
+        #[cfg(feature = "nats")]
+        "nats" | "tls" => Ok(std::sync::Arc::new(NatsBroker::connect(url).await?)),
+        #[cfg(not(feature = "nats"))]
+        "nats" | "tls" => Err(BrokerError::InvalidUrl(
+            "this build has no NATS support: enable the `nats` feature".into(),
+        )),
         other => Err(BrokerError::InvalidUrl(format!(
-            "unknown broker scheme {other:?}: expected memory://, amqp:// or amqps://"
+            "unknown broker scheme {other:?}: expected memory://, amqp://, amqps://, nats:// or tls://"
         ))),
     }
 }

@@ -145,6 +145,7 @@ async fn higher_priority_requests_are_delivered_first() {
     let options = ConsumeOptions {
         prefetch: 1,
         max_priority: Some(10),
+        ..ConsumeOptions::default()
     };
     let mut sub = broker.serve("prio", options).await.unwrap();
     // Occupy the consumer so that later requests queue up.
@@ -173,4 +174,22 @@ async fn higher_priority_requests_are_delivered_first() {
     for c in calls {
         c.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_crashed_consumers_delivery_comes_back_flagged() {
+    let broker = MemoryBroker::new();
+    let b = binding(HandlerType::ServicePool);
+    let mut sub = broker.subscribe(&b, ConsumeOptions::default()).await.unwrap();
+    broker
+        .publish_event("src", "evt", Message::new(b"1".to_vec(), "application/json"))
+        .await
+        .unwrap();
+    drop(sub.next().await.unwrap());
+    drop(sub);
+    let mut again = broker.connect().subscribe(&b, ConsumeOptions::default()).await.unwrap();
+    let d = again.next().await.unwrap();
+    assert!(d.message.redelivered);
+    // Dropped once by its first holder, and again when its subscription closed with it queued.
+    assert!(d.message.delivery_count >= 2, "{}", d.message.delivery_count);
 }

@@ -158,6 +158,7 @@ pub fn message_of(props: &BasicProperties, body: Vec<u8>, redelivered: bool) -> 
         priority: *props.priority(),
         redelivered: redelivered || delivery_count > 1,
         delivery_count,
+        error: None,
     }
 }
 

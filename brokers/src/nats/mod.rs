@@ -1,0 +1,763 @@
+//! The NATS backend (async-nats), Basidia's own mapping onto NATS, written down in
+//! `docs/protocol-nats.md`:
+//! - RPC: request/reply on `basidia.rpc.<service>.<method>`, instances of a service share a queue
+//!   group `basidia.rpc.<service>`; no running instance means the server's no-responders status,
+//!   which fails the call at once with `UnknownService`.
+//! - Events: JetStream. One stream per source service, `BASIDIA_EVENTS_<source>` over
+//!   `basidia.events.<source>.>`; service-pool and singleton handlers are durable pull consumers
+//!   acked after the handler; broadcast handlers are plain subscriptions (at-most-once).
+//! - Dead letters: the stream `BASIDIA_DEAD_LETTERS` over `basidia.deadletter.>`.
+//! - The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) for every served service.
+
+mod srv;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, AckKind};
+use async_nats::{HeaderMap, ServerAddr};
+use async_trait::async_trait;
+use basidia_core::{
+    Broker, BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType, HeaderValue, Headers,
+    Message, Settle, Subscription,
+};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The header carrying the context data, as a JSON object.
+pub const CONTEXT_HEADER: &str = "Basidia-Context";
+/// The content-type header.
+pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
+/// The services-API error header on error replies.
+pub const ERROR_HEADER: &str = "Nats-Service-Error";
+/// The services-API error code header on error replies.
+pub const ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
+/// The reason header on dead letters.
+pub const REASON_HEADER: &str = "Basidia-Dead-Letter-Reason";
+/// The stream that keeps dead letters.
+pub const DEAD_LETTER_STREAM: &str = "BASIDIA_DEAD_LETTERS";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The subject of an RPC method.
+pub fn rpc_subject(service: &str, method: &str) -> String {
+    format!("basidia.rpc.{service}.{method}")
+}
+
+/// The subject of an event.
+pub fn event_subject(source: &str, event_type: &str) -> String {
+    format!("basidia.events.{source}.{event_type}")
+}
+
+/// A JetStream name from arbitrary text: characters other than letters, digits, `-` and `_`
+/// become `_`.
+pub fn js_name(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// The stream holding the events of `source`.
+pub fn event_stream(source: &str) -> String {
+    format!("BASIDIA_EVENTS_{}", js_name(source))
+}
+
+/// Options of the NATS backend.
+#[derive(Clone)]
+pub struct NatsOptions {
+    /// `nats://[user:password@|token@]host:4222` or `tls://...`.
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed) for decentralised authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for `tls://`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// How long an unacknowledged event stays with a handler before the server redelivers it.
+    pub ack_wait: Duration,
+    /// How long event streams keep messages at most.
+    pub max_event_age: Duration,
+}
+
+impl NatsOptions {
+    /// Options for `url` with defaults.
+    pub fn new(url: &str) -> Self {
+        NatsOptions {
+            url: url.to_string(),
+            credentials_file: None,
+            tls_ca_file: None,
+            ack_wait: Duration::from_secs(60),
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The URL with any password or token replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &redact_url(&self.url))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LinkState {
+    connected: bool,
+    generation: u64,
+}
+
+struct Inner {
+    options: NatsOptions,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    link: watch::Sender<LinkState>,
+    streams: Mutex<HashSet<String>>,
+    closed: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+/// A connection to NATS. Cloning shares it.
+#[derive(Clone)]
+pub struct NatsBroker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBroker")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lost(e: impl fmt::Display) -> BrokerError {
+    BrokerError::ConnectionLost(e.to_string())
+}
+
+fn backend(e: impl fmt::Display) -> BrokerError {
+    BrokerError::Backend(e.to_string())
+}
+
+fn to_nats_headers(message: &Message) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = &message.content_type {
+        headers.insert(CONTENT_TYPE_HEADER, ct.as_ref());
+    }
+    if !message.headers.is_empty() {
+        let ctx: serde_json::Map<String, serde_json::Value> = message
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    HeaderValue::Str(s) => serde_json::Value::from(s.as_str()),
+                    HeaderValue::List(l) => serde_json::Value::from(l.clone()),
+                    HeaderValue::Int(i) => serde_json::Value::from(*i),
+                    HeaderValue::Bool(b) => serde_json::Value::from(*b),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        headers.insert(
+            CONTEXT_HEADER,
+            serde_json::Value::Object(ctx).to_string().as_str(),
+        );
+    }
+    if let Some(err) = &message.error {
+        headers.insert(ERROR_HEADER, err.replace(['\r', '\n'], " ").as_str());
+        headers.insert(ERROR_CODE_HEADER, "500");
+    }
+    headers
+}
+
+fn context_of(headers: Option<&HeaderMap>) -> Headers {
+    let mut out = Headers::new();
+    let Some(raw) = headers.and_then(|h| h.get(CONTEXT_HEADER)) else {
+        return out;
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw.as_str()) else {
+        tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
+        return out;
+    };
+    for (k, v) in map {
+        let value = match v {
+            serde_json::Value::String(s) => HeaderValue::Str(s),
+            serde_json::Value::Bool(b) => HeaderValue::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => HeaderValue::Int(i),
+                None => HeaderValue::Str(n.to_string()),
+            },
+            serde_json::Value::Array(items) => HeaderValue::List(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            ),
+            serde_json::Value::Null | serde_json::Value::Object(_) => continue,
+        };
+        out.insert(k, value);
+    }
+    out
+}
+
+fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
+    let headers = m.headers.as_ref();
+    Message {
+        body: m.payload.clone(),
+        content_type: headers
+            .and_then(|h| h.get(CONTENT_TYPE_HEADER))
+            .map(|v| std::borrow::Cow::Owned(v.as_str().to_string())),
+        headers: context_of(headers),
+        correlation_id: m.reply.as_ref().map(|r| r.to_string()),
+        reply_to: m.reply.as_ref().map(|r| r.to_string()),
+        priority: None,
+        redelivered: delivered > 1,
+        delivery_count: delivered,
+        error: headers
+            .and_then(|h| h.get(ERROR_HEADER))
+            .map(|v| v.as_str().to_string()),
+    }
+}
+
+impl NatsBroker {
+    /// Connects to `url` with default options.
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_with(NatsOptions::new(url)).await
+    }
+
+    /// Connects with options. Fails if the first connection cannot be made; later drops are
+    /// repaired by the client, which resubscribes; JetStream consumers resume.
+    pub async fn connect_with(options: NatsOptions) -> Result<Self, BrokerError> {
+        let addr: ServerAddr = options
+            .url
+            .parse()
+            .map_err(|e| BrokerError::InvalidUrl(format!("{}: {e}", redact_url(&options.url))))?;
+        let (link, _) = watch::channel(LinkState {
+            connected: true,
+            generation: 0,
+        });
+        let link_cb = link.clone();
+        let mut connect = async_nats::ConnectOptions::new()
+            .name("basidia")
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(None)
+            .max_reconnects(None::<usize>)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
+            })
+            .event_callback(move |event| {
+                let link = link_cb.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => link.send_modify(|s| {
+                            s.connected = false;
+                            s.generation += 1;
+                        }),
+                        async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
+                        other => tracing::debug!("NATS event: {other}"),
+                    }
+                }
+            });
+        if let Some(creds) = &options.credentials_file {
+            connect = connect.credentials_file(creds).await.map_err(|e| {
+                BrokerError::InvalidUrl(format!("cannot read credentials {}: {e}", creds.display()))
+            })?;
+        }
+        if let Some(ca) = &options.tls_ca_file {
+            if !ca.exists() {
+                return Err(BrokerError::InvalidUrl(format!("CA file {} not found", ca.display())));
+            }
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if options.url.starts_with("tls://") {
+            connect = connect.require_tls(true);
+        }
+        let client = connect
+            .connect(addr)
+            .await
+            .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&options.url))))?;
+        let js = jetstream::new(client.clone());
+        let inner = Arc::new(Inner {
+            options,
+            client,
+            js,
+            link,
+            streams: Mutex::new(HashSet::new()),
+            closed: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+        });
+        let broker = NatsBroker { inner };
+        broker
+            .ensure_stream(DEAD_LETTER_STREAM, "basidia.deadletter.>", jetstream::stream::RetentionPolicy::Limits)
+            .await?;
+        Ok(broker)
+    }
+
+    /// Whether the client is connected right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.link.borrow().connected
+    }
+
+    /// Waits until the client is connected, at most `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.link.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.connected))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The underlying client (for tests and tooling).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    fn check(&self) -> Result<LinkState, BrokerError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        let state = *self.inner.link.borrow();
+        if !state.connected {
+            return Err(lost("not connected to NATS; reconnecting"));
+        }
+        Ok(state)
+    }
+
+    async fn ensure_stream(
+        &self,
+        name: &str,
+        subjects: &str,
+        retention: jetstream::stream::RetentionPolicy,
+    ) -> Result<(), BrokerError> {
+        if lock(&self.inner.streams).contains(name) {
+            return Ok(());
+        }
+        self.inner
+            .js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: name.to_string(),
+                subjects: vec![subjects.to_string()],
+                retention,
+                storage: jetstream::stream::StorageType::File,
+                max_age: self.inner.options.max_event_age,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| backend(format!("cannot create stream {name}: {e}")))?;
+        lock(&self.inner.streams).insert(name.to_string());
+        Ok(())
+    }
+
+    async fn ensure_event_stream(&self, source: &str) -> Result<(), BrokerError> {
+        self.ensure_stream(
+            &event_stream(source),
+            &format!("basidia.events.{source}.>"),
+            jetstream::stream::RetentionPolicy::Interest,
+        )
+        .await
+    }
+
+    fn guard(&self, cancel: CancellationToken) -> Box<dyn Send + Sync> {
+        Box::new(CancelOnDrop(cancel))
+    }
+
+    async fn serve_srv_api(&self, instance: Arc<srv::SrvInstance>, cancel: CancellationToken) -> Result<(), BrokerError> {
+        let mut subs = Vec::new();
+        for verb in ["PING", "INFO", "STATS"] {
+            for subject in [
+                format!("$SRV.{verb}"),
+                format!("$SRV.{verb}.{}", instance.name),
+                format!("$SRV.{verb}.{}.{}", instance.name, instance.id),
+            ] {
+                let sub = self.inner.client.subscribe(subject).await.map_err(backend)?;
+                subs.push((verb, sub));
+            }
+        }
+        for (verb, mut sub) in subs {
+            let client = self.inner.client.clone();
+            let instance = Arc::clone(&instance);
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = tokio::select! {
+                        () = cancel.cancelled() => break,
+                        m = sub.next() => match m { Some(m) => m, None => break },
+                    };
+                    if let Some(reply) = msg.reply {
+                        let _ = client.publish(reply, instance.answer(verb).into()).await;
+                    }
+                }
+                let _ = sub.unsubscribe().await;
+            });
+        }
+        Ok(())
+    }
+}
+
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Settles a core-NATS delivery (RPC requests, broadcast events): there is nothing to ack;
+/// replies go to the request's inbox; dead letters go to the dead-letter stream.
+struct CoreSettle {
+    broker: NatsBroker,
+    dead_letter_subject: String,
+    started: Instant,
+    endpoint: String,
+    srv: Option<Arc<srv::SrvInstance>>,
+}
+
+#[async_trait]
+impl Settle for CoreSettle {
+    async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError> {
+        let Some(to) = &request.reply_to else {
+            return Err(BrokerError::NoReplyTo);
+        };
+        if let Some(srv) = &self.srv {
+            srv.record(&self.endpoint, self.started.elapsed(), reply.error.as_deref());
+        }
+        self.broker
+            .inner
+            .client
+            .publish_with_headers(to.clone(), to_nats_headers(&reply), reply.body)
+            .await
+            .map_err(lost)
+    }
+
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn requeue(self: Box<Self>, _message: Message) -> Result<(), BrokerError> {
+        // Core NATS keeps no copy to redeliver; the caller's deadline covers a lost request.
+        Ok(())
+    }
+
+    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+        publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await
+    }
+
+    fn abandon(self: Box<Self>, _message: Message) {}
+}
+
+async fn publish_dead_letter(broker: &NatsBroker, subject: &str, message: Message, reason: &str) -> Result<(), BrokerError> {
+    tracing::warn!(subject, reason, "message dead-lettered");
+    let mut headers = to_nats_headers(&message);
+    headers.insert(REASON_HEADER, reason.replace(['\r', '\n'], " ").as_str());
+    broker
+        .inner
+        .js
+        .publish_with_headers(subject.to_string(), headers, message.body)
+        .await
+        .map_err(lost)?
+        .await
+        .map_err(lost)?;
+    Ok(())
+}
+
+/// Settles a JetStream delivery.
+struct JsSettle {
+    broker: NatsBroker,
+    acker: jetstream::message::Acker,
+    dead_letter_subject: String,
+}
+
+#[async_trait]
+impl Settle for JsSettle {
+    async fn reply(&self, _request: &Message, _reply: Message) -> Result<(), BrokerError> {
+        Err(BrokerError::NoReplyTo)
+    }
+
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.acker.ack().await.map_err(lost)
+    }
+
+    async fn requeue(self: Box<Self>, _message: Message) -> Result<(), BrokerError> {
+        self.acker.ack_with(AckKind::Nak(None)).await.map_err(lost)
+    }
+
+    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+        publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await?;
+        self.acker.ack_with(AckKind::Term).await.map_err(lost)
+    }
+
+    fn abandon(self: Box<Self>, _message: Message) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = self.acker.ack_with(AckKind::Nak(None)).await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, BrokerError> {
+        let state = self.check()?;
+        let subject = rpc_subject(service, method);
+        let size = request.body.len();
+        let max = self.inner.client.server_info().max_payload;
+        if max > 0 && size > max {
+            return Err(BrokerError::PayloadTooLarge { size, max });
+        }
+        let req = async_nats::Request::new()
+            .payload(request.body.clone())
+            .headers(to_nats_headers(&request))
+            .timeout(Some(timeout));
+        let mut link = self.inner.link.subscribe();
+        let dropped = async move {
+            let _ = link
+                .wait_for(|s| s.generation != state.generation || !s.connected)
+                .await;
+        };
+        tokio::select! {
+            r = self.inner.client.send_request(subject, req) => match r {
+                Ok(m) => Ok(message_of(&m, 1)),
+                Err(e) => Err(match e.kind() {
+                    async_nats::client::RequestErrorKind::NoResponders => BrokerError::UnknownService(service.to_string()),
+                    async_nats::client::RequestErrorKind::TimedOut => BrokerError::Timeout(timeout),
+                    async_nats::client::RequestErrorKind::MaxPayloadExceeded => BrokerError::PayloadTooLarge { size, max },
+                    _ => lost(e),
+                }),
+            },
+            () = dropped => Err(lost("the connection dropped while the call was in flight")),
+            () = self.inner.shutdown.cancelled() => Err(lost("the broker handle was closed")),
+        }
+    }
+
+    async fn serve(
+        &self,
+        service: &str,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        self.check()?;
+        let group = format!("basidia.rpc.{service}");
+        let mut sub = self
+            .inner
+            .client
+            .queue_subscribe(format!("basidia.rpc.{service}.*"), group.clone())
+            .await
+            .map_err(backend)?;
+        let cancel = self.inner.shutdown.child_token();
+        let instance = Arc::new(srv::SrvInstance::new(service, &options.endpoints, group));
+        self.serve_srv_api(Arc::clone(&instance), cancel.clone()).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let broker = self.clone();
+        let prefix = format!("basidia.rpc.{service}.");
+        let dead_letter_subject = format!("basidia.deadletter.rpc.{service}");
+        let task_cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    () = task_cancel.cancelled() => break,
+                    m = sub.next() => match m { Some(m) => m, None => break },
+                };
+                let method = msg
+                    .subject
+                    .as_str()
+                    .strip_prefix(prefix.as_str())
+                    .unwrap_or(msg.subject.as_str())
+                    .to_string();
+                let settle = CoreSettle {
+                    broker: broker.clone(),
+                    dead_letter_subject: dead_letter_subject.clone(),
+                    started: Instant::now(),
+                    endpoint: method.clone(),
+                    srv: Some(Arc::clone(&instance)),
+                };
+                let message = message_of(&msg, 1);
+                if tx.send(Delivery::new(message, method, Box::new(settle))).is_err() {
+                    break;
+                }
+            }
+            let _ = sub.unsubscribe().await;
+        });
+        Ok(Subscription::new(rx, self.guard(cancel)))
+    }
+
+    async fn publish_event(
+        &self,
+        source: &str,
+        event_type: &str,
+        message: Message,
+    ) -> Result<(), BrokerError> {
+        self.check()?;
+        self.ensure_event_stream(source).await?;
+        let ack = self
+            .inner
+            .js
+            .publish_with_headers(event_subject(source, event_type), to_nats_headers(&message), message.body)
+            .await
+            .map_err(lost)?;
+        ack.await.map_err(lost)?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        binding: &EventBinding,
+        options: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        self.check()?;
+        let subject = event_subject(&binding.source, &binding.event_type);
+        let dead_letter_subject = format!("basidia.deadletter.events.{}", js_name(&binding.queue_name()));
+        let cancel = self.inner.shutdown.child_token();
+        let (tx, rx) = mpsc::unbounded_channel();
+        if binding.handler_type == HandlerType::Broadcast {
+            let mut sub = self.inner.client.subscribe(subject).await.map_err(backend)?;
+            let broker = self.clone();
+            let event_type = binding.event_type.clone();
+            let task_cancel = cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = tokio::select! {
+                        () = task_cancel.cancelled() => break,
+                        m = sub.next() => match m { Some(m) => m, None => break },
+                    };
+                    let settle = CoreSettle {
+                        broker: broker.clone(),
+                        dead_letter_subject: dead_letter_subject.clone(),
+                        started: Instant::now(),
+                        endpoint: event_type.clone(),
+                        srv: None,
+                    };
+                    let mut message = message_of(&msg, 1);
+                    message.reply_to = None;
+                    message.correlation_id = None;
+                    if tx.send(Delivery::new(message, event_type.clone(), Box::new(settle))).is_err() {
+                        break;
+                    }
+                }
+                let _ = sub.unsubscribe().await;
+            });
+            return Ok(Subscription::new(rx, self.guard(cancel)));
+        }
+        self.ensure_event_stream(&binding.source).await?;
+        let stream = self
+            .inner
+            .js
+            .get_stream(event_stream(&binding.source))
+            .await
+            .map_err(backend)?;
+        let name = js_name(&binding.queue_name());
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: subject,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.inner.options.ack_wait,
+                    max_ack_pending: i64::from(options.prefetch.max(1)),
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
+        let broker = self.clone();
+        let event_type = binding.event_type.clone();
+        let task_cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            'outer: loop {
+                let mut messages = match consumer.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(consumer = %name, "cannot pull ({e}); retrying");
+                        tokio::select! {
+                            () = task_cancel.cancelled() => break 'outer,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                loop {
+                    let item = tokio::select! {
+                        () = task_cancel.cancelled() => break 'outer,
+                        m = messages.next() => m,
+                    };
+                    let msg = match item {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(consumer = %name, "pull error: {e}");
+                            continue;
+                        }
+                        None => break,
+                    };
+                    backoff = Duration::from_millis(100);
+                    let delivered = msg
+                        .info()
+                        .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
+                        .unwrap_or(1);
+                    let (core, acker) = msg.split();
+                    let message = message_of(&core, delivered);
+                    let settle = JsSettle {
+                        broker: broker.clone(),
+                        acker,
+                        dead_letter_subject: dead_letter_subject.clone(),
+                    };
+                    let mut message = message;
+                    message.reply_to = None;
+                    message.correlation_id = None;
+                    if tx.send(Delivery::new(message, event_type.clone(), Box::new(settle))).is_err() {
+                        break 'outer;
+                    }
+                }
+            }
+        });
+        Ok(Subscription::new(rx, self.guard(cancel)))
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        let max = self.inner.client.server_info().max_payload;
+        (max > 0).then_some(max)
+    }
+
+    async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.shutdown.cancel();
+        let _ = self.inner.client.drain().await;
+    }
+}
+

@@ -1,0 +1,180 @@
+//! The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`), so that standard NATS tooling
+//! (`nats micro ls`, `nats micro stats`) lists Basidia services with per-endpoint figures.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Figures of one endpoint (an RPC method).
+#[derive(Debug, Default, Clone)]
+struct EndpointStats {
+    requests: u64,
+    errors: u64,
+    last_error: String,
+    processing: Duration,
+}
+
+/// One running service instance as the services API describes it.
+#[derive(Debug)]
+pub struct SrvInstance {
+    pub name: String,
+    pub id: String,
+    pub version: String,
+    pub started: String,
+    pub queue_group: String,
+    stats: Mutex<BTreeMap<String, EndpointStats>>,
+}
+
+#[derive(Serialize)]
+struct Ping<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    id: &'a str,
+    version: &'a str,
+    metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct EndpointInfo<'a> {
+    name: &'a str,
+    subject: String,
+    queue_group: &'a str,
+    metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    id: &'a str,
+    version: &'a str,
+    description: String,
+    metadata: BTreeMap<String, String>,
+    endpoints: Vec<EndpointInfo<'a>>,
+}
+
+#[derive(Serialize)]
+struct EndpointStatsOut<'a> {
+    name: &'a str,
+    subject: String,
+    queue_group: &'a str,
+    num_requests: u64,
+    num_errors: u64,
+    last_error: &'a str,
+    processing_time: u128,
+    average_processing_time: u128,
+}
+
+#[derive(Serialize)]
+struct Stats<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    id: &'a str,
+    version: &'a str,
+    metadata: BTreeMap<String, String>,
+    started: &'a str,
+    endpoints: Vec<EndpointStatsOut<'a>>,
+}
+
+impl SrvInstance {
+    pub fn new(name: &str, endpoints: &[String], queue_group: String) -> Self {
+        let started = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        SrvInstance {
+            name: name.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started,
+            queue_group,
+            stats: Mutex::new(
+                endpoints
+                    .iter()
+                    .map(|e| (e.clone(), EndpointStats::default()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Records one handled request.
+    pub fn record(&self, endpoint: &str, elapsed: Duration, error: Option<&str>) {
+        let mut stats = self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = stats.entry(endpoint.to_string()).or_default();
+        s.requests += 1;
+        s.processing += elapsed;
+        if let Some(e) = error {
+            s.errors += 1;
+            s.last_error = e.to_string();
+        }
+    }
+
+    fn subject(&self, endpoint: &str) -> String {
+        super::rpc_subject(&self.name, endpoint)
+    }
+
+    /// The answer to a `$SRV.<verb>` request, as JSON.
+    pub fn answer(&self, verb: &str) -> Vec<u8> {
+        let stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let out = match verb {
+            "PING" => serde_json::to_vec(&Ping {
+                kind: "io.nats.micro.v1.ping_response",
+                name: &self.name,
+                id: &self.id,
+                version: &self.version,
+                metadata: BTreeMap::new(),
+            }),
+            "INFO" => serde_json::to_vec(&Info {
+                kind: "io.nats.micro.v1.info_response",
+                name: &self.name,
+                id: &self.id,
+                version: &self.version,
+                description: format!("Basidia service {}", self.name),
+                metadata: BTreeMap::new(),
+                endpoints: stats
+                    .keys()
+                    .map(|e| EndpointInfo {
+                        name: e,
+                        subject: self.subject(e),
+                        queue_group: &self.queue_group,
+                        metadata: BTreeMap::new(),
+                    })
+                    .collect(),
+            }),
+            _ => serde_json::to_vec(&Stats {
+                kind: "io.nats.micro.v1.stats_response",
+                name: &self.name,
+                id: &self.id,
+                version: &self.version,
+                metadata: BTreeMap::new(),
+                started: &self.started,
+                endpoints: stats
+                    .iter()
+                    .map(|(e, s)| EndpointStatsOut {
+                        name: e,
+                        subject: self.subject(e),
+                        queue_group: &self.queue_group,
+                        num_requests: s.requests,
+                        num_errors: s.errors,
+                        last_error: &s.last_error,
+                        processing_time: s.processing.as_nanos(),
+                        average_processing_time: s
+                            .processing
+                            .as_nanos()
+                            .checked_div(u128::from(s.requests))
+                            .unwrap_or(0),
+                    })
+                    .collect(),
+            }),
+        };
+        out.unwrap_or_default()
+    }
+}
