@@ -82,6 +82,8 @@ pub mod serializers {
 pub use basidia_brokers::{connect, MemoryBroker};
 #[cfg(feature = "amqp")]
 pub use basidia_brokers::{AmqpBroker, AmqpOptions};
+#[cfg(feature = "nats")]
+pub use basidia_brokers::{NatsBroker, NatsOptions};
 
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {
