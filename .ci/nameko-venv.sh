@@ -5,7 +5,8 @@
 #   BASIDIA_NAMEKO_VENV   where the venv lives (default: <repo>/target/nameko-venv)
 #   BASIDIA_PYTHON        interpreter used to create it (default: python3)
 #
-# Quick when the venv already exists and `import nameko, msgpack, pika` works.
+# Quick when the venv already exists and `import nameko, msgpack, pika, nats` works.
+# (nats-py is there for .ci/nats-clean.py.)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +23,7 @@ requirements=(
   "amqp==5.2.0"
   "msgpack==1.0.7"
   "pika==1.3.2"
+  "nats-py==2.9.0"
   "setuptools<70"
 )
 
@@ -31,6 +33,7 @@ works() {
 import eventlet  # noqa: F401
 import msgpack  # noqa: F401
 import pika  # noqa: F401
+import nats  # noqa: F401
 import nameko
 from nameko.rpc import rpc  # noqa: F401
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: F401

@@ -4,8 +4,9 @@
 //!   group `basidia.rpc.<service>`; no running instance means the server's no-responders status,
 //!   which fails the call at once with `UnknownService`.
 //! - Events: JetStream. One stream per source service, `BASIDIA_EVENTS_<source>` over
-//!   `basidia.events.<source>.>`; service-pool and singleton handlers are durable pull consumers
-//!   acked after the handler; broadcast handlers are plain subscriptions (at-most-once).
+//!   `basidia.events.<source>.>` (limits retention: messages are kept up to `max_event_age`);
+//!   service-pool and singleton handlers are durable pull consumers that start at their creation
+//!   and are acked after the handler; broadcast handlers are plain subscriptions (at-most-once).
 //! - Dead letters: the stream `BASIDIA_DEAD_LETTERS` over `basidia.deadletter.>`.
 //! - The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) for every served service.
 
@@ -78,9 +79,10 @@ pub struct NatsOptions {
     pub credentials_file: Option<PathBuf>,
     /// A PEM file of CA certificates to trust for `tls://`.
     pub tls_ca_file: Option<PathBuf>,
-    /// How long an unacknowledged event stays with a handler before the server redelivers it.
+    /// How long the server waits for word from a handler before it redelivers the event; while a
+    /// handler runs, Basidia reports progress every third of it.
     pub ack_wait: Duration,
-    /// How long event streams keep messages at most.
+    /// How long event streams keep messages; an event no handler consumed within it is gone.
     pub max_event_age: Duration,
 }
 
@@ -91,7 +93,7 @@ impl NatsOptions {
             url: url.to_string(),
             credentials_file: None,
             tls_ca_file: None,
-            ack_wait: Duration::from_secs(60),
+            ack_wait: Duration::from_secs(10),
             max_event_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -374,7 +376,7 @@ impl NatsBroker {
         self.ensure_stream(
             &event_stream(source),
             &format!("basidia.events.{source}.>"),
-            jetstream::stream::RetentionPolicy::Interest,
+            jetstream::stream::RetentionPolicy::Limits,
         )
         .await
     }
@@ -482,11 +484,36 @@ async fn publish_dead_letter(broker: &NatsBroker, subject: &str, message: Messag
     Ok(())
 }
 
-/// Settles a JetStream delivery.
+/// Settles a JetStream delivery. While it is unsettled, a keep-alive tells the server the work
+/// is in progress, so `ack_wait` can stay short (a delivery lost with a dead connection comes back
+/// quickly) without redelivering events whose handlers simply take long.
 struct JsSettle {
     broker: NatsBroker,
     acker: jetstream::message::Acker,
     dead_letter_subject: String,
+    keepalive: CancellationToken,
+}
+
+impl Drop for JsSettle {
+    fn drop(&mut self) {
+        self.keepalive.cancel();
+    }
+}
+
+fn keep_alive(client: async_nats::Client, ack_subject: async_nats::Subject, ack_wait: Duration, stop: CancellationToken) {
+    let period = (ack_wait / 3).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(period) => {
+                    if client.publish(ack_subject.clone(), "+WPI".into()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 #[async_trait]
@@ -509,6 +536,7 @@ impl Settle for JsSettle {
     }
 
     fn abandon(self: Box<Self>, _message: Message) {
+        self.keepalive.cancel();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = self.acker.ack_with(AckKind::Nak(None)).await;
@@ -687,6 +715,8 @@ impl Broker for NatsBroker {
                     ack_wait: self.inner.options.ack_wait,
                     max_ack_pending: i64::from(options.prefetch.max(1)),
                     max_deliver: -1,
+                    // Like a queue bound now: events from here on, not the stream's history.
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
                     ..Default::default()
                 },
             )
@@ -728,12 +758,18 @@ impl Broker for NatsBroker {
                         .info()
                         .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
                         .unwrap_or(1);
+                    let ack_subject = msg.reply.clone();
                     let (core, acker) = msg.split();
                     let message = message_of(&core, delivered);
+                    let keepalive = CancellationToken::new();
+                    if let Some(subject) = ack_subject {
+                        keep_alive(broker.inner.client.clone(), subject, broker.inner.options.ack_wait, keepalive.clone());
+                    }
                     let settle = JsSettle {
                         broker: broker.clone(),
                         acker,
                         dead_letter_subject: dead_letter_subject.clone(),
+                        keepalive,
                     };
                     let mut message = message;
                     message.reply_to = None;
