@@ -15,7 +15,10 @@ fn url() -> Option<String> {
     match std::env::var("BASIDIA_TEST_NATS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_NATS_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_NATS_URL"
+            );
             eprintln!("skipped: BASIDIA_TEST_NATS_URL is not set");
             None
         }
@@ -95,7 +98,9 @@ async fn the_services_api_lists_basidia_services() {
     // The generic PING reaches every service; ours is among the answers.
     let inbox = raw.new_inbox();
     let mut answers = raw.subscribe(inbox.clone()).await.unwrap();
-    raw.publish_with_reply("$SRV.PING", inbox, "".into()).await.unwrap();
+    raw.publish_with_reply("$SRV.PING", inbox, "".into())
+        .await
+        .unwrap();
     let mut seen = false;
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), answers.next()).await {
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
@@ -152,7 +157,11 @@ async fn a_stopped_service_gets_its_events_when_it_returns_and_poison_is_dead_le
     let first = runner.start().await.unwrap();
     first.stop().await;
 
-    let dispatcher = basidia::EventDispatcher::new(basidia::connect(&url).await.unwrap(), "t_ledger_src", Format::MsgPack);
+    let dispatcher = basidia::EventDispatcher::new(
+        basidia::connect(&url).await.unwrap(),
+        "t_ledger_src",
+        Format::MsgPack,
+    );
     for n in [1u32, 10, 100] {
         dispatcher.dispatch("entry", &n).await.unwrap();
     }
@@ -165,13 +174,14 @@ async fn a_stopped_service_gets_its_events_when_it_returns_and_poison_is_dead_le
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(SEEN.load(Ordering::SeqCst), 111, "events dispatched while down arrive");
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        111,
+        "events dispatched while down arrive"
+    );
 
     let raw = async_nats::connect(url.as_str()).await.unwrap();
-    let mut dead = raw
-        .subscribe("basidia.deadletter.events.>")
-        .await
-        .unwrap();
+    let mut dead = raw.subscribe("basidia.deadletter.events.>").await.unwrap();
     let marker = 4_242_424u32;
     dispatcher.dispatch("poison", &marker).await.unwrap();
     let m = tokio::time::timeout(Duration::from_secs(20), dead.next())

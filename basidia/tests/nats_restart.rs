@@ -17,7 +17,10 @@ fn url() -> Option<String> {
     match std::env::var("BASIDIA_TEST_NATS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set BASIDIA_TEST_NATS_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_NATS_URL"
+            );
             eprintln!("skipped: BASIDIA_TEST_NATS_URL is not set");
             None
         }
@@ -45,15 +48,38 @@ impl Steady {
 fn daemon(action: &str) {
     let mut cmd = Command::new("start-stop-daemon");
     match action {
-        "stop" => cmd.args(["--stop", "--oknodo", "--retry", "10", "--exec", "/usr/sbin/nats-server"]),
+        "stop" => cmd.args([
+            "--stop",
+            "--oknodo",
+            "--retry",
+            "10",
+            "--exec",
+            "/usr/sbin/nats-server",
+        ]),
         _ => cmd.args([
-            "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
-            "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server",
-            "-l", "/var/log/nats-server.log",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/nats-server",
+            "--",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "4222",
+            "-js",
+            "-sd",
+            "/var/lib/nats-server",
+            "-l",
+            "/var/log/nats-server.log",
         ]),
     };
     let out = cmd.output().expect("start-stop-daemon runs");
-    assert!(out.status.success(), "nats-server {action}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nats-server {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,14 +90,20 @@ async fn services_and_callers_survive_a_server_restart() {
     runner.add::<Steady>();
     let running = runner.start().await.unwrap();
     let caller = Arc::new(NatsBroker::connect(&url).await.unwrap());
-    let client = SteadyClient::connect(&RpcProxy::new(caller.clone())).with_timeout(Duration::from_secs(2));
+    let client =
+        SteadyClient::connect(&RpcProxy::new(caller.clone())).with_timeout(Duration::from_secs(2));
     let events = basidia::EventDispatcher::new(caller.clone(), "t_steady_src", Format::MsgPack);
 
     let stop = Arc::new(AtomicBool::new(false));
     let confirmed = Arc::new(Mutex::new(BTreeSet::new()));
     let outcomes = Arc::new(Mutex::new(Vec::<(Duration, Result<u64, RpcError>)>::new()));
     let load = {
-        let (stop, confirmed, outcomes, client) = (stop.clone(), confirmed.clone(), outcomes.clone(), client.clone());
+        let (stop, confirmed, outcomes, client) = (
+            stop.clone(),
+            confirmed.clone(),
+            outcomes.clone(),
+            client.clone(),
+        );
         tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -91,11 +123,21 @@ async fn services_and_callers_survive_a_server_restart() {
     };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| daemon("stop")).await.unwrap();
+    tokio::task::spawn_blocking(|| daemon("stop"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| daemon("start")).await.unwrap();
-    assert!(server.wait_connected(Duration::from_secs(60)).await, "the service reconnects");
-    assert!(caller.wait_connected(Duration::from_secs(60)).await, "the caller reconnects");
+    tokio::task::spawn_blocking(|| daemon("start"))
+        .await
+        .unwrap();
+    assert!(
+        server.wait_connected(Duration::from_secs(60)).await,
+        "the service reconnects"
+    );
+    assert!(
+        caller.wait_connected(Duration::from_secs(60)).await,
+        "the caller reconnects"
+    );
 
     let back = Instant::now();
     let mut recovered = false;
@@ -113,9 +155,14 @@ async fn services_and_callers_survive_a_server_restart() {
 
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let slowest = outcomes.iter().map(|(d, _)| *d).max().unwrap();
-    assert!(slowest < Duration::from_secs(4), "no call hung: slowest took {slowest:?}");
     assert!(
-        outcomes.iter().any(|(_, r)| matches!(r, Err(e) if e.kind() == ErrorKind::ConnectionLost)),
+        slowest < Duration::from_secs(4),
+        "no call hung: slowest took {slowest:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|(_, r)| matches!(r, Err(e) if e.kind() == ErrorKind::ConnectionLost)),
         "calls during the outage fail with ConnectionLost"
     );
     let confirmed = confirmed.lock().unwrap().clone();
@@ -127,7 +174,10 @@ async fn services_and_callers_survive_a_server_restart() {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "confirmed events lost: {missing:?}");
+        assert!(
+            Instant::now() < deadline,
+            "confirmed events lost: {missing:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;

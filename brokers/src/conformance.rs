@@ -331,7 +331,11 @@ pub async fn dropped_delivery_is_redelivered(c: &dyn Connector) {
     let other = c.connect().await;
     let mut sub2 = other.subscribe(&b, opts(10)).await.expect("resubscribe");
     let again = next(&mut sub2, "redelivery after a consumer crash").await;
-    assert_eq!(&again.message.body[..], b"\"x\"", "the same event comes back");
+    assert_eq!(
+        &again.message.body[..],
+        b"\"x\"",
+        "the same event comes back"
+    );
     // Whether the redelivery is flagged is up to the server: RabbitMQ and the memory broker flag
     // it; nats-server 2.9 reports a NAK'd message picked up by a new pull request as a first
     // delivery.

@@ -180,16 +180,31 @@ async fn higher_priority_requests_are_delivered_first() {
 async fn a_crashed_consumers_delivery_comes_back_flagged() {
     let broker = MemoryBroker::new();
     let b = binding(HandlerType::ServicePool);
-    let mut sub = broker.subscribe(&b, ConsumeOptions::default()).await.unwrap();
+    let mut sub = broker
+        .subscribe(&b, ConsumeOptions::default())
+        .await
+        .unwrap();
     broker
-        .publish_event("src", "evt", Message::new(b"1".to_vec(), "application/json"))
+        .publish_event(
+            "src",
+            "evt",
+            Message::new(b"1".to_vec(), "application/json"),
+        )
         .await
         .unwrap();
     drop(sub.next().await.unwrap());
     drop(sub);
-    let mut again = broker.connect().subscribe(&b, ConsumeOptions::default()).await.unwrap();
+    let mut again = broker
+        .connect()
+        .subscribe(&b, ConsumeOptions::default())
+        .await
+        .unwrap();
     let d = again.next().await.unwrap();
     assert!(d.message.redelivered);
     // Dropped once by its first holder, and again when its subscription closed with it queued.
-    assert!(d.message.delivery_count >= 2, "{}", d.message.delivery_count);
+    assert!(
+        d.message.delivery_count >= 2,
+        "{}",
+        d.message.delivery_count
+    );
 }

@@ -61,7 +61,13 @@ pub fn event_subject(source: &str, event_type: &str) -> String {
 /// become `_`.
 pub fn js_name(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -120,6 +126,36 @@ impl fmt::Debug for NatsOptions {
             .field("credentials_file", &self.credentials_file)
             .field("tls_ca_file", &self.tls_ca_file)
             .finish_non_exhaustive()
+    }
+}
+
+enum UrlAuth {
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Splits `scheme://user:password@host` or `scheme://token@host` into the address without
+/// credentials and the credentials.
+fn split_credentials(url: &str) -> (String, UrlAuth) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), UrlAuth::None);
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        None => (url.to_string(), UrlAuth::None),
+        Some((userinfo, host)) => {
+            let auth = match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    UrlAuth::UserPassword(user.to_string(), password.to_string())
+                }
+                None => UrlAuth::Token(userinfo.to_string()),
+            };
+            (format!("{scheme}://{host}{path}"), auth)
+        }
     }
 }
 
@@ -253,8 +289,8 @@ impl NatsBroker {
     /// Connects with options. Fails if the first connection cannot be made; later drops are
     /// repaired by the client, which resubscribes; JetStream consumers resume.
     pub async fn connect_with(options: NatsOptions) -> Result<Self, BrokerError> {
-        let addr: ServerAddr = options
-            .url
+        let (address, auth) = split_credentials(&options.url);
+        let addr: ServerAddr = address
             .parse()
             .map_err(|e| BrokerError::InvalidUrl(format!("{}: {e}", redact_url(&options.url))))?;
         let (link, _) = watch::channel(LinkState {
@@ -283,6 +319,13 @@ impl NatsBroker {
                     }
                 }
             });
+        match auth {
+            UrlAuth::None => {}
+            UrlAuth::UserPassword(user, password) => {
+                connect = connect.user_and_password(user, password)
+            }
+            UrlAuth::Token(token) => connect = connect.token(token),
+        }
         if let Some(creds) = &options.credentials_file {
             connect = connect.credentials_file(creds).await.map_err(|e| {
                 BrokerError::InvalidUrl(format!("cannot read credentials {}: {e}", creds.display()))
@@ -290,17 +333,22 @@ impl NatsBroker {
         }
         if let Some(ca) = &options.tls_ca_file {
             if !ca.exists() {
-                return Err(BrokerError::InvalidUrl(format!("CA file {} not found", ca.display())));
+                return Err(BrokerError::InvalidUrl(format!(
+                    "CA file {} not found",
+                    ca.display()
+                )));
             }
             connect = connect.add_root_certificates(ca.clone()).require_tls(true);
         }
         if options.url.starts_with("tls://") {
             connect = connect.require_tls(true);
         }
-        let client = connect
-            .connect(addr)
-            .await
-            .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&options.url))))?;
+        let client = connect.connect(addr).await.map_err(|e| {
+            lost(format!(
+                "cannot connect to {}: {e}",
+                redact_url(&options.url)
+            ))
+        })?;
         let js = jetstream::new(client.clone());
         let inner = Arc::new(Inner {
             options,
@@ -312,9 +360,17 @@ impl NatsBroker {
             shutdown: CancellationToken::new(),
         });
         let broker = NatsBroker { inner };
-        broker
-            .ensure_stream(DEAD_LETTER_STREAM, "basidia.deadletter.>", jetstream::stream::RetentionPolicy::Limits)
-            .await?;
+        // RPC needs no JetStream; events and dead letters do, and fail clearly without it.
+        if let Err(e) = broker
+            .ensure_stream(
+                DEAD_LETTER_STREAM,
+                "basidia.deadletter.>",
+                jetstream::stream::RetentionPolicy::Limits,
+            )
+            .await
+        {
+            tracing::warn!("{e}: events and dead letters need JetStream (nats-server -js)");
+        }
         Ok(broker)
     }
 
@@ -385,7 +441,11 @@ impl NatsBroker {
         Box::new(CancelOnDrop(cancel))
     }
 
-    async fn serve_srv_api(&self, instance: Arc<srv::SrvInstance>, cancel: CancellationToken) -> Result<(), BrokerError> {
+    async fn serve_srv_api(
+        &self,
+        instance: Arc<srv::SrvInstance>,
+        cancel: CancellationToken,
+    ) -> Result<(), BrokerError> {
         let mut subs = Vec::new();
         for verb in ["PING", "INFO", "STATS"] {
             for subject in [
@@ -393,7 +453,12 @@ impl NatsBroker {
                 format!("$SRV.{verb}.{}", instance.name),
                 format!("$SRV.{verb}.{}.{}", instance.name, instance.id),
             ] {
-                let sub = self.inner.client.subscribe(subject).await.map_err(backend)?;
+                let sub = self
+                    .inner
+                    .client
+                    .subscribe(subject)
+                    .await
+                    .map_err(backend)?;
                 subs.push((verb, sub));
             }
         }
@@ -443,7 +508,11 @@ impl Settle for CoreSettle {
             return Err(BrokerError::NoReplyTo);
         };
         if let Some(srv) = &self.srv {
-            srv.record(&self.endpoint, self.started.elapsed(), reply.error.as_deref());
+            srv.record(
+                &self.endpoint,
+                self.started.elapsed(),
+                reply.error.as_deref(),
+            );
         }
         self.broker
             .inner
@@ -462,14 +531,23 @@ impl Settle for CoreSettle {
         Ok(())
     }
 
-    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+    async fn dead_letter(
+        self: Box<Self>,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
         publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await
     }
 
     fn abandon(self: Box<Self>, _message: Message) {}
 }
 
-async fn publish_dead_letter(broker: &NatsBroker, subject: &str, message: Message, reason: &str) -> Result<(), BrokerError> {
+async fn publish_dead_letter(
+    broker: &NatsBroker,
+    subject: &str,
+    message: Message,
+    reason: &str,
+) -> Result<(), BrokerError> {
     tracing::warn!(subject, reason, "message dead-lettered");
     let mut headers = to_nats_headers(&message);
     headers.insert(REASON_HEADER, reason.replace(['\r', '\n'], " ").as_str());
@@ -500,7 +578,12 @@ impl Drop for JsSettle {
     }
 }
 
-fn keep_alive(client: async_nats::Client, ack_subject: async_nats::Subject, ack_wait: Duration, stop: CancellationToken) {
+fn keep_alive(
+    client: async_nats::Client,
+    ack_subject: async_nats::Subject,
+    ack_wait: Duration,
+    stop: CancellationToken,
+) {
     let period = (ack_wait / 3).max(Duration::from_millis(100));
     tokio::spawn(async move {
         loop {
@@ -530,7 +613,11 @@ impl Settle for JsSettle {
         self.acker.ack_with(AckKind::Nak(None)).await.map_err(lost)
     }
 
-    async fn dead_letter(self: Box<Self>, message: Message, reason: &str) -> Result<(), BrokerError> {
+    async fn dead_letter(
+        self: Box<Self>,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
         publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await?;
         self.acker.ack_with(AckKind::Term).await.map_err(lost)
     }
@@ -605,7 +692,8 @@ impl Broker for NatsBroker {
             .map_err(backend)?;
         let cancel = self.inner.shutdown.child_token();
         let instance = Arc::new(srv::SrvInstance::new(service, &options.endpoints, group));
-        self.serve_srv_api(Arc::clone(&instance), cancel.clone()).await?;
+        self.serve_srv_api(Arc::clone(&instance), cancel.clone())
+            .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
@@ -631,7 +719,10 @@ impl Broker for NatsBroker {
                     srv: Some(Arc::clone(&instance)),
                 };
                 let message = message_of(&msg, 1);
-                if tx.send(Delivery::new(message, method, Box::new(settle))).is_err() {
+                if tx
+                    .send(Delivery::new(message, method, Box::new(settle)))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -651,7 +742,11 @@ impl Broker for NatsBroker {
         let ack = self
             .inner
             .js
-            .publish_with_headers(event_subject(source, event_type), to_nats_headers(&message), message.body)
+            .publish_with_headers(
+                event_subject(source, event_type),
+                to_nats_headers(&message),
+                message.body,
+            )
             .await
             .map_err(lost)?;
         ack.await.map_err(lost)?;
@@ -665,11 +760,19 @@ impl Broker for NatsBroker {
     ) -> Result<Subscription, BrokerError> {
         self.check()?;
         let subject = event_subject(&binding.source, &binding.event_type);
-        let dead_letter_subject = format!("basidia.deadletter.events.{}", js_name(&binding.queue_name()));
+        let dead_letter_subject = format!(
+            "basidia.deadletter.events.{}",
+            js_name(&binding.queue_name())
+        );
         let cancel = self.inner.shutdown.child_token();
         let (tx, rx) = mpsc::unbounded_channel();
         if binding.handler_type == HandlerType::Broadcast {
-            let mut sub = self.inner.client.subscribe(subject).await.map_err(backend)?;
+            let mut sub = self
+                .inner
+                .client
+                .subscribe(subject)
+                .await
+                .map_err(backend)?;
             let broker = self.clone();
             let event_type = binding.event_type.clone();
             let task_cancel = cancel.clone();
@@ -689,7 +792,10 @@ impl Broker for NatsBroker {
                     let mut message = message_of(&msg, 1);
                     message.reply_to = None;
                     message.correlation_id = None;
-                    if tx.send(Delivery::new(message, event_type.clone(), Box::new(settle))).is_err() {
+                    if tx
+                        .send(Delivery::new(message, event_type.clone(), Box::new(settle)))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -763,7 +869,12 @@ impl Broker for NatsBroker {
                     let message = message_of(&core, delivered);
                     let keepalive = CancellationToken::new();
                     if let Some(subject) = ack_subject {
-                        keep_alive(broker.inner.client.clone(), subject, broker.inner.options.ack_wait, keepalive.clone());
+                        keep_alive(
+                            broker.inner.client.clone(),
+                            subject,
+                            broker.inner.options.ack_wait,
+                            keepalive.clone(),
+                        );
                     }
                     let settle = JsSettle {
                         broker: broker.clone(),
@@ -774,7 +885,10 @@ impl Broker for NatsBroker {
                     let mut message = message;
                     message.reply_to = None;
                     message.correlation_id = None;
-                    if tx.send(Delivery::new(message, event_type.clone(), Box::new(settle))).is_err() {
+                    if tx
+                        .send(Delivery::new(message, event_type.clone(), Box::new(settle)))
+                        .is_err()
+                    {
                         break 'outer;
                     }
                 }
@@ -797,3 +911,32 @@ impl Broker for NatsBroker {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_out_of_the_url_and_never_show() {
+        let (addr, auth) = split_credentials("nats://app:pw@host:4222");
+        assert_eq!(addr, "nats://host:4222");
+        assert!(matches!(auth, UrlAuth::UserPassword(u, p) if u == "app" && p == "pw"));
+        let (addr, auth) = split_credentials("tls://tok@host");
+        assert_eq!(addr, "tls://host");
+        assert!(matches!(auth, UrlAuth::Token(t) if t == "tok"));
+        assert!(matches!(split_credentials("nats://host").1, UrlAuth::None));
+        assert_eq!(redact_url("nats://app:pw@host"), "nats://app:***@host");
+        assert_eq!(redact_url("nats://tok@host"), "nats://***@host");
+        assert!(!format!("{:?}", NatsOptions::new("nats://a:secret@h")).contains("secret"));
+    }
+
+    #[test]
+    fn names_and_subjects() {
+        assert_eq!(js_name("evt-a-b.c--svc.m"), "evt-a-b_c--svc_m");
+        assert_eq!(event_stream("user_service"), "BASIDIA_EVENTS_user_service");
+        assert_eq!(rpc_subject("s", "m"), "basidia.rpc.s.m");
+        assert_eq!(
+            event_subject("s", "user.created"),
+            "basidia.events.s.user.created"
+        );
+    }
+}

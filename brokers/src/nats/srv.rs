@@ -103,7 +103,10 @@ impl SrvInstance {
 
     /// Records one handled request.
     pub fn record(&self, endpoint: &str, elapsed: Duration, error: Option<&str>) {
-        let mut stats = self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let s = stats.entry(endpoint.to_string()).or_default();
         s.requests += 1;
         s.processing += elapsed;

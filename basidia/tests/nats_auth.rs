@@ -1,0 +1,171 @@
+//! NATS authentication and TLS against private nats-server processes started here (on free
+//! ports, without JetStream): user and password, token, `tls://` with a configured CA, and clear
+//! errors that never show the secret. Needs `BASIDIA_TEST_NATS_URL` (for parity with the other
+//! NATS tests) and `/usr/sbin/nats-server`.
+#![cfg(feature = "nats")]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basidia::prelude::*;
+use basidia::{BrokerError, NatsBroker, NatsOptions};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+fn enabled() -> bool {
+    match std::env::var("BASIDIA_TEST_NATS_URL") {
+        Ok(u) if !u.is_empty() => true,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set BASIDIA_TEST_NATS_URL"
+            );
+            eprintln!("skipped: BASIDIA_TEST_NATS_URL is not set");
+            false
+        }
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_server(args: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (Server(child), port)
+}
+
+#[service]
+struct Guarded;
+
+#[service(name = "t_guarded")]
+impl Guarded {
+    #[rpc]
+    async fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+
+async fn round_trip(broker: NatsBroker) {
+    let broker = Arc::new(broker);
+    let mut runner = Runner::new(broker.clone());
+    runner.add::<Guarded>();
+    let running = runner.start().await.unwrap();
+    let client = GuardedClient::connect(&RpcProxy::new(broker));
+    assert_eq!(client.ping().await.unwrap(), "pong");
+    running.stop().await;
+}
+
+async fn refused(url: &str, secret: &str) {
+    let err = tokio::time::timeout(Duration::from_secs(20), NatsBroker::connect(url))
+        .await
+        .expect("a prompt answer")
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::ConnectionLost(_)), "{err:?}");
+    assert!(
+        !err.to_string().contains(secret),
+        "the secret leaked: {err}"
+    );
+}
+
+#[tokio::test]
+async fn user_password_and_token_authentication() {
+    if !enabled() {
+        return;
+    }
+    let (_s, port) = start_server(&["--user", "app", "--pass", "s3cret-pw"]).await;
+    round_trip(
+        NatsBroker::connect(&format!("nats://app:s3cret-pw@127.0.0.1:{port}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    refused(&format!("nats://app:wrong-pw@127.0.0.1:{port}"), "wrong-pw").await;
+
+    let (_t, port) = start_server(&["--auth", "t0ken-value"]).await;
+    round_trip(
+        NatsBroker::connect(&format!("nats://t0ken-value@127.0.0.1:{port}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    refused(&format!("nats://not-it@127.0.0.1:{port}"), "not-it").await;
+
+    let mut missing = NatsOptions::new(&format!("nats://127.0.0.1:{port}"));
+    missing.credentials_file = Some("/nonexistent/app.creds".into());
+    let err = NatsBroker::connect_with(missing).await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/app.creds"), "{err}");
+}
+
+#[tokio::test]
+async fn tls_with_a_configured_ca() {
+    if !enabled() {
+        return;
+    }
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("basidia-nats-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file, ca_file) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (_s, port) = start_server(&[
+        "--tls",
+        "--tlscert",
+        cert_file.to_str().unwrap(),
+        "--tlskey",
+        key_file.to_str().unwrap(),
+    ])
+    .await;
+    let url = format!("tls://localhost:{port}");
+    refused(&url, "no-secret-here").await;
+    let mut options = NatsOptions::new(&url);
+    options.tls_ca_file = Some(ca_file);
+    round_trip(
+        NatsBroker::connect_with(options)
+            .await
+            .expect("tls with the CA"),
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
