@@ -1,4 +1,4 @@
-//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|all]`
+//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|nats|all]`
 //!
 //! Measures RPC round trips of `greeting_service.hello` through the typed client: sequential and
 //! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. On AMQP the
@@ -206,6 +206,92 @@ async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
     Ok(out)
 }
 
+async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> {
+    let mut config = RunnerConfig::default();
+    config.defaults.max_workers = 64;
+    let server = basidia::connect(url).await.context("connecting to NATS")?;
+    let mut runner = Runner::new(server).with_config(config);
+    runner.add::<GreetingService>();
+    let running = runner.start().await?;
+    let caller = basidia::RpcProxy::new(basidia::connect(url).await?);
+    let client = GreetingServiceClient::connect(&caller);
+    // The raw baseline: a queue-group echo server and a plain request, each on its own
+    // connection, with a body the size of Basidia's request.
+    let raw_server = async_nats::connect(url).await?;
+    let subject = format!("bench.raw.echo.{}", std::process::id());
+    let mut sub = raw_server
+        .queue_subscribe(subject.clone(), "bench".into())
+        .await?;
+    let responder = raw_server.clone();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = responder.publish(reply, m.payload).await;
+            }
+        }
+    });
+    let raw_client = async_nats::connect(url).await?;
+    let body = basidia::envelope::encode_request(
+        basidia::Format::MsgPack,
+        &("World",),
+        &basidia::envelope::NoKwargs,
+    )?;
+    let body = bytes_of(body);
+    let duration = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(4)
+    };
+    let basidia_call = {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let r = client.hello("World".to_string()).await?;
+                anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");
+                Ok(())
+            }
+        }
+    };
+    let raw_call = {
+        let raw = raw_client.clone();
+        let subject = subject.clone();
+        move || {
+            let raw = raw.clone();
+            let subject = subject.clone();
+            let body = body.clone();
+            async move {
+                let r = raw.request(subject, body.clone()).await?;
+                anyhow::ensure!(r.payload.len() == body.len(), "unexpected raw reply");
+                Ok(())
+            }
+        }
+    };
+    drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
+    drive(4, Duration::from_millis(300), raw_call.clone()).await?;
+    let mut out = Vec::new();
+    for concurrency in [1, 16, 64] {
+        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
+        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
+        out.push(Measurement {
+            broker: "nats",
+            workload: "rpc",
+            concurrency,
+            per_s,
+            p50_us: hist.value_at_quantile(0.50) as f64,
+            p99_us: hist.value_at_quantile(0.99) as f64,
+            raw_per_s: Some(raw_per_s),
+        });
+    }
+    running.stop().await;
+    Ok(out)
+}
+
+fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
+    bytes::Bytes::from(v)
+}
+
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
     let mut broker = "memory".to_string();
@@ -215,13 +301,16 @@ fn main() -> anyhow::Result<()> {
             "--quick" => quick = true,
             "--broker" => broker = args.next().context("--broker needs a value")?,
             other => bail!(
-                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|all]"
+                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|all]"
             ),
         }
     }
-    if !["memory", "amqp", "all"].contains(&broker.as_str()) {
-        bail!("unknown broker {broker:?}: use memory, amqp or all");
+    if !["memory", "amqp", "nats", "all"].contains(&broker.as_str()) {
+        bail!("unknown broker {broker:?}: use memory, amqp, nats or all");
     }
+    let nats_url = std::env::var("BASIDIA_BENCH_NATS_URL")
+        .or_else(|_| std::env::var("BASIDIA_TEST_NATS_URL"))
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let amqp_url = std::env::var("BASIDIA_BENCH_AMQP_URL")
         .or_else(|_| std::env::var("BASIDIA_TEST_AMQP_URL"))
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
@@ -235,6 +324,9 @@ fn main() -> anyhow::Result<()> {
     }
     if broker == "amqp" || broker == "all" {
         results.extend(rt.block_on(bench_amqp(&amqp_url, quick))?);
+    }
+    if broker == "nats" || broker == "all" {
+        results.extend(rt.block_on(bench_nats(&nats_url, quick))?);
     }
     println!("| broker | workload | callers | Basidia calls/s | raw calls/s | ratio | p50 (us) | p99 (us) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");

@@ -168,6 +168,8 @@ struct LinkState {
 struct Inner {
     options: NatsOptions,
     client: async_nats::Client,
+    /// The server's `max_payload`, read at connect (reading it clones the whole server info).
+    max_payload: std::sync::atomic::AtomicUsize,
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
     streams: Mutex<HashSet<String>>,
@@ -350,8 +352,10 @@ impl NatsBroker {
             ))
         })?;
         let js = jetstream::new(client.clone());
+        let max_payload = std::sync::atomic::AtomicUsize::new(client.server_info().max_payload);
         let inner = Arc::new(Inner {
             options,
+            max_payload,
             client,
             js,
             link,
@@ -648,7 +652,7 @@ impl Broker for NatsBroker {
         let state = self.check()?;
         let subject = rpc_subject(service, method);
         let size = request.body.len();
-        let max = self.inner.client.server_info().max_payload;
+        let max = self.inner.max_payload.load(Ordering::Relaxed);
         if max > 0 && size > max {
             return Err(BrokerError::PayloadTooLarge { size, max });
         }
@@ -898,7 +902,7 @@ impl Broker for NatsBroker {
     }
 
     fn max_payload(&self) -> Option<usize> {
-        let max = self.inner.client.server_info().max_payload;
+        let max = self.inner.max_payload.load(Ordering::Relaxed);
         (max > 0).then_some(max)
     }
 
