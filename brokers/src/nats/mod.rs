@@ -656,26 +656,47 @@ impl Broker for NatsBroker {
         if max > 0 && size > max {
             return Err(BrokerError::PayloadTooLarge { size, max });
         }
-        let req = async_nats::Request::new()
-            .payload(request.body.clone())
-            .headers(to_nats_headers(&request))
-            .timeout(Some(timeout));
+        let headers = to_nats_headers(&request);
         let mut link = self.inner.link.subscribe();
         let dropped = async move {
             let _ = link
                 .wait_for(|s| s.generation != state.generation || !s.connected)
                 .await;
         };
+        let started = tokio::time::Instant::now();
+        let attempt = async {
+            // A responder that subscribed a moment ago may not be visible to this connection's
+            // first request yet (the server answers "no responders"): ask once more after a short
+            // pause before declaring the service unknown.
+            let mut retried = false;
+            loop {
+                let req = async_nats::Request::new()
+                    .payload(request.body.clone())
+                    .headers(headers.clone())
+                    .timeout(Some(timeout.saturating_sub(started.elapsed())));
+                match self.inner.client.send_request(subject.clone(), req).await {
+                    Ok(m) => return Ok(message_of(&m, 1)),
+                    Err(e) => match e.kind() {
+                        async_nats::client::RequestErrorKind::NoResponders if !retried => {
+                            retried = true;
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                        async_nats::client::RequestErrorKind::NoResponders => {
+                            return Err(BrokerError::UnknownService(service.to_string()))
+                        }
+                        async_nats::client::RequestErrorKind::TimedOut => {
+                            return Err(BrokerError::Timeout(timeout))
+                        }
+                        async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
+                            return Err(BrokerError::PayloadTooLarge { size, max })
+                        }
+                        _ => return Err(lost(e)),
+                    },
+                }
+            }
+        };
         tokio::select! {
-            r = self.inner.client.send_request(subject, req) => match r {
-                Ok(m) => Ok(message_of(&m, 1)),
-                Err(e) => Err(match e.kind() {
-                    async_nats::client::RequestErrorKind::NoResponders => BrokerError::UnknownService(service.to_string()),
-                    async_nats::client::RequestErrorKind::TimedOut => BrokerError::Timeout(timeout),
-                    async_nats::client::RequestErrorKind::MaxPayloadExceeded => BrokerError::PayloadTooLarge { size, max },
-                    _ => lost(e),
-                }),
-            },
+            r = attempt => r,
             () = dropped => Err(lost("the connection dropped while the call was in flight")),
             () = self.inner.shutdown.cancelled() => Err(lost("the broker handle was closed")),
         }
