@@ -59,6 +59,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A broker URL with its secret masked: `scheme://user:***@host/...` for a user and password,
+/// `scheme://***@host/...` for a token. Every backend logs and reports URLs only through this.
+///
+/// ```
+/// use basidia_core::redact_url;
+/// assert_eq!(redact_url("amqp://app:pw@rabbit/%2f"), "amqp://app:***@rabbit/%2f");
+/// assert_eq!(redact_url("nats://t0ken@nats:4222"), "nats://***@nats:4222");
+/// assert_eq!(redact_url("memory://"), "memory://");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://***@{host}{path}"),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Serde helpers for durations written as `"30s"` or a number of seconds.
 pub mod duration_serde {
     use super::*;

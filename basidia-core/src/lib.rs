@@ -22,7 +22,7 @@ pub use broker::{
     event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery, EventBinding,
     HandlerType, Settle, SharedBroker, Subscription,
 };
-pub use config::{parse_duration, RunnerConfig, ServiceOverrides, ServiceSettings};
+pub use config::{parse_duration, redact_url, RunnerConfig, ServiceOverrides, ServiceSettings};
 pub use container::{ServiceContainer, WorkerEvent};
 pub use context::Context;
 pub use dependency::{

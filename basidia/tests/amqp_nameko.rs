@@ -17,14 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 fn env_or_skip(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set {name}");
-            eprintln!("skipped: {name} is not set");
-            None
-        }
-    }
+    basidia::brokers::conformance::broker_url_from_env(name)
 }
 
 /// What the Rust service saw.

@@ -1,49 +1,15 @@
-//! RabbitMQ restarting under load: calls in flight fail promptly, nothing hangs, service and
-//! callers reconnect by themselves, and no confirmed event is lost. Stops and starts the local
-//! RabbitMQ application with `rabbitmqctl`, so it lives in a test binary of its own (cargo runs
-//! test binaries one after another). Needs `BASIDIA_TEST_AMQP_URL`.
+//! RabbitMQ restarting under load (`rabbitmqctl stop_app` / `start_app`): see
+//! `common/restart.rs`. It restarts the shared local broker, so it lives in a test binary of its
+//! own (cargo runs test binaries one after another). Needs `BASIDIA_TEST_AMQP_URL`.
 #![cfg(feature = "amqp")]
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use basidia::prelude::*;
-use basidia::{AmqpBroker, Broker, ErrorKind, Format, RpcError};
-
-fn url() -> Option<String> {
-    match std::env::var("BASIDIA_TEST_AMQP_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set BASIDIA_TEST_AMQP_URL"
-            );
-            eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
-            None
-        }
-    }
-}
-
-static HANDLED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
-
-#[service]
-struct Sturdy;
-
-#[service(name = "t_sturdy")]
-impl Sturdy {
-    #[rpc]
-    async fn echo(&self, n: u64) -> u64 {
-        n
-    }
-
-    #[event_handler("t_sturdy_src", "tick")]
-    async fn on_tick(&self, n: u64) {
-        HANDLED.lock().unwrap().insert(n);
-    }
-}
+use basidia::{AmqpBroker, Broker};
 
 fn rabbitmqctl(args: &[&str]) {
     let out = Command::new("rabbitmqctl")
@@ -59,106 +25,27 @@ fn rabbitmqctl(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_and_callers_survive_a_broker_restart() {
-    let Some(url) = url() else { return };
-    let server = Arc::new(AmqpBroker::connect(&url).await.expect("RabbitMQ answers"));
-    let mut runner = Runner::new(server.clone());
-    runner.add::<Sturdy>();
-    let running = runner.start().await.unwrap();
-    let caller = Arc::new(AmqpBroker::connect(&url).await.unwrap());
-    let client =
-        SturdyClient::connect(&RpcProxy::new(caller.clone())).with_timeout(Duration::from_secs(2));
-    let events = basidia::EventDispatcher::new(caller.clone(), "t_sturdy_src", Format::MsgPack);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let confirmed = Arc::new(Mutex::new(BTreeSet::new()));
-    let outcomes = Arc::new(Mutex::new(Vec::<(Duration, Result<u64, RpcError>)>::new()));
-    let load = {
-        let (stop, confirmed, outcomes, client) = (
-            stop.clone(),
-            confirmed.clone(),
-            outcomes.clone(),
-            client.clone(),
-        );
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let t = Instant::now();
-                let r = client.echo(n).await;
-                outcomes.lock().unwrap().push((t.elapsed(), r));
-                if events.dispatch("tick", &n).await.is_ok() {
-                    confirmed.lock().unwrap().insert(n);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
+    let Some(url) = basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL")
+    else {
+        return;
     };
-
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::spawn_blocking(|| rabbitmqctl(&["start_app"]))
-        .await
-        .unwrap();
-    assert!(
-        server.wait_connected(Duration::from_secs(60)).await,
-        "the service reconnects"
-    );
-    assert!(
-        caller.wait_connected(Duration::from_secs(60)).await,
-        "the caller reconnects"
-    );
-
-    // Calls succeed again once the broker is back.
-    let back = Instant::now();
-    let mut recovered = false;
-    while back.elapsed() < Duration::from_secs(30) {
-        if client.echo(7).await.ok() == Some(7) {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "calls succeed after the restart");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    let slowest = outcomes.iter().map(|(d, _)| *d).max().unwrap();
-    assert!(
-        slowest < Duration::from_secs(4),
-        "no call hung: slowest took {slowest:?}"
-    );
-    let lost = outcomes
-        .iter()
-        .filter(|(_, r)| matches!(r, Err(e) if e.kind() == ErrorKind::ConnectionLost))
-        .count();
-    assert!(lost > 0, "calls during the outage fail with ConnectionLost");
-    assert!(
-        outcomes.iter().any(|(_, r)| r.is_ok()),
-        "calls succeeded around the outage"
-    );
-
-    // Every event the broker confirmed reaches the handler.
-    let confirmed = confirmed.lock().unwrap().clone();
-    assert!(!confirmed.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let handled = HANDLED.lock().unwrap().clone();
-        let missing: Vec<_> = confirmed.difference(&handled).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "confirmed events lost: {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    running.stop().await;
+    let server = Arc::new(AmqpBroker::connect(&url).await.expect("RabbitMQ answers"));
+    let caller = Arc::new(AmqpBroker::connect(&url).await.unwrap());
+    let (s, c) = (server.clone(), caller.clone());
+    common::restart::survives_restart(
+        server.clone(),
+        caller.clone(),
+        || {
+            rabbitmqctl(&["stop_app"]);
+            std::thread::sleep(Duration::from_secs(1));
+            rabbitmqctl(&["start_app"]);
+        },
+        async move {
+            s.wait_connected(Duration::from_secs(60)).await
+                && c.wait_connected(Duration::from_secs(60)).await
+        },
+    )
+    .await;
     caller.close().await;
     server.close().await;
 }

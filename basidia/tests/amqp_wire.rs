@@ -13,17 +13,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 fn url() -> Option<String> {
-    match std::env::var("BASIDIA_TEST_AMQP_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set BASIDIA_TEST_AMQP_URL"
-            );
-            eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
-            None
-        }
-    }
+    basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL")
 }
 
 #[service]

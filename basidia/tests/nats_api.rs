@@ -12,17 +12,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 fn url() -> Option<String> {
-    match std::env::var("BASIDIA_TEST_NATS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set BASIDIA_TEST_NATS_URL"
-            );
-            eprintln!("skipped: BASIDIA_TEST_NATS_URL is not set");
-            None
-        }
-    }
+    basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL")
 }
 
 #[service]

@@ -13,17 +13,7 @@ use basidia::{BrokerError, NatsBroker, NatsOptions};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 fn enabled() -> bool {
-    match std::env::var("BASIDIA_TEST_NATS_URL") {
-        Ok(u) if !u.is_empty() => true,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set BASIDIA_TEST_NATS_URL"
-            );
-            eprintln!("skipped: BASIDIA_TEST_NATS_URL is not set");
-            false
-        }
-    }
+    basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL").is_some()
 }
 
 struct Server(Child);

@@ -64,6 +64,55 @@ where
     Ok((total as f64 / started.elapsed().as_secs_f64(), hist))
 }
 
+/// Measures Basidia and the raw client at 1, 16 and 64 callers, interleaved.
+async fn compare<B, BF, R, RF>(
+    broker: &'static str,
+    duration: Duration,
+    basidia_call: B,
+    raw_call: R,
+) -> anyhow::Result<Vec<Measurement>>
+where
+    B: Fn() -> BF + Clone + Send + 'static,
+    BF: std::future::Future<Output = anyhow::Result<()>> + Send,
+    R: Fn() -> RF + Clone + Send + 'static,
+    RF: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
+    drive(4, Duration::from_millis(300), raw_call.clone()).await?;
+    let mut out = Vec::new();
+    for concurrency in [1, 16, 64] {
+        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
+        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
+        out.push(Measurement {
+            broker,
+            workload: "rpc",
+            concurrency,
+            per_s,
+            p50_us: hist.value_at_quantile(0.50) as f64,
+            p99_us: hist.value_at_quantile(0.99) as f64,
+            raw_per_s: Some(raw_per_s),
+        });
+    }
+    Ok(out)
+}
+
+/// The typed call both broker benchmarks time.
+fn hello_call(
+    client: GreetingServiceClient,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
+       + Clone
+       + Send
+       + 'static {
+    move || {
+        let client = client.clone();
+        Box::pin(async move {
+            let r = client.hello("World".to_string()).await?;
+            anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");
+            Ok(())
+        })
+    }
+}
+
 async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> {
     let mut config = RunnerConfig::default();
     config.defaults.max_workers = 64;
@@ -93,17 +142,7 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     } else {
         Duration::from_secs(4)
     };
-    let basidia_call = {
-        let client = client.clone();
-        move || {
-            let client = client.clone();
-            async move {
-                let r = client.hello("World".to_string()).await?;
-                anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");
-                Ok(())
-            }
-        }
-    };
+    let basidia_call = hello_call(client.clone());
     let raw_call = {
         let raw = raw.clone();
         let body = body.clone();
@@ -117,61 +156,9 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             }
         }
     };
-    drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
-    drive(4, Duration::from_millis(300), raw_call.clone()).await?;
-    let mut out = Vec::new();
-    for concurrency in [1, 16, 64] {
-        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
-        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
-        out.push(Measurement {
-            broker: "amqp",
-            workload: "rpc",
-            concurrency,
-            per_s,
-            p50_us: hist.value_at_quantile(0.50) as f64,
-            p99_us: hist.value_at_quantile(0.99) as f64,
-            raw_per_s: Some(raw_per_s),
-        });
-    }
+    let out = compare("amqp", duration, basidia_call, raw_call).await?;
     running.stop().await;
     Ok(out)
-}
-
-async fn rpc_round_trips(
-    client: &GreetingServiceClient,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<(f64, Histogram<u64>)> {
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let reply = client.hello("World".to_string()).await?;
-                let us = u64::try_from(t.elapsed().as_nanos() / 1000).unwrap_or(u64::MAX);
-                hist.record(us.max(1))?;
-                if reply.len() != 13 {
-                    bail!("unexpected reply {reply:?}");
-                }
-                n += 1;
-            }
-            anyhow::Ok((n, hist))
-        }));
-    }
-    let mut total = 0u64;
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for t in tasks {
-        let (n, h) = t.await??;
-        total += n;
-        hist.add(h)?;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok((total as f64 / secs, hist))
 }
 
 async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
@@ -188,10 +175,10 @@ async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
         Duration::from_secs(3)
     };
     // Warm up.
-    rpc_round_trips(&client, 4, Duration::from_millis(200)).await?;
+    drive(4, Duration::from_millis(200), hello_call(client.clone())).await?;
     let mut out = Vec::new();
     for concurrency in [1, 16, 64] {
-        let (per_s, hist) = rpc_round_trips(&client, concurrency, duration).await?;
+        let (per_s, hist) = drive(concurrency, duration, hello_call(client.clone())).await?;
         out.push(Measurement {
             broker: "memory",
             workload: "rpc",
@@ -243,17 +230,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     } else {
         Duration::from_secs(4)
     };
-    let basidia_call = {
-        let client = client.clone();
-        move || {
-            let client = client.clone();
-            async move {
-                let r = client.hello("World".to_string()).await?;
-                anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");
-                Ok(())
-            }
-        }
-    };
+    let basidia_call = hello_call(client.clone());
     let raw_call = {
         let raw = raw_client.clone();
         let subject = subject.clone();
@@ -268,22 +245,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             }
         }
     };
-    drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
-    drive(4, Duration::from_millis(300), raw_call.clone()).await?;
-    let mut out = Vec::new();
-    for concurrency in [1, 16, 64] {
-        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
-        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
-        out.push(Measurement {
-            broker: "nats",
-            workload: "rpc",
-            concurrency,
-            per_s,
-            p50_us: hist.value_at_quantile(0.50) as f64,
-            p99_us: hist.value_at_quantile(0.99) as f64,
-            raw_per_s: Some(raw_per_s),
-        });
-    }
+    let out = compare("nats", duration, basidia_call, raw_call).await?;
     running.stop().await;
     Ok(out)
 }

@@ -45,6 +45,56 @@ where
     }
 }
 
+/// The URL of a real broker for tests, from the environment variable `var`. Without it the test
+/// should skip: this prints why and returns `None`. Under CI (`CI` set) a missing URL is a failure,
+/// so tests against real brokers never skip silently there.
+pub fn broker_url_from_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "CI must set {var}");
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// Declares one `#[tokio::test]` per conformance check. `$connector` is an expression that
+/// evaluates to an `Option` of a [`Connector`] (`None` skips, for a broker that is not
+/// configured).
+///
+/// ```ignore
+/// basidia_brokers::conformance_tests!(Some(my_connector()));
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($connector:expr) => {
+        $crate::conformance_tests!($connector;
+            rpc_round_trip,
+            unknown_service_fails_fast,
+            call_times_out,
+            replies_keep_their_content_type,
+            requests_compete_across_instances,
+            requeue_redelivers_with_flag_and_count,
+            dropped_delivery_is_redelivered,
+            dead_lettered_delivery_is_not_redelivered,
+            prefetch_bounds_unsettled_deliveries,
+            service_pool_events_fan_out_across_services_and_compete_within,
+            singleton_events_reach_one_handler,
+            broadcast_events_reach_every_instance,
+            events_wait_in_durable_queues_while_the_handler_is_down,
+            close_fails_calls_in_flight,
+        );
+    };
+    ($connector:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let Some(connector) = $connector else { return };
+            $crate::conformance::$name(&connector).await;
+        }
+    )*};
+}
+
 /// How long the suite waits for something that should happen.
 const PATIENCE: Duration = Duration::from_secs(10);
 /// How long the suite waits to be satisfied that something does not happen.

@@ -1,64 +1,26 @@
-//! The conformance suite against a real RabbitMQ. Set `BASIDIA_TEST_AMQP_URL` (CI does); without
-//! it these tests skip with a message, and with it a broker that does not answer fails them.
+//! The conformance suite against a real RabbitMQ. Set `BASIDIA_TEST_AMQP_URL` (CI does); without it
+//! these tests skip with a message, and with it a broker that does not answer fails them.
 #![cfg(feature = "amqp")]
 
 use std::sync::Arc;
 
-use basidia_brokers::conformance::{self, BrokerFuture};
+use basidia_brokers::conformance::{broker_url_from_env, BrokerFuture};
 use basidia_brokers::AmqpBroker;
 use basidia_core::SharedBroker;
 
-fn url() -> Option<String> {
-    match std::env::var("BASIDIA_TEST_AMQP_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set BASIDIA_TEST_AMQP_URL"
-            );
-            eprintln!("skipped: BASIDIA_TEST_AMQP_URL is not set");
-            None
-        }
-    }
-}
-
-fn connector(url: String) -> impl Fn() -> BrokerFuture + Send + Sync {
-    move || {
+fn connector() -> Option<impl Fn() -> BrokerFuture + Send + Sync> {
+    let url = broker_url_from_env("BASIDIA_TEST_AMQP_URL")?;
+    Some(move || {
         let url = url.clone();
         Box::pin(async move {
             let b: SharedBroker = Arc::new(
                 AmqpBroker::connect(&url)
                     .await
-                    .expect("RabbitMQ at BASIDIA_TEST_AMQP_URL must answer"),
+                    .expect("the broker at BASIDIA_TEST_AMQP_URL must answer"),
             );
             b
-        })
-    }
+        }) as BrokerFuture
+    })
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(url) = url() else { return };
-            conformance::$name(&connector(url)).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    rpc_round_trip,
-    unknown_service_fails_fast,
-    call_times_out,
-    replies_keep_their_content_type,
-    requests_compete_across_instances,
-    requeue_redelivers_with_flag_and_count,
-    dropped_delivery_is_redelivered,
-    dead_lettered_delivery_is_not_redelivered,
-    prefetch_bounds_unsettled_deliveries,
-    service_pool_events_fan_out_across_services_and_compete_within,
-    singleton_events_reach_one_handler,
-    broadcast_events_reach_every_instance,
-    events_wait_in_durable_queues_while_the_handler_is_down,
-    close_fails_calls_in_flight,
-);
+basidia_brokers::conformance_tests!(connector());

@@ -15,32 +15,7 @@ fn connector(server: &MemoryBroker) -> impl Fn() -> BrokerFuture + Send + Sync {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let server = MemoryBroker::new();
-            conformance::$name(&connector(&server)).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    rpc_round_trip,
-    unknown_service_fails_fast,
-    call_times_out,
-    replies_keep_their_content_type,
-    requests_compete_across_instances,
-    requeue_redelivers_with_flag_and_count,
-    dropped_delivery_is_redelivered,
-    dead_lettered_delivery_is_not_redelivered,
-    prefetch_bounds_unsettled_deliveries,
-    service_pool_events_fan_out_across_services_and_compete_within,
-    singleton_events_reach_one_handler,
-    broadcast_events_reach_every_instance,
-    events_wait_in_durable_queues_while_the_handler_is_down,
-    close_fails_calls_in_flight,
-);
+basidia_brokers::conformance_tests!(Some(connector(&MemoryBroker::new())));
 
 #[tokio::test]
 async fn the_whole_suite_runs_on_one_server() {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use basidia_core::{
-    event_exchange_name, rpc_queue_name, Broker, BrokerError, ConsumeOptions, Delivery,
+    event_exchange_name, redact_url, rpc_queue_name, Broker, BrokerError, ConsumeOptions, Delivery,
     EventBinding, HandlerType, Message, Settle, Subscription,
 };
 use futures_util::StreamExt;
@@ -79,20 +79,6 @@ impl AmqpOptions {
             max_reconnect_backoff: Duration::from_secs(5),
             max_payload: 128 * 1024 * 1024,
         }
-    }
-}
-
-/// The URL with any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
     }
 }
 

@@ -23,8 +23,8 @@ use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, AckKind};
 use async_nats::{HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use basidia_core::{
-    Broker, BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType, HeaderValue, Headers,
-    Message, Settle, Subscription,
+    redact_url, Broker, BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType,
+    HeaderValue, Headers, Message, Settle, Subscription,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -102,20 +102,6 @@ impl NatsOptions {
             ack_wait: Duration::from_secs(10),
             max_event_age: Duration::from_secs(7 * 24 * 3600),
         }
-    }
-}
-
-/// The URL with any password or token replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://***@{host}"),
-        },
-        None => url.to_string(),
     }
 }
 
