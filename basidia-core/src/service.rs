@@ -44,7 +44,8 @@ pub trait Service: Send + Sync + 'static {
     /// The service name, unique in the fleet.
     fn name(&self) -> &str;
 
-    /// The entrypoints, for introspection and for the container to subscribe.
+    /// The entrypoints, for introspection and for the container to subscribe. RPC methods that
+    /// are not listed here answer `MethodNotFound`.
     fn describe(&self) -> ServiceDescription;
 
     /// Handles one RPC request; an unknown method answers `MethodNotFound`.
