@@ -213,7 +213,15 @@ impl MemoryBroker {
             });
             pump(queue, &mut st);
         }
-        lock(&self.conn.consumers).push((Arc::downgrade(queue), id));
+        {
+            let mut list = lock(&self.conn.consumers);
+            // Forget consumers that were cancelled since, so the list does not grow forever.
+            list.retain(|(q, cid)| {
+                q.upgrade()
+                    .is_some_and(|q| lock(&q.state).consumers.iter().any(|c| c.id == *cid))
+            });
+            list.push((Arc::downgrade(queue), id));
+        }
         Subscription::new(
             rx,
             Box::new(ConsumerGuard {
