@@ -175,20 +175,7 @@ impl MemoryBroker {
             .hub
             .queue(queue)
             .ok_or_else(|| BrokerError::Backend(format!("no queue {queue:?}")))?;
-        let mut message = message;
-        message.delivery_count = 0;
-        message.redelivered = false;
-        let mut st = lock(&queue.state);
-        enqueue(
-            &queue,
-            &mut st,
-            Entry {
-                message,
-                routing_key: routing_key.to_string(),
-            },
-            false,
-        );
-        pump(&queue, &mut st);
+        publish_to(&queue, message, routing_key);
         Ok(())
     }
 
@@ -311,6 +298,23 @@ fn enqueue(queue: &Queue, st: &mut QueueState, entry: Entry, front: bool) {
     } else {
         st.ready.push_back(entry);
     }
+}
+
+/// Puts a newly published message at the back of a queue and hands out what can be.
+fn publish_to(queue: &Arc<Queue>, mut message: Message, routing_key: &str) {
+    message.delivery_count = 0;
+    message.redelivered = false;
+    let mut st = lock(&queue.state);
+    enqueue(
+        queue,
+        &mut st,
+        Entry {
+            message,
+            routing_key: routing_key.to_string(),
+        },
+        false,
+    );
+    pump(queue, &mut st);
 }
 
 /// Hands ready messages to consumers with room under their prefetch, round-robin.
@@ -490,21 +494,7 @@ impl Broker for MemoryBroker {
         let mut message = request;
         message.correlation_id = Some(correlation_id.clone());
         message.reply_to = Some(self.conn.reply_to.clone());
-        message.delivery_count = 0;
-        message.redelivered = false;
-        {
-            let mut st = lock(&queue.state);
-            enqueue(
-                &queue,
-                &mut st,
-                Entry {
-                    message,
-                    routing_key: method.to_string(),
-                },
-                false,
-            );
-            pump(&queue, &mut st);
-        }
+        publish_to(&queue, message, method);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(BrokerError::ConnectionLost(
@@ -550,20 +540,7 @@ impl Broker for MemoryBroker {
         }
         for name in targets {
             if let Some(queue) = self.hub.queue(&name) {
-                let mut m = message.clone();
-                m.delivery_count = 0;
-                m.redelivered = false;
-                let mut st = lock(&queue.state);
-                enqueue(
-                    &queue,
-                    &mut st,
-                    Entry {
-                        message: m,
-                        routing_key: event_type.to_string(),
-                    },
-                    false,
-                );
-                pump(&queue, &mut st);
+                publish_to(&queue, message.clone(), event_type);
             }
         }
         Ok(())

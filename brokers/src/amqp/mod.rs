@@ -266,6 +266,37 @@ impl Drop for ConsumerGuard {
     }
 }
 
+impl Live {
+    /// Publishes on the confirm channel and waits for the broker's confirm.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        extra: &[(&str, AMQPValue)],
+    ) -> Result<(), BrokerError> {
+        let confirm = self
+            .publish
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                wire::properties(message, extra),
+            )
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        if confirm.is_nack() {
+            return Err(backend(format!(
+                "the broker refused the message to {exchange:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, BrokerError> {
     let opts = &inner.options;
     let props = ConnectionProperties::default().with_connection_name(LongString::from(format!(
@@ -659,34 +690,6 @@ struct AmqpSettle {
 }
 
 impl AmqpSettle {
-    async fn republish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: &Message,
-        extra: &[(&str, AMQPValue)],
-    ) -> Result<(), BrokerError> {
-        let props = wire::properties(message, extra);
-        let confirm = self
-            .live
-            .publish
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                &message.body,
-                props,
-            )
-            .await
-            .map_err(lost)?
-            .await
-            .map_err(lost)?;
-        if confirm.is_nack() {
-            return Err(backend("the broker refused the republished message"));
-        }
-        Ok(())
-    }
-
     async fn ack_original(&self) -> Result<(), BrokerError> {
         self.channel
             .basic_ack(self.tag, BasicAckOptions::default())
@@ -740,7 +743,9 @@ impl Settle for AmqpSettle {
             ),
         ];
         // Republish first, then ack: a failure in between duplicates, never loses.
-        self.republish("", &self.queue, &message, &extra).await?;
+        self.live
+            .publish_confirmed("", &self.queue, &message, &extra)
+            .await?;
         self.ack_original().await
     }
 
@@ -769,7 +774,8 @@ impl Settle for AmqpSettle {
             ),
         ];
         let key = format!("{}.{}", self.queue, self.original_key);
-        self.republish(DEAD_LETTER_EXCHANGE, &key, &message, &extra)
+        self.live
+            .publish_confirmed(DEAD_LETTER_EXCHANGE, &key, &message, &extra)
             .await?;
         self.ack_original().await
     }
@@ -868,24 +874,8 @@ impl Broker for AmqpBroker {
             declare_exchange(&live.publish, &exchange).await?;
             lock(&live.declared).insert(exchange.clone());
         }
-        let props = wire::properties(&message, &[]);
-        let confirm = live
-            .publish
-            .basic_publish(
-                exchange.as_str().into(),
-                event_type.into(),
-                BasicPublishOptions::default(),
-                &message.body,
-                props,
-            )
+        live.publish_confirmed(&exchange, event_type, &message, &[])
             .await
-            .map_err(lost)?
-            .await
-            .map_err(lost)?;
-        if confirm.is_nack() {
-            return Err(backend("the broker did not accept the event"));
-        }
-        Ok(())
     }
 
     async fn subscribe(
