@@ -292,6 +292,12 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
+    /// The names of the services that answer RPC calls right now, sorted, or `None` when the
+    /// backend has no way to list them (AMQP: RabbitMQ does not list queues over AMQP).
+    async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        Ok(None)
+    }
+
     /// Closes the broker handle; calls in flight fail with [`BrokerError::Closed`].
     async fn close(&self);
 }

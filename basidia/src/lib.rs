@@ -59,12 +59,12 @@
 //! this crate when it is renamed in `Cargo.toml`.
 
 pub use basidia_core::{
-    broker, config, context, dependency, envelope, error, message, parse_duration, proxy, runner,
-    service, Broker, BrokerError, CallOptions, Client, Config, Context, Dependency,
-    DependencyProvider, EntrypointKind, Error, ErrorKind, EventDispatcher, EventPayload, Format,
-    HandlerType, HeaderValue, Headers, Inject, InjectContext, Message, NamedService, Provided,
-    RemoteError, RpcError, RpcProxy, Runner, RunnerConfig, RunningServices, Service,
-    ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy, ServiceSettings,
+    broker, config, context, dependency, envelope, error, message, parse_duration, proxy,
+    redact_url, runner, service, Broker, BrokerError, CallOptions, Client, Config, Context,
+    Dependency, DependencyProvider, EntrypointKind, Error, ErrorKind, EventDispatcher,
+    EventPayload, Format, HandlerType, HeaderValue, Headers, Inject, InjectContext, Message,
+    NamedService, Provided, RemoteError, RpcError, RpcProxy, Runner, RunnerConfig, RunningServices,
+    Service, ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy, ServiceSettings,
     SharedBroker, WorkerEvent, WorkerInfo,
 };
 pub use basidia_macros::{client, event_handler, rpc, service, timer};

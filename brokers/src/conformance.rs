@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
     ($connector:expr) => {
         $crate::conformance_tests!($connector;
             rpc_round_trip,
+            large_messages_round_trip,
             unknown_service_fails_fast,
             call_times_out,
             replies_keep_their_content_type,
@@ -156,6 +157,7 @@ async fn settle_in() {
 /// Runs every check in the suite.
 pub async fn run_all(c: &dyn Connector) {
     rpc_round_trip(c).await;
+    large_messages_round_trip(c).await;
     unknown_service_fails_fast(c).await;
     call_times_out(c).await;
     replies_keep_their_content_type(c).await;
@@ -204,6 +206,54 @@ pub async fn rpc_round_trip(c: &dyn Connector) {
         .await
         .expect("call");
     assert_eq!(&reply.body[..], br#"{"args":["hi"],"kwargs":{}}"#);
+    responder.await.expect("responder");
+    server.close().await;
+    client.close().await;
+}
+
+/// A request and a reply of 512 KiB (many frames on AMQP, within NATS's default 1 MiB limit)
+/// arrive whole.
+pub async fn large_messages_round_trip(c: &dyn Connector) {
+    let server = c.connect().await;
+    let client = c.connect().await;
+    let service = unique("conf_large");
+    let mut sub = server.serve(&service, opts(10)).await.expect("serve");
+    settle_in().await;
+    let body: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let expected = body.clone();
+    let responder = tokio::spawn(async move {
+        let d = next(&mut sub, "large request").await;
+        assert_eq!(
+            d.message.body.len(),
+            expected.len(),
+            "the request arrives whole"
+        );
+        assert!(
+            d.message.body[..] == expected[..],
+            "the request arrives intact"
+        );
+        let mut reversed = expected.clone();
+        reversed.reverse();
+        d.reply(Message::new(reversed, "application/x-msgpack"))
+            .await
+            .expect("reply");
+        d.ack().await.expect("ack");
+    });
+    let reply = client
+        .call(
+            &service,
+            "echo",
+            Message::new(body.clone(), "application/x-msgpack"),
+            PATIENCE,
+        )
+        .await
+        .expect("call");
+    let mut reversed = body;
+    reversed.reverse();
+    assert!(
+        reply.body[..] == reversed[..],
+        "the reply arrives whole and intact"
+    );
     responder.await.expect("responder");
     server.close().await;
     client.close().await;

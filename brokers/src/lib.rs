@@ -22,6 +22,18 @@ pub use memory::{DeadLetter, MemoryBroker};
 
 use basidia_core::{BrokerError, SharedBroker};
 
+/// A failure of the connection, for calls and settlements that were in flight.
+#[cfg(any(feature = "amqp", feature = "nats"))]
+pub(crate) fn lost(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::ConnectionLost(e.to_string())
+}
+
+/// Any other failure the client library reports.
+#[cfg(any(feature = "amqp", feature = "nats"))]
+pub(crate) fn backend(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Backend(e.to_string())
+}
+
 /// Opens a broker by URL scheme: `memory://` (a new in-process broker), `amqp://` or
 /// `amqps://` (RabbitMQ; needs the `amqp` feature), `nats://` or `tls://` (NATS; needs the
 /// `nats` feature).

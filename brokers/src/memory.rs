@@ -521,6 +521,17 @@ impl Broker for MemoryBroker {
         Ok(self.add_consumer(&queue, options.prefetch))
     }
 
+    async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        self.check_open()?;
+        let mut names: Vec<String> = read(&self.hub.queues)
+            .values()
+            .filter(|q| !lock(&q.state).consumers.is_empty())
+            .filter_map(|q| q.name.strip_prefix("rpc-").map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(Some(names))
+    }
+
     async fn publish_event(
         &self,
         source: &str,

@@ -107,7 +107,10 @@ impl SrvInstance {
             .stats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let s = stats.entry(endpoint.to_string()).or_default();
+        let s = match stats.get_mut(endpoint) {
+            Some(s) => s,
+            None => stats.entry(endpoint.to_string()).or_default(),
+        };
         s.requests += 1;
         s.processing += elapsed;
         if let Some(e) = error {
@@ -133,7 +136,7 @@ impl SrvInstance {
                 name: &self.name,
                 id: &self.id,
                 version: &self.version,
-                metadata: BTreeMap::new(),
+                metadata: framework_metadata(),
             }),
             "INFO" => serde_json::to_vec(&Info {
                 kind: "io.nats.micro.v1.info_response",
@@ -141,7 +144,7 @@ impl SrvInstance {
                 id: &self.id,
                 version: &self.version,
                 description: format!("Basidia service {}", self.name),
-                metadata: BTreeMap::new(),
+                metadata: framework_metadata(),
                 endpoints: stats
                     .keys()
                     .map(|e| EndpointInfo {
@@ -180,4 +183,23 @@ impl SrvInstance {
         };
         out.unwrap_or_default()
     }
+}
+
+/// The metadata key that marks a services-API answer as coming from a Basidia service.
+pub const FRAMEWORK_KEY: &str = "framework";
+
+fn framework_metadata() -> BTreeMap<String, String> {
+    BTreeMap::from([(FRAMEWORK_KEY.to_string(), "basidia".to_string())])
+}
+
+/// The service name in a `$SRV.PING` answer, if a Basidia service gave it.
+pub fn basidia_ping_name(answer: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct PingIn {
+        name: String,
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    }
+    let ping: PingIn = serde_json::from_slice(answer).ok()?;
+    (ping.metadata.get(FRAMEWORK_KEY).map(String::as_str) == Some("basidia")).then_some(ping.name)
 }
