@@ -5,22 +5,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use basidia::{AmqpBroker, Broker};
 
 fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::restart::run_ok("rabbitmqctl", args);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

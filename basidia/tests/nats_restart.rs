@@ -5,22 +5,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use basidia::{Broker, NatsBroker};
 
 fn daemon(args: &[&str]) {
-    let out = Command::new("start-stop-daemon")
-        .args(args)
-        .output()
-        .expect("start-stop-daemon runs");
-    assert!(
-        out.status.success(),
-        "nats-server {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::restart::run_ok("start-stop-daemon", args);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

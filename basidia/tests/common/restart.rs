@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,4 +129,18 @@ pub async fn survives_restart<F>(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;
+}
+
+/// Runs a broker's control command (`rabbitmqctl`, `start-stop-daemon`); panics with its error
+/// output if it fails.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -177,43 +177,49 @@ impl fmt::Debug for NatsBroker {
     }
 }
 
-fn lost(e: impl fmt::Display) -> BrokerError {
-    BrokerError::ConnectionLost(e.to_string())
-}
+use crate::{backend, lost};
 
-fn backend(e: impl fmt::Display) -> BrokerError {
-    BrokerError::Backend(e.to_string())
-}
-
+/// The headers that carry a message's metadata. msgpack, the default, needs no `Content-Type`
+/// header, and a message without metadata gets none at all (a plain `PUB` on the wire).
 fn to_nats_headers(message: &Message) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(ct) = &message.content_type {
-        headers.insert(CONTENT_TYPE_HEADER, ct.as_ref());
+        if ct != DEFAULT_CONTENT_TYPE {
+            headers.insert(CONTENT_TYPE_HEADER, ct.as_ref());
+        }
     }
     if !message.headers.is_empty() {
-        let ctx: serde_json::Map<String, serde_json::Value> = message
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    HeaderValue::Str(s) => serde_json::Value::from(s.as_str()),
-                    HeaderValue::List(l) => serde_json::Value::from(l.clone()),
-                    HeaderValue::Int(i) => serde_json::Value::from(*i),
-                    HeaderValue::Bool(b) => serde_json::Value::from(*b),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        headers.insert(
-            CONTEXT_HEADER,
-            serde_json::Value::Object(ctx).to_string().as_str(),
-        );
+        if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
+            headers.insert(CONTEXT_HEADER, json.as_str());
+        }
     }
     if let Some(err) = &message.error {
         headers.insert(ERROR_HEADER, err.replace(['\r', '\n'], " ").as_str());
         headers.insert(ERROR_CODE_HEADER, "500");
     }
     headers
+}
+
+/// The content type of a message without a `Content-Type` header.
+const DEFAULT_CONTENT_TYPE: &str = "application/x-msgpack";
+
+/// Context headers as a JSON object, written straight from the map.
+struct ContextJson<'a>(&'a Headers);
+
+impl serde::Serialize for ContextJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                HeaderValue::Str(x) => map.serialize_entry(k, x)?,
+                HeaderValue::List(x) => map.serialize_entry(k, x)?,
+                HeaderValue::Int(x) => map.serialize_entry(k, x)?,
+                HeaderValue::Bool(x) => map.serialize_entry(k, x)?,
+            }
+        }
+        map.end()
+    }
 }
 
 fn context_of(headers: Option<&HeaderMap>) -> Headers {
@@ -253,9 +259,10 @@ fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
     let headers = m.headers.as_ref();
     Message {
         body: m.payload.clone(),
-        content_type: headers
-            .and_then(|h| h.get(CONTENT_TYPE_HEADER))
-            .map(|v| std::borrow::Cow::Owned(v.as_str().to_string())),
+        content_type: Some(match headers.and_then(|h| h.get(CONTENT_TYPE_HEADER)) {
+            Some(v) => std::borrow::Cow::Owned(v.as_str().to_string()),
+            None => std::borrow::Cow::Borrowed(DEFAULT_CONTENT_TYPE),
+        }),
         headers: context_of(headers),
         correlation_id: m.reply.as_ref().map(|r| r.to_string()),
         reply_to: m.reply.as_ref().map(|r| r.to_string()),
@@ -393,6 +400,27 @@ impl NatsBroker {
         Ok(state)
     }
 
+    /// Runs `work`, but fails it with [`BrokerError::ConnectionLost`] as soon as the connection
+    /// seen as `state` drops (or the handle closes) instead of waiting for an answer that the
+    /// server will never send.
+    async fn unless_dropped<T>(
+        &self,
+        state: LinkState,
+        work: impl std::future::Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        let mut link = self.inner.link.subscribe();
+        let dropped = async move {
+            let _ = link
+                .wait_for(|s| s.generation != state.generation || !s.connected)
+                .await;
+        };
+        tokio::select! {
+            r = work => r,
+            () = dropped => Err(lost("the connection dropped while the request was in flight")),
+            () = self.inner.shutdown.cancelled() => Err(lost("the broker handle was closed")),
+        }
+    }
+
     async fn ensure_stream(
         &self,
         name: &str,
@@ -504,12 +532,16 @@ impl Settle for CoreSettle {
                 reply.error.as_deref(),
             );
         }
-        self.broker
-            .inner
-            .client
-            .publish_with_headers(to.clone(), to_nats_headers(&reply), reply.body)
-            .await
-            .map_err(lost)
+        let headers = to_nats_headers(&reply);
+        let client = &self.broker.inner.client;
+        if headers.is_empty() {
+            client.publish(to.clone(), reply.body).await
+        } else {
+            client
+                .publish_with_headers(to.clone(), headers, reply.body)
+                .await
+        }
+        .map_err(lost)
     }
 
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
@@ -643,12 +675,6 @@ impl Broker for NatsBroker {
             return Err(BrokerError::PayloadTooLarge { size, max });
         }
         let headers = to_nats_headers(&request);
-        let mut link = self.inner.link.subscribe();
-        let dropped = async move {
-            let _ = link
-                .wait_for(|s| s.generation != state.generation || !s.connected)
-                .await;
-        };
         let started = tokio::time::Instant::now();
         let attempt = async {
             // A responder that subscribed a moment ago may not be visible to this connection's
@@ -656,10 +682,12 @@ impl Broker for NatsBroker {
             // pause before declaring the service unknown.
             let mut retried = false;
             loop {
-                let req = async_nats::Request::new()
+                let mut req = async_nats::Request::new()
                     .payload(request.body.clone())
-                    .headers(headers.clone())
                     .timeout(Some(timeout.saturating_sub(started.elapsed())));
+                if !headers.is_empty() {
+                    req = req.headers(headers.clone());
+                }
                 match self.inner.client.send_request(subject.clone(), req).await {
                     Ok(m) => return Ok(message_of(&m, 1)),
                     Err(e) => match e.kind() {
@@ -681,11 +709,7 @@ impl Broker for NatsBroker {
                 }
             }
         };
-        tokio::select! {
-            r = attempt => r,
-            () = dropped => Err(lost("the connection dropped while the call was in flight")),
-            () = self.inner.shutdown.cancelled() => Err(lost("the broker handle was closed")),
-        }
+        self.unless_dropped(state, attempt).await
     }
 
     async fn serve(
@@ -748,20 +772,25 @@ impl Broker for NatsBroker {
         event_type: &str,
         message: Message,
     ) -> Result<(), BrokerError> {
-        self.check()?;
+        let state = self.check()?;
         self.ensure_event_stream(source).await?;
-        let ack = self
-            .inner
-            .js
-            .publish_with_headers(
-                event_subject(source, event_type),
-                to_nats_headers(&message),
-                message.body,
-            )
-            .await
-            .map_err(lost)?;
-        ack.await.map_err(lost)?;
-        Ok(())
+        // An acknowledgement lost with the connection would otherwise be waited for until the
+        // JetStream timeout: fail at once, the publisher may retry (delivery is at least once).
+        self.unless_dropped(state, async {
+            let ack = self
+                .inner
+                .js
+                .publish_with_headers(
+                    event_subject(source, event_type),
+                    to_nats_headers(&message),
+                    message.body,
+                )
+                .await
+                .map_err(lost)?;
+            ack.await.map_err(lost)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn subscribe(
@@ -906,6 +935,35 @@ impl Broker for NatsBroker {
             }
         });
         Ok(Subscription::new(rx, self.guard(cancel)))
+    }
+
+    async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let client = &self.inner.client;
+        let inbox = client.new_inbox();
+        let mut sub = client.subscribe(inbox.clone()).await.map_err(backend)?;
+        client
+            .publish_with_reply("$SRV.PING", inbox, bytes::Bytes::new())
+            .await
+            .map_err(backend)?;
+        client.flush().await.map_err(backend)?;
+        // Every instance answers at once; stop once answers pause, and after a second at most.
+        let mut names = std::collections::BTreeSet::new();
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut quiet = Duration::from_millis(300);
+        loop {
+            let wait = quiet.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, sub.next()).await {
+                Ok(Some(msg)) => {
+                    if let Some(name) = srv::basidia_ping_name(&msg.payload) {
+                        names.insert(name);
+                    }
+                    quiet = Duration::from_millis(100);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(Some(names.into_iter().collect()))
     }
 
     fn max_payload(&self) -> Option<usize> {
