@@ -1,19 +1,288 @@
-//! The `basidia` command line. This release knows `--version` and `--help`; the run, shell,
-//! call, emit, new and show-config commands follow.
+//! `basidia`: run services, call them, dispatch events, scaffold projects, show configuration.
 
-fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => println!("basidia {}", env!("CARGO_PKG_VERSION")),
-        None | Some("--help" | "-h") => {
-            println!(
-                "basidia {}\n\nUsage: basidia [--version | --help]\n\nTo run the sample services: cargo run -p basidia-example-services",
-                env!("CARGO_PKG_VERSION")
-            );
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use basidia_cli::flags::ConfigFlags;
+use basidia_cli::shell::{self, describe_rpc_error, Session};
+use basidia_cli::{config, project, scaffold};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "basidia",
+    version,
+    about = "Nameko-style microservices in Rust: run services, call them, dispatch events.",
+    after_help = "Configuration: ./basidia.toml (or --config), then BASIDIA_* variables, then flags.\nQuick start: basidia run examples/services --exec 'greeting_service.hello(\"World\")'"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the service crate(s) at PATH and run all their services in one process.
+    Run {
+        /// A service crate, a workspace, or a directory with service crates below it.
+        path: PathBuf,
+        /// Run only this service (repeatable).
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Rebuild and restart when the sources change.
+        #[arg(long, conflicts_with_all = ["shell", "exec"])]
+        watch: bool,
+        /// Open the shell in the same process once the services are up.
+        #[arg(long)]
+        shell: bool,
+        /// Evaluate a shell expression once the services are up, print the result, and exit
+        /// after the last one (repeatable); the exit status is 1 if any failed.
+        #[arg(long, value_name = "EXPR")]
+        exec: Vec<String>,
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+        /// Show cargo's output only when the build fails.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Open the interactive shell on the configured broker.
+    Shell {
+        /// Evaluate this expression and exit instead (repeatable).
+        #[arg(long, value_name = "EXPR")]
+        exec: Vec<String>,
+    },
+    /// Call SERVICE.METHOD and print the JSON result.
+    Call {
+        /// The method, as service.method.
+        target: String,
+        /// Arguments as JSON: an array is positional, an object is keyword arguments.
+        args: Option<String>,
+    },
+    /// Dispatch an event as if SOURCE had.
+    Emit {
+        /// The service the event comes from.
+        source: String,
+        /// The event type.
+        event_type: String,
+        /// The payload as JSON (null when left out).
+        payload: Option<String>,
+    },
+    /// Scaffold a project or a service.
+    New {
+        #[command(subcommand)]
+        what: NewCmd,
+    },
+    /// Print the merged configuration, secrets masked, each value with where it came from.
+    ShowConfig,
+}
+
+#[derive(Subcommand)]
+enum NewCmd {
+    /// A project: a workspace with a services crate, a test, and basidia.toml.
+    Project {
+        /// The project name (also its directory).
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// A service in the project here (or at --path).
+    Service {
+        /// The service name: `billing` makes `billing_service`.
+        name: String,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run {
+            path,
+            services,
+            watch,
+            shell,
+            exec,
+            release,
+            quiet,
+        } => {
+            // Check the configuration here, so that a mistake shows before a long build.
+            if let Err(e) = cli.config.load() {
+                eprintln!("basidia: {e}");
+                return ExitCode::from(2);
+            }
+            let mut host_args = cli.config.to_args();
+            for s in services {
+                host_args.extend(["--service".to_string(), s]);
+            }
+            if shell {
+                host_args.push("--shell".into());
+            }
+            for e in exec {
+                host_args.extend(["--exec".to_string(), e]);
+            }
+            project::run(&project::RunOptions {
+                path,
+                host_args,
+                watch,
+                release,
+                quiet,
+            })
         }
-        Some(other) => {
-            eprintln!("basidia: unknown command {other:?}; see basidia --help");
-            std::process::exit(2);
+        Cmd::New { what } => {
+            let result = match what {
+                NewCmd::Project { name, path } => scaffold::new_project(&path, &name).map(|dir| {
+                    println!(
+                        "created {}\n\nnext:\n  cd {}\n  cargo test\n  basidia run . --exec 'hello_service.hello(\"World\")'",
+                        dir.display(),
+                        dir.display()
+                    );
+                }),
+                NewCmd::Service { name, path } => {
+                    scaffold::new_service(&path, &name).map(|file| {
+                        println!("created {} and registered it in src/lib.rs", file.display());
+                    })
+                }
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("basidia: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
+        Cmd::ShowConfig => match cli.config.load() {
+            Ok(loaded) => {
+                if let Some(f) = &loaded.file {
+                    println!("# configuration file: {}", f.display());
+                }
+                print!("{}", config::render(&loaded));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("basidia: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Shell { exec } => with_broker(&cli.config, |settings, broker| async move {
+            let session = Session::new(broker, settings.serializer, settings.rpc_timeout, &[]);
+            if exec.is_empty() {
+                if settings.broker.starts_with("memory:") {
+                    eprintln!("basidia: note: the memory broker lives inside one process; to reach services on it use `basidia run <path> --shell`");
+                }
+                let banner = format!(
+                    "Basidia shell on {}.\nType help for the commands; Tab completes; exit or Ctrl-D leaves.",
+                    basidia::redact_url(&settings.broker)
+                );
+                shell::repl(session, banner).await
+            } else {
+                shell::exec(&session, &exec).await
+            }
+        }),
+        Cmd::Call { target, args } => {
+            let Some((service, method)) = target.split_once('.') else {
+                eprintln!("basidia: expected service.method, got {target:?}");
+                return ExitCode::from(2);
+            };
+            let args: serde_json::Value = match args.as_deref().map(serde_json::from_str) {
+                None => serde_json::Value::Null,
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    eprintln!("basidia: the arguments are not valid JSON: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let (service, method) = (service.to_string(), method.to_string());
+            with_broker(&cli.config, |settings, broker| async move {
+                let proxy = basidia::RpcProxy::new(broker)
+                    .with_format(settings.serializer)
+                    .with_timeout(settings.rpc_timeout);
+                match proxy.call_json(&service, &method, args).await {
+                    Ok(v) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        eprintln!("error: {}", describe_rpc_error(&e));
+                        false
+                    }
+                }
+            })
+        }
+        Cmd::Emit {
+            source,
+            event_type,
+            payload,
+        } => {
+            let payload: serde_json::Value = match payload.as_deref().map(serde_json::from_str) {
+                None => serde_json::Value::Null,
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    eprintln!("basidia: the payload is not valid JSON: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            with_broker(&cli.config, |settings, broker| async move {
+                let dispatcher =
+                    basidia::EventDispatcher::new(broker, &source, settings.serializer);
+                match dispatcher.dispatch(&event_type, &payload).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("error: {}", describe_rpc_error(&e));
+                        false
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Loads the configuration, connects, runs `f`, closes the broker: exit 0 if `f` returned true,
+/// 1 if it returned false or the broker is unreachable, 2 for bad configuration.
+fn with_broker<F, Fut>(flags: &ConfigFlags, f: F) -> ExitCode
+where
+    F: FnOnce(config::Settings, basidia::SharedBroker) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    basidia_cli::host::init_tracing(true);
+    let settings = match flags.load() {
+        Ok(l) => l.settings,
+        Err(e) => {
+            eprintln!("basidia: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = basidia_cli::host::runtime(true) else {
+        return ExitCode::FAILURE;
+    };
+    let ok = runtime.block_on(async {
+        let broker = match config::connect(&settings).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "basidia: cannot connect to {}: {e}",
+                    basidia::redact_url(&settings.broker)
+                );
+                return false;
+            }
+        };
+        let ok = f(settings, broker.clone()).await;
+        broker.close().await;
+        ok
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -47,6 +47,28 @@ async fn greeting_service_says_hello_and_goodbye() {
 }
 
 #[tokio::test]
+async fn greeting_service_reads_its_salutation_from_configuration() {
+    let h = ServiceHarness::builder()
+        .service::<GreetingService>()
+        .section("greeting", json!({"salutation": "Hi"}))
+        .start()
+        .await
+        .unwrap();
+    let greeting = h.client::<GreetingServiceClient>();
+    assert_eq!(greeting.hello("Ann".into()).await.unwrap(), "Hi, Ann!");
+    h.stop().await;
+
+    // A misspelt key is an error at start, not a silent default.
+    let err = ServiceHarness::builder()
+        .service::<GreetingService>()
+        .section("greeting", json!({"salutaton": "Hi"}))
+        .start()
+        .await
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("salutaton"), "{err}");
+}
+
+#[tokio::test]
 async fn database_service_returns_users_and_typed_errors() {
     let h = ServiceHarness::start::<DatabaseService>().await.unwrap();
     let db = h.client::<DatabaseServiceClient>();

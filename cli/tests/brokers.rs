@@ -1,0 +1,177 @@
+//! `basidia call`, `basidia emit` and `basidia shell --exec` against RabbitMQ and NATS, with the
+//! sample services running in the background under `basidia run`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use basidia::brokers::conformance::broker_url_from_env;
+use common::*;
+
+fn call(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = output(
+        basidia(dir)
+            .args(["--broker", url, "--timeout", "10s", "call"])
+            .args(args),
+    );
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+fn exercise(url: &str, lists_services: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut services = Background::start(
+        basidia(dir)
+            .arg("run")
+            .arg(examples())
+            .args(["-q", "--broker", url]),
+    );
+    services.wait_for("serving", BUILD_TIMEOUT);
+
+    // Positional and keyword arguments; the result is JSON on stdout.
+    let (code, stdout, stderr) = call(dir, url, &["greeting_service.hello", r#"["World"]"#]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#""Hello, World!""#);
+    let (code, stdout, _) = call(
+        dir,
+        url,
+        &["greeting_service.goodbye", r#"{"name": "Ann"}"#],
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), r#""Goodbye, Ann!""#);
+    let (code, stdout, _) = call(dir, url, &["database_service.get_user", "[3]"]);
+    assert_eq!(code, Some(0));
+    let user: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(user, serde_json::json!({"id": 3, "name": "User 3"}));
+
+    // Errors go to stderr with a non-zero exit.
+    let (code, stdout, stderr) = call(dir, url, &["database_service.get_user", "[-1]"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("error: UserNotFound: no user with id -1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = call(dir, url, &["greeting_service.hello", r#"[1, 2]"#]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("IncorrectSignature"), "{stderr}");
+    let (code, _, stderr) = call(dir, url, &["greeting_service.nope", "[]"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("MethodNotFound"), "{stderr}");
+    let (code, _, stderr) = call(dir, url, &["no_such_service.hello", "[]"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(r#"unknown service "no_such_service""#),
+        "{stderr}"
+    );
+    let (code, _, stderr) = call(dir, url, &["greeting_service.hello", "[unquoted]"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    let (code, _, stderr) = call(dir, url, &["greeting_service"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("expected service.method"), "{stderr}");
+
+    // An event reaches its handler.
+    let out = output(
+        basidia(dir)
+            .args(["--broker", url, "emit", "user_service", "user.created"])
+            .arg(r#"{"id": 41, "name": "Zed", "email": "zed@example.com"}"#),
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let start = Instant::now();
+    loop {
+        let (code, stdout, stderr) = call(dir, url, &["notification_service.sent"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        if stdout.contains("to zed@example.com: Welcome, Zed!") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not handled: {stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = output(basidia(dir).args([
+        "--broker",
+        url,
+        "emit",
+        "user_service",
+        "user.created",
+        "{oops",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+
+    // The shell against the same broker.
+    let out = output(basidia(dir).args(["--broker", url, "shell"]).args([
+        "--exec",
+        r#"greeting_service.hello("shell")"#,
+        "--exec",
+        "services",
+    ]));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("Hello, shell!\n"), "{stdout}");
+    if lists_services {
+        assert!(
+            stdout
+                .contains("database_service\ngreeting_service\nnotification_service\nuser_service"),
+            "{stdout}"
+        );
+    } else {
+        // RabbitMQ cannot list them; the shell says so and shows those it has met.
+        assert!(stdout.contains("greeting_service"), "{stdout}");
+        assert!(stdout.contains("cannot list services"), "{stdout}");
+    }
+
+    let status = services.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    // With the services gone, a call fails clearly: at once where the broker knows nothing
+    // serves it, at the deadline where RabbitMQ keeps the durable queue for a later instance.
+    let out = output(
+        basidia(dir)
+            .args([
+                "--broker",
+                url,
+                "--timeout",
+                "2s",
+                "call",
+                "greeting_service.hello",
+            ])
+            .arg(r#"["x"]"#),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown service") || stderr.contains("timed out after 2s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn call_emit_and_shell_over_rabbitmq() {
+    if let Some(url) = broker_url_from_env("BASIDIA_TEST_AMQP_URL") {
+        exercise(&url, false);
+    }
+}
+
+#[test]
+fn call_emit_and_shell_over_nats() {
+    if let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") {
+        exercise(&url, true);
+    }
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out =
+        output(basidia(tmp.path()).args(["--broker", "nats://127.0.0.1:1", "call", "a.b", "[]"]));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to nats://127.0.0.1:1"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,199 @@
+//! Helpers for tests that run the real `basidia` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a first `basidia run` may take: it builds the host program.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The sample services crate.
+pub fn examples() -> PathBuf {
+    workspace().join("examples/services")
+}
+
+/// The workspace's target directory, which scaffolded projects share in tests.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .to_path_buf()
+}
+
+/// `basidia` with no Basidia settings inherited from the environment, in `cwd`.
+pub fn basidia(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_basidia"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BASIDIA_") && !k.starts_with("BASIDIA_TEST_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(cwd).env("RUST_LOG", "info");
+    cmd
+}
+
+/// Runs to completion and returns the output.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("basidia runs")
+}
+
+/// Standard output and error as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `basidia` process in the background whose standard error is collected.
+pub struct Background {
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Background {
+    /// Starts `cmd` with standard error captured.
+    pub fn start(cmd: &mut Command) -> Background {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("basidia starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[background] {line}");
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Background {
+            child: Some(child),
+            stderr,
+        }
+    }
+
+    /// Everything written to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until standard error contains `needle` `times` times; panics after `timeout` or if
+    /// the process exits first.
+    pub fn wait_for_count(&mut self, needle: &str, times: usize, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.stderr().matches(needle).count() >= times {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "basidia exited ({status}) before printing {needle:?}:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no {needle:?} within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until standard error contains `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_count(needle, 1, timeout);
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    pub fn interrupt(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!("no exit within {timeout:?} of SIGINT:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads everything a reader yields into a shared string, on a thread.
+pub fn collect<R: Read + Send + 'static>(mut reader: R) -> Arc<Mutex<String>> {
+    let out = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&out);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    });
+    out
+}
+
+/// An empty directory at a fixed place under the target directory, so that what builds there
+/// (host programs, test binaries) keeps the same names from run to run instead of piling up.
+pub fn fixed_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli-tests")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Scaffolds a project with `basidia new project` in `parent`, seeded with the workspace's lock
+/// file so it builds the same dependency versions in the shared target directory.
+pub fn scaffold(parent: &Path, name: &str) -> PathBuf {
+    let out = output(basidia(parent).args(["new", "project", name]));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let dir = parent.join(name);
+    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    dir
+}

@@ -1,0 +1,119 @@
+//! `basidia new`: the scaffold builds, passes its tests and runs under `basidia run` as it is;
+//! `basidia run --watch` rebuilds and restarts it as it changes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn cargo(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(dir).env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+#[test]
+fn a_new_project_builds_passes_its_tests_and_runs() {
+    let project = scaffold(&fixed_dir("new-project"), "shop");
+    let out = output(basidia(&project).args(["new", "service", "billing"]));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(project.join("services/src/billing.rs").is_file());
+
+    // Its own tests, one per service, on basidia-testing.
+    let out = output(cargo(&project).args(["test", "--quiet"]));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.matches("test result: ok. 1 passed").count(),
+        2,
+        "{stdout}"
+    );
+
+    // And it runs, with the configuration file it came with.
+    let out = output(
+        basidia(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args([
+                "run",
+                ".",
+                "-q",
+                "--exec",
+                r#"hello_service.hello("World")"#,
+            ])
+            .args(["--exec", "billing_service.ping()", "--exec", "services"]),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "Hello, World!",
+            "pong from billing_service",
+            "billing_service",
+            "hello_service"
+        ],
+        "{stderr}"
+    );
+
+    // Bad names are refused.
+    let out = output(basidia(&project).args(["new", "service", "Bad Name"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("invalid name"), "{:?}", text(&out));
+}
+
+#[test]
+fn a_build_error_is_shown_as_cargo_shows_it() {
+    let project = scaffold(&fixed_dir("build-error"), "broken");
+    std::fs::write(
+        project.join("services/src/hello.rs"),
+        "pub struct HelloService;\nfn oops() -> u32 { \"not a number\" }\n",
+    )
+    .unwrap();
+    let out = output(
+        basidia(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["run", ".", "--exec", "services"]),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error[E0308]: mismatched types"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("services/src/hello.rs:2"), "{stderr}");
+    assert!(stderr.contains("the build failed"), "{stderr}");
+}
+
+#[test]
+fn watch_rebuilds_and_restarts_on_change() {
+    let project = scaffold(&fixed_dir("watch"), "watched");
+    let mut run = Background::start(
+        basidia(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["run", ".", "--watch", "-q"]),
+    );
+    run.wait_for("serving hello_service on memory://", BUILD_TIMEOUT);
+
+    // A new service appears after the rebuild.
+    let out = output(basidia(&project).args(["new", "service", "billing"]));
+    assert!(out.status.success(), "{:?}", text(&out));
+    run.wait_for("serving hello_service, billing_service", BUILD_TIMEOUT);
+    assert!(run.stderr().contains("restarting"), "{}", run.stderr());
+
+    // A broken edit keeps the running services, and says so.
+    let billing = project.join("services/src/billing.rs");
+    let good = std::fs::read_to_string(&billing).unwrap();
+    std::fs::write(&billing, format!("{good}\nfn broken( {{\n")).unwrap();
+    run.wait_for("watching for the next change", BUILD_TIMEOUT);
+    std::fs::write(&billing, &good).unwrap();
+    run.wait_for_count("serving hello_service, billing_service", 2, BUILD_TIMEOUT);
+
+    let status = run.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", run_stderr_hint());
+}
+
+fn run_stderr_hint() -> &'static str {
+    "see [background] lines above"
+}
