@@ -6,7 +6,9 @@
 //! each Basidia figure has a ratio to raw beside it. Prints a markdown table and writes
 //! `bench/results.json`.
 
+mod events;
 mod raw_amqp;
+mod rss;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,21 +81,101 @@ where
 {
     drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
     drive(4, Duration::from_millis(300), raw_call.clone()).await?;
+    // For profiling one side alone: BASIDIA_BENCH_ONLY=basidia or =raw.
+    let only = std::env::var("BASIDIA_BENCH_ONLY").unwrap_or_default();
+    // The two sides alternate in short slices, so that drift in the machine's speed (other
+    // processes, the broker's housekeeping) falls on both alike.
+    let rounds = if duration >= Duration::from_secs(2) {
+        8
+    } else {
+        2
+    };
+    let slice = duration / rounds;
     let mut out = Vec::new();
     for concurrency in [1, 16, 64] {
-        let (per_s, hist) = drive(concurrency, duration, basidia_call.clone()).await?;
-        let (raw_per_s, _) = drive(concurrency, duration, raw_call.clone()).await?;
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let (mut calls, mut raw_calls) = (0.0, 0.0);
+        for _ in 0..rounds {
+            if only != "raw" {
+                let (per_s, h) = drive(concurrency, slice, basidia_call.clone()).await?;
+                calls += per_s * slice.as_secs_f64();
+                hist.add(h)?;
+            }
+            if only != "basidia" {
+                let (per_s, _) = drive(concurrency, slice, raw_call.clone()).await?;
+                raw_calls += per_s * slice.as_secs_f64();
+            }
+        }
+        let total = duration.as_secs_f64();
         out.push(Measurement {
             broker,
             workload: "rpc",
             concurrency,
-            per_s,
+            per_s: calls / total,
             p50_us: hist.value_at_quantile(0.50) as f64,
             p99_us: hist.value_at_quantile(0.99) as f64,
-            raw_per_s: Some(raw_per_s),
+            raw_per_s: Some(raw_calls / total),
         });
     }
     Ok(out)
+}
+
+/// Concurrent publishers in the event workload.
+const EVENT_PUBLISHERS: usize = 16;
+
+/// The msgpack request Basidia sends for `hello("World")`, which the raw clients echo.
+fn hello_request() -> anyhow::Result<Vec<u8>> {
+    Ok(basidia::envelope::encode_request(
+        basidia::Format::MsgPack,
+        &("World",),
+        &basidia::envelope::NoKwargs,
+    )?)
+}
+
+/// How long each concurrency level runs on a networked broker.
+fn networked_duration(quick: bool) -> Duration {
+    if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(4)
+    }
+}
+
+/// Events per run on a networked broker.
+fn event_total(quick: bool) -> u64 {
+    if quick {
+        1_000
+    } else {
+        20_000
+    }
+}
+
+/// Basidia's event run on a networked broker: the handler and the dispatcher on their own
+/// connections, as the raw baselines have them.
+async fn networked_events(url: &str, total: u64) -> anyhow::Result<events::EventRun> {
+    events::basidia_events(
+        basidia::connect(url).await?,
+        basidia::connect(url).await?,
+        EVENT_PUBLISHERS,
+        total,
+    )
+    .await
+}
+
+fn event_measurement(
+    broker: &'static str,
+    run: events::EventRun,
+    raw_per_s: Option<f64>,
+) -> Measurement {
+    Measurement {
+        broker,
+        workload: "events",
+        concurrency: EVENT_PUBLISHERS,
+        per_s: run.per_s,
+        p50_us: run.hist.value_at_quantile(0.50) as f64,
+        p99_us: run.hist.value_at_quantile(0.99) as f64,
+        raw_per_s,
+    }
 }
 
 /// The typed call both broker benchmarks time.
@@ -131,17 +213,9 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let raw_server = raw_amqp::RawServer::start(url, topology).await?;
     let raw = raw_amqp::RawClient::connect(url, &raw_server, topology).await?;
     // The raw request carries what Basidia's does: a msgpack envelope of the same size.
-    let body = basidia::envelope::encode_request(
-        basidia::Format::MsgPack,
-        &("World",),
-        &basidia::envelope::NoKwargs,
-    )?;
+    let body = hello_request()?;
     let body = Arc::new(body);
-    let duration = if quick {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(4)
-    };
+    let duration = networked_duration(quick);
     let basidia_call = hello_call(client.clone());
     let raw_call = {
         let raw = raw.clone();
@@ -156,8 +230,12 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             }
         }
     };
-    let out = compare("amqp", duration, basidia_call, raw_call).await?;
+    let mut out = compare("amqp", duration, basidia_call, raw_call).await?;
     running.stop().await;
+    let total = event_total(quick);
+    let run = networked_events(url, total).await?;
+    let raw = events::raw_amqp_events(url, EVENT_PUBLISHERS, total).await?;
+    out.push(event_measurement("amqp", run, Some(raw)));
     Ok(out)
 }
 
@@ -190,6 +268,15 @@ async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
         });
     }
     running.stop().await;
+    let memory = MemoryBroker::new();
+    let run = events::basidia_events(
+        Arc::new(memory.clone()),
+        Arc::new(memory),
+        EVENT_PUBLISHERS,
+        if quick { 5_000 } else { 200_000 },
+    )
+    .await?;
+    out.push(event_measurement("memory", run, None));
     Ok(out)
 }
 
@@ -203,7 +290,9 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let caller = basidia::RpcProxy::new(basidia::connect(url).await?);
     let client = GreetingServiceClient::connect(&caller);
     // The raw baseline: a queue-group echo server and a plain request, each on its own
-    // connection, with a body the size of Basidia's request.
+    // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
+    // it carry headers like Basidia's (content type and a context of the same size), to show
+    // what headers cost.
     let raw_server = async_nats::connect(url).await?;
     let subject = format!("bench.raw.echo.{}", std::process::id());
     let mut sub = raw_server
@@ -214,22 +303,20 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
         use futures_util::StreamExt;
         while let Some(m) = sub.next().await {
             if let Some(reply) = m.reply {
-                let _ = responder.publish(reply, m.payload).await;
+                if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
+                    let mut h = async_nats::HeaderMap::new();
+                    h.insert("Content-Type", "application/x-msgpack");
+                    let _ = responder.publish_with_headers(reply, h, m.payload).await;
+                } else {
+                    let _ = responder.publish(reply, m.payload).await;
+                }
             }
         }
     });
     let raw_client = async_nats::connect(url).await?;
-    let body = basidia::envelope::encode_request(
-        basidia::Format::MsgPack,
-        &("World",),
-        &basidia::envelope::NoKwargs,
-    )?;
+    let body = hello_request()?;
     let body = bytes_of(body);
-    let duration = if quick {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(4)
-    };
+    let duration = networked_duration(quick);
     let basidia_call = hello_call(client.clone());
     let raw_call = {
         let raw = raw_client.clone();
@@ -239,14 +326,25 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             let subject = subject.clone();
             let body = body.clone();
             async move {
-                let r = raw.request(subject, body.clone()).await?;
+                let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
+                    let mut h = async_nats::HeaderMap::new();
+                    h.insert("Content-Type", "application/x-msgpack");
+                    h.insert("Basidia-Context", r#"{"call_id_stack":["bench.hello.5b0e1d9c-3b41-4f0c-9d6e-5f2b1a7c8e90"],"deadline":1795000000000}"#);
+                    raw.request_with_headers(subject, h, body.clone()).await?
+                } else {
+                    raw.request(subject, body.clone()).await?
+                };
                 anyhow::ensure!(r.payload.len() == body.len(), "unexpected raw reply");
                 Ok(())
             }
         }
     };
-    let out = compare("nats", duration, basidia_call, raw_call).await?;
+    let mut out = compare("nats", duration, basidia_call, raw_call).await?;
     running.stop().await;
+    let total = event_total(quick);
+    let run = networked_events(url, total).await?;
+    let raw = events::raw_nats_events(url, EVENT_PUBLISHERS, total).await?;
+    out.push(event_measurement("nats", run, Some(raw)));
     Ok(out)
 }
 
@@ -262,6 +360,10 @@ fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--quick" => quick = true,
             "--broker" => broker = args.next().context("--broker needs a value")?,
+            "--serve-examples" => {
+                let url = args.next().context("--serve-examples needs a URL")?;
+                return rss::serve_examples(&url, args.next().as_deref() == Some("basic"));
+            }
             other => bail!(
                 "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|all]"
             ),
@@ -290,7 +392,24 @@ fn main() -> anyhow::Result<()> {
     if broker == "nats" || broker == "all" {
         results.extend(rt.block_on(bench_nats(&nats_url, quick))?);
     }
-    println!("| broker | workload | callers | Basidia calls/s | raw calls/s | ratio | p50 (us) | p99 (us) |");
+    let load = if quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    let mut rss = Vec::new();
+    for (name, url) in [
+        ("memory", "memory://"),
+        ("amqp", amqp_url.as_str()),
+        ("nats", nats_url.as_str()),
+    ] {
+        if broker == name || broker == "all" {
+            for basic in [true, false] {
+                rss.push(rt.block_on(rss::measure(name, url, load, basic))?);
+            }
+        }
+    }
+    println!("| broker | workload | callers | Basidia /s | raw /s | ratio | p50 (us) | p99 (us) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for m in &results {
         let (raw, ratio) = match m.raw_per_s {
@@ -302,7 +421,18 @@ fn main() -> anyhow::Result<()> {
             m.broker, m.workload, m.concurrency, m.per_s, m.p50_us, m.p99_us
         );
     }
-    let json: Vec<serde_json::Value> = results
+    println!("\n| broker | process | RSS idle (MB) | RSS under load (MB) |");
+    println!("|---|---|---:|---:|");
+    for r in &rss {
+        println!(
+            "| {} | {} | {:.1} | {:.1} |",
+            r.broker,
+            r.process,
+            r.idle_kb as f64 / 1024.0,
+            r.load_kb as f64 / 1024.0
+        );
+    }
+    let measurements: Vec<serde_json::Value> = results
         .iter()
         .map(|m| {
             serde_json::json!({
@@ -318,6 +448,26 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
+    let rss: Vec<serde_json::Value> = rss
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "broker": r.broker,
+                "process": if r.process == "basic" {
+                    "greeting_service alone"
+                } else {
+                    "examples/services: greeting, database, user, notification"
+                },
+                "idle_mb": (r.idle_kb as f64 / 102.4).round() / 10.0,
+                "load_mb": (r.load_kb as f64 / 102.4).round() / 10.0,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "quick": quick,
+        "measurements": measurements,
+        "rss": rss,
+    });
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     println!("\nwritten to {}", path.display());
     Ok(())

@@ -1,0 +1,319 @@
+//! Event throughput: `concurrency` publishers dispatch events that one handler service counts;
+//! the figure is events per second from the first dispatch to the last event handled (and
+//! acknowledged). The raw baselines do the same with the bare clients and the same guarantees:
+//! on RabbitMQ persistent messages, publisher confirms, a durable queue and manual acks; on NATS
+//! JetStream publishes with acks and a durable pull consumer with explicit acks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use basidia::prelude::*;
+use basidia::{Format, RunnerConfig, SharedBroker};
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Events handled in the current run.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+/// The current run's id; events of earlier runs left in a durable queue are not counted.
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+/// The event the benchmark dispatches.
+#[derive(Serialize, Deserialize)]
+pub struct Tick {
+    run: u64,
+    seq: u64,
+}
+
+/// Counts the ticks of the current run.
+#[service]
+pub struct BenchSink;
+
+#[service(name = "bench_sink")]
+impl BenchSink {
+    /// Counts one tick.
+    #[event_handler("bench_source", "tick")]
+    pub async fn on_tick(&self, tick: Tick) {
+        if tick.run == RUN.load(Ordering::Relaxed) {
+            HANDLED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The result of one event run: events per second and dispatch latencies.
+pub struct EventRun {
+    pub per_s: f64,
+    pub hist: Histogram<u64>,
+}
+
+async fn wait_until(counter: impl Fn() -> u64, target: u64, limit: Duration) -> anyhow::Result<()> {
+    let give_up = Instant::now() + limit;
+    while counter() < target {
+        anyhow::ensure!(
+            Instant::now() < give_up,
+            "only {} of {target} events handled within {limit:?}",
+            counter()
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(())
+}
+
+/// Publishes `total` events from `concurrency` tasks, then waits until `handled` reaches `total`:
+/// events per second from the first dispatch to the last handled, and the dispatch latencies.
+async fn run_events<F, Fut>(
+    concurrency: usize,
+    total: u64,
+    publish: F,
+    handled: impl Fn() -> u64,
+) -> anyhow::Result<EventRun>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let hist = publish_all(concurrency, total, publish).await?;
+    wait_until(handled, total, Duration::from_secs(120)).await?;
+    Ok(EventRun {
+        per_s: total as f64 / started.elapsed().as_secs_f64(),
+        hist,
+    })
+}
+
+/// Runs `publish` from `concurrency` tasks until `total` events are out; returns the latencies.
+async fn publish_all<F, Fut>(
+    concurrency: usize,
+    total: u64,
+    publish: F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let publish = publish.clone();
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= total {
+                    break;
+                }
+                let t = Instant::now();
+                publish(seq).await?;
+                hist.record((t.elapsed().as_micros() as u64).max(1))?;
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    Ok(hist)
+}
+
+/// Basidia: an `EventDispatcher` on `dispatch_broker`, `BenchSink` on `server`.
+pub async fn basidia_events(
+    server: SharedBroker,
+    dispatch_broker: SharedBroker,
+    concurrency: usize,
+    total: u64,
+) -> anyhow::Result<EventRun> {
+    let mut config = RunnerConfig::default();
+    config.defaults.max_workers = 64;
+    let mut runner = basidia::Runner::new(server).with_config(config);
+    runner.add::<BenchSink>();
+    let running = runner.start().await.context("starting bench_sink")?;
+    let dispatcher = EventDispatcher::new(dispatch_broker, "bench_source", Format::MsgPack);
+    let run = RUN.fetch_add(1, Ordering::Relaxed) + 1;
+    HANDLED.store(0, Ordering::Relaxed);
+    let result = run_events(
+        concurrency,
+        total,
+        move |seq| {
+            let dispatcher = dispatcher.clone();
+            async move {
+                dispatcher.dispatch("tick", &Tick { run, seq }).await?;
+                Ok(())
+            }
+        },
+        || HANDLED.load(Ordering::Relaxed),
+    )
+    .await;
+    running.stop().await;
+    result
+}
+
+/// Raw lapin: persistent messages with confirms through a topic exchange into a durable queue,
+/// consumed with manual acks and a prefetch of 64.
+pub async fn raw_amqp_events(url: &str, concurrency: usize, total: u64) -> anyhow::Result<f64> {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+
+    const EXCHANGE: &str = "basidia-bench-raw-events";
+    const QUEUE: &str = "basidia-bench-raw-events";
+    let consumer_conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = consumer_conn.create_channel().await?;
+    channel
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_purge(QUEUE.into(), QueuePurgeOptions::default())
+        .await?;
+    channel
+        .queue_bind(
+            QUEUE.into(),
+            EXCHANGE.into(),
+            "tick".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel.basic_qos(64, BasicQosOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            QUEUE.into(),
+            "basidia-bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let handled = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&handled);
+    let consuming = tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            if d.ack(BasicAckOptions::default()).await.is_err() {
+                break;
+            }
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let publisher_conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let publisher = publisher_conn.create_channel().await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let body = basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?;
+    let body = Arc::new(body);
+    let per_s = run_events(
+        concurrency,
+        total,
+        move |_| {
+            let publisher = publisher.clone();
+            let body = Arc::clone(&body);
+            async move {
+                publisher
+                    .basic_publish(
+                        EXCHANGE.into(),
+                        "tick".into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_content_type("application/x-msgpack".into()),
+                    )
+                    .await?
+                    .await?;
+                Ok(())
+            }
+        },
+        || handled.load(Ordering::Relaxed),
+    )
+    .await?
+    .per_s;
+    consuming.abort();
+    let _ = channel
+        .queue_delete(QUEUE.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = channel
+        .exchange_delete(EXCHANGE.into(), ExchangeDeleteOptions::default())
+        .await;
+    Ok(per_s)
+}
+
+/// Raw async-nats: JetStream publishes awaiting their acks into a file-backed stream, and a
+/// durable pull consumer with explicit acks and at most 64 unacknowledged.
+pub async fn raw_nats_events(url: &str, concurrency: usize, total: u64) -> anyhow::Result<f64> {
+    use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
+
+    let stream_name = "BASIDIA_BENCH_RAW_EVENTS";
+    let subject = "basidia.bench.raw.events";
+    let consumer_client = async_nats::connect(url).await?;
+    let js = jetstream::new(consumer_client.clone());
+    let _ = js.delete_stream(stream_name).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: stream_name.into(),
+            subjects: vec![subject.into()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        })
+        .await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench".into()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: 64,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let handled = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&handled);
+    let consuming = tokio::spawn(async move {
+        while let Some(Ok(m)) = messages.next().await {
+            if m.ack().await.is_err() {
+                break;
+            }
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let publisher = jetstream::new(async_nats::connect(url).await?);
+    let body = bytes::Bytes::from(basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?);
+    let per_s = run_events(
+        concurrency,
+        total,
+        move |_| {
+            let publisher = publisher.clone();
+            let body = body.clone();
+            async move {
+                publisher.publish(subject, body).await?.await?;
+                Ok(())
+            }
+        },
+        || handled.load(Ordering::Relaxed),
+    )
+    .await?
+    .per_s;
+    consuming.abort();
+    let _ = js.delete_stream(stream_name).await;
+    Ok(per_s)
+}
