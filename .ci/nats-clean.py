@@ -8,7 +8,7 @@ import sys
 
 import nats
 
-PREFIXES = ("BASIDIA_EVENTS_conf_", "BASIDIA_EVENTS_t_")
+PREFIXES = ("BASIDIA_EVENTS_conf_", "BASIDIA_EVENTS_t_", "BASIDIA_EVENTS_bench_")
 
 
 async def main(url):
