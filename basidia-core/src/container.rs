@@ -348,10 +348,24 @@ impl Shared {
                 }
             },
         };
-        let (body, error) = match outcome {
+        let (mut body, mut error) = match outcome {
             Ok(EncodedReply(body)) => (body, None),
             Err(e) => (encode_error_reply(reply_format, &e), Some(e.to_string())),
         };
+        if let Some(max) = self.broker.max_payload().filter(|max| body.len() > *max) {
+            // The broker would refuse this reply and the caller would wait out its deadline;
+            // tell the caller instead why it gets no result.
+            let e = RemoteError::new(
+                ErrorKind::Other,
+                format!(
+                    "the reply of {} bytes exceeds the broker's limit of {max} bytes",
+                    body.len()
+                ),
+            );
+            tracing::warn!(service = %self.name, method, "{e}");
+            body = encode_error_reply(reply_format, &e);
+            error = Some(e.to_string());
+        }
         let reply = Message {
             error,
             ..Message::new(body, reply_format.content_type())

@@ -29,6 +29,11 @@ impl Meter {
     async fn fail(&self) -> Result<(), RemoteError> {
         Err(RemoteError::new(ErrorKind::Handler, "meter broke"))
     }
+
+    #[rpc]
+    async fn grow(&self, size: u64) -> String {
+        "x".repeat(size as usize)
+    }
 }
 
 async fn srv(client: &async_nats::Client, subject: &str) -> Value {
@@ -67,7 +72,7 @@ async fn the_services_api_lists_basidia_services() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(endpoints, vec!["echo", "fail"]);
+    assert_eq!(endpoints, vec!["echo", "fail", "grow"]);
     assert_eq!(info["endpoints"][0]["subject"], "basidia.rpc.t_meter.echo");
     assert_eq!(info["endpoints"][0]["queue_group"], "basidia.rpc.t_meter");
 
@@ -115,6 +120,19 @@ async fn payloads_over_the_server_limit_are_refused_before_sending() {
         "{err:?}"
     );
     assert_eq!(client.echo("small".into()).await.unwrap(), "small");
+
+    // A reply over the limit comes back as an error at once, not as a timeout.
+    let err = client
+        .with_timeout(Duration::from_secs(20))
+        .grow(max as u64 + 16)
+        .await
+        .unwrap_err();
+    let remote = err.remote().expect("a remote error");
+    assert!(
+        remote.to_string().contains("exceeds the broker's limit"),
+        "{err:?}"
+    );
+    assert_eq!(client.echo("after".into()).await.unwrap(), "after");
     running.stop().await;
 }
 

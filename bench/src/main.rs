@@ -92,7 +92,14 @@ where
     };
     let slice = duration / rounds;
     let mut out = Vec::new();
-    for concurrency in [1, 16, 64] {
+    // For profiling one level alone: BASIDIA_BENCH_CONCURRENCY=64.
+    let levels: Vec<usize> = match std::env::var("BASIDIA_BENCH_CONCURRENCY") {
+        Ok(v) => vec![v
+            .parse()
+            .with_context(|| format!("BASIDIA_BENCH_CONCURRENCY={v:?}"))?],
+        Err(_) => vec![1, 16, 64],
+    };
+    for concurrency in levels {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let (mut calls, mut raw_calls) = (0.0, 0.0);
         for _ in 0..rounds {

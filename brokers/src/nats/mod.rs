@@ -10,6 +10,7 @@
 //! - Dead letters: the stream `BASIDIA_DEAD_LETTERS` over `basidia.deadletter.>`.
 //! - The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) for every served service.
 
+mod outbox;
 mod srv;
 
 use std::collections::HashSet;
@@ -159,6 +160,8 @@ struct Inner {
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
     streams: Mutex<HashSet<String>>,
+    /// Where RPC replies queue to be published in batches.
+    outbox: Arc<outbox::Outbox>,
     closed: AtomicBool,
     shutdown: CancellationToken,
 }
@@ -310,6 +313,9 @@ impl NatsBroker {
                             s.generation += 1;
                         }),
                         async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
+                        async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                            "NATS subscription {sid} fell behind; the client dropped messages"
+                        ),
                         other => tracing::debug!("NATS event: {other}"),
                     }
                 }
@@ -346,15 +352,17 @@ impl NatsBroker {
         })?;
         let js = jetstream::new(client.clone());
         let max_payload = std::sync::atomic::AtomicUsize::new(client.server_info().max_payload);
+        let shutdown = CancellationToken::new();
         let inner = Arc::new(Inner {
             options,
             max_payload,
+            outbox: outbox::Outbox::start(client.clone(), shutdown.clone()),
             client,
             js,
             link,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
-            shutdown: CancellationToken::new(),
+            shutdown,
         });
         let broker = NatsBroker { inner };
         // RPC needs no JetStream; events and dead letters do, and fail clearly without it.
@@ -513,7 +521,7 @@ impl Drop for CancelOnDrop {
 /// replies go to the request's inbox; dead letters go to the dead-letter stream.
 struct CoreSettle {
     broker: NatsBroker,
-    dead_letter_subject: String,
+    dead_letter_subject: Arc<str>,
     started: Instant,
     endpoint: String,
     srv: Option<Arc<srv::SrvInstance>>,
@@ -532,16 +540,13 @@ impl Settle for CoreSettle {
                 reply.error.as_deref(),
             );
         }
-        let headers = to_nats_headers(&reply);
-        let client = &self.broker.inner.client;
-        if headers.is_empty() {
-            client.publish(to.clone(), reply.body).await
-        } else {
-            client
-                .publish_with_headers(to.clone(), headers, reply.body)
-                .await
-        }
-        .map_err(lost)
+        self.broker.check()?;
+        self.broker.inner.outbox.push(outbox::Outgoing {
+            subject: to.as_str().into(),
+            headers: to_nats_headers(&reply),
+            body: reply.body,
+        });
+        Ok(())
     }
 
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
@@ -729,10 +734,13 @@ impl Broker for NatsBroker {
         let instance = Arc::new(srv::SrvInstance::new(service, &options.endpoints, group));
         self.serve_srv_api(Arc::clone(&instance), cancel.clone())
             .await?;
+        // A task forwards requests into an unbounded channel: were the consume loop, waiting
+        // for a free worker, to leave them in the client's bounded subscription buffer, a burst
+        // beyond it would be dropped by the client as a slow consumer.
         let (tx, rx) = mpsc::unbounded_channel();
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
-        let dead_letter_subject = format!("basidia.deadletter.rpc.{service}");
+        let dead_letter_subject: Arc<str> = format!("basidia.deadletter.rpc.{service}").into();
         let task_cancel = cancel.clone();
         tokio::spawn(async move {
             loop {
@@ -748,7 +756,7 @@ impl Broker for NatsBroker {
                     .to_string();
                 let settle = CoreSettle {
                     broker: broker.clone(),
-                    dead_letter_subject: dead_letter_subject.clone(),
+                    dead_letter_subject: Arc::clone(&dead_letter_subject),
                     started: Instant::now(),
                     endpoint: method.clone(),
                     srv: Some(Arc::clone(&instance)),
@@ -824,7 +832,7 @@ impl Broker for NatsBroker {
                     };
                     let settle = CoreSettle {
                         broker: broker.clone(),
-                        dead_letter_subject: dead_letter_subject.clone(),
+                        dead_letter_subject: dead_letter_subject.as_str().into(),
                         started: Instant::now(),
                         endpoint: event_type.clone(),
                         srv: None,
@@ -975,6 +983,8 @@ impl Broker for NatsBroker {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Replies of workers that finished just before count as sent.
+        self.inner.outbox.flush(&self.inner.client).await;
         self.inner.shutdown.cancel();
         let _ = self.inner.client.drain().await;
     }
