@@ -6,6 +6,7 @@
 //! each Basidia figure has a ratio to raw beside it. Prints a markdown table and writes
 //! `bench/results.json`.
 
+mod cpu;
 mod events;
 mod raw_amqp;
 mod rss;
@@ -17,6 +18,10 @@ use anyhow::{bail, Context as _};
 use basidia::{Client, MemoryBroker, Runner, RunnerConfig, SharedBroker};
 use basidia_example_services::{GreetingService, GreetingServiceClient};
 use hdrhistogram::Histogram;
+
+// As in the hosts `basidia run` builds; the raw clients measured here share it.
+#[global_allocator]
+static ALLOCATOR: basidia_alloc::Allocator = basidia_alloc::Allocator;
 
 struct Measurement {
     broker: &'static str,
@@ -69,6 +74,7 @@ where
 /// Measures Basidia and the raw client at 1, 16 and 64 callers, interleaved.
 async fn compare<B, BF, R, RF>(
     broker: &'static str,
+    server: &'static str,
     duration: Duration,
     basidia_call: B,
     raw_call: R,
@@ -102,17 +108,28 @@ where
     for concurrency in levels {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let (mut calls, mut raw_calls) = (0.0, 0.0);
+        let (mut cpu, mut raw_cpu) = (cpu::Usage::default(), cpu::Usage::default());
         for _ in 0..rounds {
             if only != "raw" {
+                let before = cpu::Usage::now(server);
                 let (per_s, h) = drive(concurrency, slice, basidia_call.clone()).await?;
+                cpu.add_since(&before, server);
                 calls += per_s * slice.as_secs_f64();
                 hist.add(h)?;
             }
             if only != "basidia" {
+                let before = cpu::Usage::now(server);
                 let (per_s, _) = drive(concurrency, slice, raw_call.clone()).await?;
+                raw_cpu.add_since(&before, server);
                 raw_calls += per_s * slice.as_secs_f64();
             }
         }
+        eprintln!(
+            "{broker} rpc x{concurrency}: CPU per call (us), this process / {server}: \
+             Basidia {} | raw {}",
+            cpu.per_call(calls),
+            raw_cpu.per_call(raw_calls)
+        );
         let total = duration.as_secs_f64();
         out.push(Measurement {
             broker,
@@ -125,6 +142,12 @@ where
         });
     }
     Ok(out)
+}
+
+/// Whether one RPC level alone is measured (`BASIDIA_BENCH_CONCURRENCY`), for profiling: the
+/// event and RSS runs are then left out.
+fn profiling_one_level() -> bool {
+    std::env::var_os("BASIDIA_BENCH_CONCURRENCY").is_some()
 }
 
 /// Concurrent publishers in the event workload.
@@ -237,8 +260,11 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             }
         }
     };
-    let mut out = compare("amqp", duration, basidia_call, raw_call).await?;
+    let mut out = compare("amqp", "beam.smp", duration, basidia_call, raw_call).await?;
     running.stop().await;
+    if profiling_one_level() {
+        return Ok(out);
+    }
     let total = event_total(quick);
     let run = networked_events(url, total).await?;
     let raw = events::raw_amqp_events(url, EVENT_PUBLISHERS, total).await?;
@@ -346,8 +372,11 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             }
         }
     };
-    let mut out = compare("nats", duration, basidia_call, raw_call).await?;
+    let mut out = compare("nats", "nats-server", duration, basidia_call, raw_call).await?;
     running.stop().await;
+    if profiling_one_level() {
+        return Ok(out);
+    }
     let total = event_total(quick);
     let run = networked_events(url, total).await?;
     let raw = events::raw_nats_events(url, EVENT_PUBLISHERS, total).await?;
@@ -405,11 +434,16 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(5)
     };
     let mut rss = Vec::new();
-    for (name, url) in [
-        ("memory", "memory://"),
-        ("amqp", amqp_url.as_str()),
-        ("nats", nats_url.as_str()),
-    ] {
+    let rss_brokers = if profiling_one_level() {
+        vec![]
+    } else {
+        vec![
+            ("memory", "memory://"),
+            ("amqp", amqp_url.as_str()),
+            ("nats", nats_url.as_str()),
+        ]
+    };
+    for (name, url) in rss_brokers {
         if broker == name || broker == "all" {
             for basic in [true, false] {
                 rss.push(rt.block_on(rss::measure(name, url, load, basic))?);

@@ -5,6 +5,9 @@
 //! The generated program is one call:
 //!
 //! ```no_run
+//! #[global_allocator]
+//! static ALLOCATOR: basidia_cli::Allocator = basidia_cli::Allocator;
+//!
 //! fn register(runner: &mut basidia::Runner) {
 //!     // runner.add::<MyService>();
 //! }

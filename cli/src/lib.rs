@@ -2,6 +2,8 @@
 //! language and REPL, the host program `basidia run` builds around service crates, and project
 //! scaffolding.
 
+pub use basidia_alloc::Allocator;
+
 pub mod config;
 pub mod expr;
 pub mod flags;

@@ -161,7 +161,7 @@ struct Inner {
     link: watch::Sender<LinkState>,
     streams: Mutex<HashSet<String>>,
     /// Where RPC replies queue to be published in batches.
-    outbox: Arc<outbox::Outbox>,
+    outbox: outbox::Outbox,
     closed: AtomicBool,
     shutdown: CancellationToken,
 }
@@ -356,7 +356,7 @@ impl NatsBroker {
         let inner = Arc::new(Inner {
             options,
             max_payload,
-            outbox: outbox::Outbox::start(client.clone(), shutdown.clone()),
+            outbox: outbox::Outbox::default(),
             client,
             js,
             link,
@@ -541,11 +541,13 @@ impl Settle for CoreSettle {
             );
         }
         self.broker.check()?;
-        self.broker.inner.outbox.push(outbox::Outgoing {
+        let inner = &self.broker.inner;
+        let reply = outbox::Outgoing {
             subject: to.as_str().into(),
             headers: to_nats_headers(&reply),
             body: reply.body,
-        });
+        };
+        inner.outbox.send(&inner.client, reply).await;
         Ok(())
     }
 

@@ -3,17 +3,16 @@
 //! Each RPC worker is a task of its own. Were each to publish its reply itself, the client's
 //! connection task would be woken after every worker and write every reply in a `writev` of
 //! its own: under load, most of the time would go to system calls and to the server reading
-//! them one by one. Workers instead queue their replies here; one task publishes whatever has
-//! gathered, after letting the other ready tasks (the other workers) run first, so that the
+//! them one by one. Workers instead queue their replies here. The worker that finds the outbox
+//! empty becomes the one that publishes: it first lets the other ready tasks (the other
+//! workers) run and queue their replies, then publishes everything gathered, so that the
 //! connection task finds a batch and writes it at once. When the service is idle the batch is
-//! a single reply and the detour costs a task switch.
+//! that worker's own reply, and the detour costs one yield.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// One reply waiting to be published.
 pub(super) struct Outgoing {
@@ -26,56 +25,91 @@ pub(super) struct Outgoing {
 #[derive(Default)]
 pub(super) struct Outbox {
     queue: Mutex<Vec<Outgoing>>,
-    ready: Notify,
 }
 
 impl Outbox {
-    /// Starts the task that publishes queued replies on `client` until `shutdown`.
-    pub(super) fn start(client: async_nats::Client, shutdown: CancellationToken) -> Arc<Self> {
-        let outbox = Arc::new(Outbox::default());
-        let task = Arc::clone(&outbox);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = task.ready.notified() => {}
-                    () = shutdown.cancelled() => break,
-                }
-                // Let the workers that are ready to run finish and queue their replies too.
-                tokio::task::yield_now().await;
-                task.flush(&client).await;
-            }
-            task.flush(&client).await;
-        });
-        outbox
-    }
-
-    /// Queues a reply.
-    pub(super) fn push(&self, reply: Outgoing) {
+    /// Queues a reply; the caller that found the outbox empty publishes the batch.
+    pub(super) async fn send(&self, client: &async_nats::Client, reply: Outgoing) {
         let first = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.push(reply);
             queue.len() == 1
         };
         if first {
-            self.ready.notify_one();
+            let mut leader = Leader {
+                outbox: self,
+                client,
+                batch: None,
+            };
+            // Let the workers that are ready to run finish and queue their replies too.
+            tokio::task::yield_now().await;
+            leader.batch = Some(self.take().into_iter());
+            leader.publish().await;
         }
     }
 
     /// Publishes everything queued so far.
     pub(super) async fn flush(&self, client: &async_nats::Client) {
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        for reply in batch {
-            let sent = if reply.headers.is_empty() {
-                client.publish(reply.subject, reply.body).await
-            } else {
-                client
-                    .publish_with_headers(reply.subject, reply.headers, reply.body)
-                    .await
-            };
-            if let Err(e) = sent {
-                // Only a closed client refuses a publish; the caller's deadline reports it.
-                tracing::warn!("cannot publish an RPC reply: {e}");
-            }
+        let mut leader = Leader {
+            outbox: self,
+            client,
+            batch: Some(self.take().into_iter()),
+        };
+        leader.publish().await;
+    }
+
+    fn take(&self) -> Vec<Outgoing> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The worker publishing a batch. Should its task be cancelled before it is done (a service
+/// stopping), the replies it was responsible for go out from a task of their own rather than
+/// stay queued behind an outbox nobody flushes.
+struct Leader<'a> {
+    outbox: &'a Outbox,
+    client: &'a async_nats::Client,
+    batch: Option<std::vec::IntoIter<Outgoing>>,
+}
+
+impl Leader<'_> {
+    async fn publish(&mut self) {
+        while let Some(reply) = self.batch.as_mut().and_then(Iterator::next) {
+            publish(self.client, reply).await;
         }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let rest: Vec<Outgoing> = match self.batch.take() {
+            Some(batch) => batch.collect(),
+            None => self.outbox.take(),
+        };
+        if rest.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for reply in rest {
+                    publish(&client, reply).await;
+                }
+            });
+        }
+    }
+}
+
+async fn publish(client: &async_nats::Client, reply: Outgoing) {
+    let sent = if reply.headers.is_empty() {
+        client.publish(reply.subject, reply.body).await
+    } else {
+        client
+            .publish_with_headers(reply.subject, reply.headers, reply.body)
+            .await
+    };
+    if let Err(e) = sent {
+        // Only a closed client refuses a publish; the caller's deadline reports it.
+        tracing::warn!("cannot publish an RPC reply: {e}");
     }
 }
