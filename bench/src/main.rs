@@ -324,8 +324,8 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let client = GreetingServiceClient::connect(&caller);
     // The raw baseline: a queue-group echo server and a plain request, each on its own
     // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
-    // it carry headers like Basidia's (content type and a context of the same size), to show
-    // what headers cost.
+    // its requests carry the one header Basidia's top-level calls carry (a context holding the
+    // deadline; replies carry none), to show what that header costs.
     let raw_server = async_nats::connect(url).await?;
     let subject = format!("bench.raw.echo.{}", std::process::id());
     let mut sub = raw_server
@@ -336,13 +336,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
         use futures_util::StreamExt;
         while let Some(m) = sub.next().await {
             if let Some(reply) = m.reply {
-                if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
-                    let mut h = async_nats::HeaderMap::new();
-                    h.insert("Content-Type", "application/x-msgpack");
-                    let _ = responder.publish_with_headers(reply, h, m.payload).await;
-                } else {
-                    let _ = responder.publish(reply, m.payload).await;
-                }
+                let _ = responder.publish(reply, m.payload).await;
             }
         }
     });
@@ -361,8 +355,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             async move {
                 let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
                     let mut h = async_nats::HeaderMap::new();
-                    h.insert("Content-Type", "application/x-msgpack");
-                    h.insert("Basidia-Context", r#"{"call_id_stack":["bench.hello.5b0e1d9c-3b41-4f0c-9d6e-5f2b1a7c8e90"],"deadline":1795000000000}"#);
+                    h.insert("Basidia-Context", r#"{"deadline":1795000000000}"#);
                     raw.request_with_headers(subject, h, body.clone()).await?
                 } else {
                     raw.request(subject, body.clone()).await?

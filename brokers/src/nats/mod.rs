@@ -525,6 +525,16 @@ struct CoreSettle {
     started: Instant,
     endpoint: String,
     srv: Option<Arc<srv::SrvInstance>>,
+    /// An RPC request counted in the outbox's requests in flight until this is dropped.
+    request: bool,
+}
+
+impl Drop for CoreSettle {
+    fn drop(&mut self) {
+        if self.request {
+            self.broker.inner.outbox.finished();
+        }
+    }
 }
 
 #[async_trait]
@@ -756,12 +766,14 @@ impl Broker for NatsBroker {
                     .strip_prefix(prefix.as_str())
                     .unwrap_or(msg.subject.as_str())
                     .to_string();
+                broker.inner.outbox.started();
                 let settle = CoreSettle {
                     broker: broker.clone(),
                     dead_letter_subject: Arc::clone(&dead_letter_subject),
                     started: Instant::now(),
                     endpoint: method.clone(),
                     srv: Some(Arc::clone(&instance)),
+                    request: true,
                 };
                 let message = message_of(&msg, 1);
                 if tx
@@ -838,6 +850,7 @@ impl Broker for NatsBroker {
                         started: Instant::now(),
                         endpoint: event_type.clone(),
                         srv: None,
+                        request: false,
                     };
                     let mut message = message_of(&msg, 1);
                     message.reply_to = None;

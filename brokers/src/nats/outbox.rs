@@ -6,9 +6,10 @@
 //! them one by one. Workers instead queue their replies here. The worker that finds the outbox
 //! empty becomes the one that publishes: it first lets the other ready tasks (the other
 //! workers) run and queue their replies, then publishes everything gathered, so that the
-//! connection task finds a batch and writes it at once. When the service is idle the batch is
-//! that worker's own reply, and the detour costs one yield.
+//! connection task finds a batch and writes it at once. When no other request is in flight the
+//! reply goes out at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_nats::{HeaderMap, Subject};
@@ -25,10 +26,23 @@ pub(super) struct Outgoing {
 #[derive(Default)]
 pub(super) struct Outbox {
     queue: Mutex<Vec<Outgoing>>,
+    /// Requests received on the connection and not yet answered (or given up).
+    in_flight: AtomicUsize,
 }
 
 impl Outbox {
-    /// Queues a reply; the caller that found the outbox empty publishes the batch.
+    /// Counts a request received; [`Outbox::finished`] must follow.
+    pub(super) fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request answered or given up.
+    pub(super) fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Queues the reply to a request still counted in flight; the caller that found the outbox
+    /// empty publishes the batch.
     pub(super) async fn send(&self, client: &async_nats::Client, reply: Outgoing) {
         let first = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,8 +55,11 @@ impl Outbox {
                 client,
                 batch: None,
             };
-            // Let the workers that are ready to run finish and queue their replies too.
-            tokio::task::yield_now().await;
+            // Let the workers that are ready to run finish and queue their replies too; with no
+            // other request in flight there is nobody to wait for.
+            if self.in_flight.load(Ordering::Relaxed) > 1 {
+                tokio::task::yield_now().await;
+            }
             leader.batch = Some(self.take().into_iter());
             leader.publish().await;
         }
