@@ -98,11 +98,13 @@ where
     };
     let slice = duration / rounds;
     let mut out = Vec::new();
-    // For profiling one level alone: BASIDIA_BENCH_CONCURRENCY=64.
+    // For profiling some levels alone: BASIDIA_BENCH_CONCURRENCY=64 (or 1,64).
     let levels: Vec<usize> = match std::env::var("BASIDIA_BENCH_CONCURRENCY") {
-        Ok(v) => vec![v
-            .parse()
-            .with_context(|| format!("BASIDIA_BENCH_CONCURRENCY={v:?}"))?],
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("BASIDIA_BENCH_CONCURRENCY={v:?}"))?,
         Err(_) => vec![1, 16, 64],
     };
     for concurrency in levels {
@@ -144,7 +146,7 @@ where
     Ok(out)
 }
 
-/// Whether one RPC level alone is measured (`BASIDIA_BENCH_CONCURRENCY`), for profiling: the
+/// Whether chosen RPC levels alone are measured (`BASIDIA_BENCH_CONCURRENCY`), for profiling: the
 /// event and RSS runs are then left out.
 fn profiling_one_level() -> bool {
     std::env::var_os("BASIDIA_BENCH_CONCURRENCY").is_some()
