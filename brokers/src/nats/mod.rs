@@ -44,6 +44,14 @@ pub const REASON_HEADER: &str = "Basidia-Dead-Letter-Reason";
 /// The stream that keeps dead letters.
 pub const DEAD_LETTER_STREAM: &str = "BASIDIA_DEAD_LETTERS";
 
+// The same names as header keys the client needs no allocation or validation for.
+const CONTEXT_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(CONTEXT_HEADER);
+const CONTENT_TYPE_NAME: async_nats::HeaderName =
+    async_nats::HeaderName::from_static(CONTENT_TYPE_HEADER);
+const ERROR_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(ERROR_HEADER);
+const ERROR_CODE_NAME: async_nats::HeaderName =
+    async_nats::HeaderName::from_static(ERROR_CODE_HEADER);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -188,17 +196,17 @@ fn to_nats_headers(message: &Message) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(ct) = &message.content_type {
         if ct != DEFAULT_CONTENT_TYPE {
-            headers.insert(CONTENT_TYPE_HEADER, ct.as_ref());
+            headers.insert(CONTENT_TYPE_NAME, ct.as_ref());
         }
     }
     if !message.headers.is_empty() {
         if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
-            headers.insert(CONTEXT_HEADER, json.as_str());
+            headers.insert(CONTEXT_NAME, json);
         }
     }
     if let Some(err) = &message.error {
-        headers.insert(ERROR_HEADER, err.replace(['\r', '\n'], " ").as_str());
-        headers.insert(ERROR_CODE_HEADER, "500");
+        headers.insert(ERROR_NAME, err.replace(['\r', '\n'], " "));
+        headers.insert(ERROR_CODE_NAME, "500");
     }
     headers
 }
@@ -227,7 +235,7 @@ impl serde::Serialize for ContextJson<'_> {
 
 fn context_of(headers: Option<&HeaderMap>) -> Headers {
     let mut out = Headers::new();
-    let Some(raw) = headers.and_then(|h| h.get(CONTEXT_HEADER)) else {
+    let Some(raw) = headers.and_then(|h| h.get(CONTEXT_NAME)) else {
         return out;
     };
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw.as_str()) else {
@@ -262,7 +270,7 @@ fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
     let headers = m.headers.as_ref();
     Message {
         body: m.payload.clone(),
-        content_type: Some(match headers.and_then(|h| h.get(CONTENT_TYPE_HEADER)) {
+        content_type: Some(match headers.and_then(|h| h.get(CONTENT_TYPE_NAME)) {
             Some(v) => std::borrow::Cow::Owned(v.as_str().to_string()),
             None => std::borrow::Cow::Borrowed(DEFAULT_CONTENT_TYPE),
         }),
@@ -273,7 +281,7 @@ fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
         redelivered: delivered > 1,
         delivery_count: delivered,
         error: headers
-            .and_then(|h| h.get(ERROR_HEADER))
+            .and_then(|h| h.get(ERROR_NAME))
             .map(|v| v.as_str().to_string()),
     }
 }
@@ -691,7 +699,6 @@ impl Broker for NatsBroker {
         if max > 0 && size > max {
             return Err(BrokerError::PayloadTooLarge { size, max });
         }
-        let headers = to_nats_headers(&request);
         let started = tokio::time::Instant::now();
         let attempt = async {
             // A responder that subscribed a moment ago may not be visible to this connection's
@@ -702,8 +709,9 @@ impl Broker for NatsBroker {
                 let mut req = async_nats::Request::new()
                     .payload(request.body.clone())
                     .timeout(Some(timeout.saturating_sub(started.elapsed())));
+                let headers = to_nats_headers(&request);
                 if !headers.is_empty() {
-                    req = req.headers(headers.clone());
+                    req = req.headers(headers);
                 }
                 match self.inner.client.send_request(subject.clone(), req).await {
                     Ok(m) => return Ok(message_of(&m, 1)),
