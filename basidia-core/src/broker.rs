@@ -6,10 +6,12 @@
 //! is done, which gives at-least-once delivery.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::error::BrokerError;
@@ -224,8 +226,13 @@ impl Delivery {
 /// A stream of deliveries for one consumer. Dropping it cancels the consumer; deliveries not yet
 /// taken from it go back to the queue.
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<Delivery>,
+    source: Source,
     _guard: Box<dyn Send + Sync>,
+}
+
+enum Source {
+    Channel(mpsc::UnboundedReceiver<Delivery>),
+    Stream(Pin<Box<dyn Stream<Item = Delivery> + Send>>),
 }
 
 impl fmt::Debug for Subscription {
@@ -238,12 +245,31 @@ impl Subscription {
     /// A subscription fed by `rx`; `guard` is dropped when the subscription is, and should
     /// cancel the consumer at the broker.
     pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
-        Subscription { rx, _guard: guard }
+        Subscription {
+            source: Source::Channel(rx),
+            _guard: guard,
+        }
+    }
+
+    /// A subscription that takes its deliveries straight from `stream`, with no task between
+    /// the backend's client and the consumer; the stream should end when the consumer is
+    /// cancelled. `guard` is dropped when the subscription is.
+    pub fn from_stream(
+        stream: impl Stream<Item = Delivery> + Send + 'static,
+        guard: Box<dyn Send + Sync>,
+    ) -> Self {
+        Subscription {
+            source: Source::Stream(Box::pin(stream)),
+            _guard: guard,
+        }
     }
 
     /// The next delivery; `None` once the consumer is cancelled or the broker is closed.
     pub async fn next(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+        match &mut self.source {
+            Source::Channel(rx) => rx.recv().await,
+            Source::Stream(stream) => stream.next().await,
+        }
     }
 }
 

@@ -744,7 +744,7 @@ impl Broker for NatsBroker {
     ) -> Result<Subscription, BrokerError> {
         self.check()?;
         let group = format!("basidia.rpc.{service}");
-        let mut sub = self
+        let sub = self
             .inner
             .client
             .queue_subscribe(format!("basidia.rpc.{service}.*"), group.clone())
@@ -754,20 +754,16 @@ impl Broker for NatsBroker {
         let instance = Arc::new(srv::SrvInstance::new(service, &options.endpoints, group));
         self.serve_srv_api(Arc::clone(&instance), cancel.clone())
             .await?;
-        // A task forwards requests into an unbounded channel: were the consume loop, waiting
-        // for a free worker, to leave them in the client's bounded subscription buffer, a burst
-        // beyond it would be dropped by the client as a slow consumer.
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Requests go from the client's subscription buffer straight to the consume loop, with no
+        // task between. The buffer holds 65,536 requests; should a service fall that far behind,
+        // the client drops the excess, the broker logs it as a slow consumer, and the callers'
+        // deadlines report it, as with any request core NATS could not deliver.
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
         let dead_letter_subject: Arc<str> = format!("basidia.deadletter.rpc.{service}").into();
-        let task_cancel = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    () = task_cancel.cancelled() => break,
-                    m = sub.next() => match m { Some(m) => m, None => break },
-                };
+        let deliveries = sub
+            .take_until(cancel.clone().cancelled_owned())
+            .map(move |msg| {
                 let method = msg
                     .subject
                     .as_str()
@@ -783,17 +779,9 @@ impl Broker for NatsBroker {
                     srv: Some(Arc::clone(&instance)),
                     request: true,
                 };
-                let message = message_of(&msg, 1);
-                if tx
-                    .send(Delivery::new(message, method, Box::new(settle)))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            let _ = sub.unsubscribe().await;
-        });
-        Ok(Subscription::new(rx, self.guard(cancel)))
+                Delivery::new(message_of(&msg, 1), method, Box::new(settle))
+            });
+        Ok(Subscription::from_stream(deliveries, self.guard(cancel)))
     }
 
     async fn publish_event(
