@@ -17,16 +17,17 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Reads the CPU time so far of this process and of the process named `server`.
-    pub fn now(server: &str) -> Self {
+    /// Reads the CPU time so far of this process and of the server process `server` (a pid
+    /// from [`server_pid`]).
+    pub fn now(server: Option<&str>) -> Self {
         Usage {
             own: cpu_seconds("self"),
-            server: server_pid(server).and_then(|pid| cpu_seconds(&pid)),
+            server: server.and_then(cpu_seconds),
         }
     }
 
     /// Adds the CPU time spent since `before`.
-    pub fn add_since(&mut self, before: &Usage, server: &str) {
+    pub fn add_since(&mut self, before: &Usage, server: Option<&str>) {
         let after = Usage::now(server);
         let delta = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
         self.own = sum(self.own, delta(after.own, before.own));
@@ -80,7 +81,7 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 }
 
 /// The pid of the first process whose command name is `name`.
-fn server_pid(name: &str) -> Option<String> {
+pub fn server_pid(name: &str) -> Option<String> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()

@@ -107,22 +107,24 @@ where
             .with_context(|| format!("BASIDIA_BENCH_CONCURRENCY={v:?}"))?,
         Err(_) => vec![1, 16, 64],
     };
+    let server_pid = cpu::server_pid(server);
+    let server_pid = server_pid.as_deref();
     for concurrency in levels {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let (mut calls, mut raw_calls) = (0.0, 0.0);
         let (mut cpu, mut raw_cpu) = (cpu::Usage::default(), cpu::Usage::default());
         for _ in 0..rounds {
             if only != "raw" {
-                let before = cpu::Usage::now(server);
+                let before = cpu::Usage::now(server_pid);
                 let (per_s, h) = drive(concurrency, slice, basidia_call.clone()).await?;
-                cpu.add_since(&before, server);
+                cpu.add_since(&before, server_pid);
                 calls += per_s * slice.as_secs_f64();
                 hist.add(h)?;
             }
             if only != "basidia" {
-                let before = cpu::Usage::now(server);
+                let before = cpu::Usage::now(server_pid);
                 let (per_s, _) = drive(concurrency, slice, raw_call.clone()).await?;
-                raw_cpu.add_since(&before, server);
+                raw_cpu.add_since(&before, server_pid);
                 raw_calls += per_s * slice.as_secs_f64();
             }
         }

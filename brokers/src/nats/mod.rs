@@ -360,7 +360,6 @@ impl NatsBroker {
         })?;
         let js = jetstream::new(client.clone());
         let max_payload = std::sync::atomic::AtomicUsize::new(client.server_info().max_payload);
-        let shutdown = CancellationToken::new();
         let inner = Arc::new(Inner {
             options,
             max_payload,
@@ -370,7 +369,7 @@ impl NatsBroker {
             link,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
-            shutdown,
+            shutdown: CancellationToken::new(),
         });
         let broker = NatsBroker { inner };
         // RPC needs no JetStream; events and dead letters do, and fail clearly without it.
@@ -532,14 +531,14 @@ struct CoreSettle {
     dead_letter_subject: Arc<str>,
     started: Instant,
     endpoint: String,
+    /// The service's figures for the services API; set for RPC requests, which the outbox
+    /// also counts in flight until this is dropped.
     srv: Option<Arc<srv::SrvInstance>>,
-    /// An RPC request counted in the outbox's requests in flight until this is dropped.
-    request: bool,
 }
 
 impl Drop for CoreSettle {
     fn drop(&mut self) {
-        if self.request {
+        if self.srv.is_some() {
             self.broker.inner.outbox.finished();
         }
     }
@@ -777,7 +776,6 @@ impl Broker for NatsBroker {
                     started: Instant::now(),
                     endpoint: method.clone(),
                     srv: Some(Arc::clone(&instance)),
-                    request: true,
                 };
                 Delivery::new(message_of(&msg, 1), method, Box::new(settle))
             });
@@ -833,6 +831,7 @@ impl Broker for NatsBroker {
                 .map_err(backend)?;
             let broker = self.clone();
             let event_type = binding.event_type.clone();
+            let dead_letter_subject: Arc<str> = dead_letter_subject.into();
             let task_cancel = cancel.clone();
             tokio::spawn(async move {
                 loop {
@@ -842,11 +841,10 @@ impl Broker for NatsBroker {
                     };
                     let settle = CoreSettle {
                         broker: broker.clone(),
-                        dead_letter_subject: dead_letter_subject.as_str().into(),
+                        dead_letter_subject: Arc::clone(&dead_letter_subject),
                         started: Instant::now(),
                         endpoint: event_type.clone(),
                         srv: None,
-                        request: false,
                     };
                     let mut message = message_of(&msg, 1);
                     message.reply_to = None;

@@ -45,7 +45,7 @@ impl Outbox {
     /// empty publishes the batch.
     pub(super) async fn send(&self, client: &async_nats::Client, reply: Outgoing) {
         let first = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = super::lock(&self.queue);
             queue.push(reply);
             queue.len() == 1
         };
@@ -76,7 +76,7 @@ impl Outbox {
     }
 
     fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *super::lock(&self.queue))
     }
 }
 
