@@ -445,7 +445,24 @@ impl Shared {
     }
 }
 
+/// How long a worker's first step may take on the consume loop before workers of that loop
+/// start on tasks of their own.
+const INLINE_STEP_LIMIT: Duration = Duration::from_micros(200);
+
+/// How many deliveries start on tasks of their own after a slow first step, before the next is
+/// tried on the consume loop again.
+const INLINE_COOLDOWN: u32 = 64;
+
+/// Takes deliveries one at a time, admits each as a worker, and runs it.
+///
+/// A worker's first step runs right here on the consume loop: most RPC handlers finish in it
+/// (no I/O to wait for), and then the worker costs no task, no wake-up and no hand-over to
+/// another thread, and replies leave in the order requests came. A worker that has to wait goes
+/// on as a task of its own, so the loop takes the next delivery at once. Should first steps take
+/// long (CPU-heavy handlers), they would hold the next deliveries back, and so after one that took
+/// over [`INLINE_STEP_LIMIT`] the next [`INLINE_COOLDOWN`] workers start on tasks of their own.
 async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>>) {
+    let mut cooldown = 0u32;
     loop {
         let delivery = tokio::select! {
             biased;
@@ -470,13 +487,29 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
         };
         let worker = Arc::clone(&s);
         let handler = handler.clone();
-        s.tracker.spawn(async move {
+        let mut job = Box::pin(s.tracker.track_future(async move {
             match handler {
                 None => worker.handle_request(delivery).await,
                 Some(h) => worker.handle_event(&h, delivery).await,
             }
             drop(permit);
-        });
+        }));
+        if cooldown > 0 {
+            cooldown -= 1;
+            tokio::spawn(job);
+            continue;
+        }
+        let began = std::time::Instant::now();
+        let finished = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(job.as_mut(), cx).is_ready())
+        })
+        .await;
+        if began.elapsed() > INLINE_STEP_LIMIT {
+            cooldown = INLINE_COOLDOWN;
+        }
+        if !finished {
+            tokio::spawn(job);
+        }
     }
 }
 

@@ -88,7 +88,7 @@ impl Context {
     /// The context of a worker for an incoming message: the incoming context data, a fresh
     /// call id appended to the incoming call id stack, and the incoming deadline.
     pub fn for_worker(service: &str, entrypoint: &str, headers: &Headers) -> Context {
-        let call_id = format!("{service}.{entrypoint}.{}", uuid::Uuid::new_v4());
+        let call_id = new_call_id(service, entrypoint);
         let mut data = Headers::new();
         let mut stack = Vec::new();
         let mut deadline = None;
@@ -141,6 +141,19 @@ impl Context {
     }
 }
 
+/// `<service>.<entrypoint>.<uuid4>`, built without the formatting machinery (one per worker).
+fn new_call_id(service: &str, entrypoint: &str) -> String {
+    let mut uuid = uuid::Uuid::encode_buffer();
+    let uuid = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid);
+    let mut id = String::with_capacity(service.len() + entrypoint.len() + uuid.len() + 2);
+    id.push_str(service);
+    id.push('.');
+    id.push_str(entrypoint);
+    id.push('.');
+    id.push_str(uuid);
+    id
+}
+
 fn now_epoch_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -172,6 +185,10 @@ mod tests {
         let ctx = Context::for_worker("svc", "m", &headers);
         assert_eq!(ctx.call_id_stack.len(), CALL_ID_STACK_LIMIT);
         assert_eq!(ctx.call_id_stack.last(), ctx.call_id.as_ref());
+        let id = ctx.call_id.as_deref().unwrap();
+        let uuid = id.strip_prefix("svc.m.").unwrap();
+        assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
+        assert_eq!(uuid.len(), 36);
         assert_eq!(ctx.call_id_stack[0], "a.b.10");
         assert_eq!(ctx.auth_token(), Some("tok"));
         let out = ctx.outgoing_headers(None);

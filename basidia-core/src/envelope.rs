@@ -84,7 +84,7 @@ pub fn decode_reply<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<
     let entries = raw::map_entries(format, body).map_err(|e| RpcError::Decode(e.to_string()))?;
     let mut result = None;
     for (key, range) in entries {
-        match key.as_str() {
+        match key.as_ref() {
             "error" if !raw::is_nil(format, body, range.clone()) => {
                 let err: RemoteError = format
                     .decode(&body[range])
@@ -130,7 +130,7 @@ impl Arguments {
         let mut args = None;
         let mut kwargs = None;
         for (key, range) in entries {
-            match key.as_str() {
+            match key.as_ref() {
                 "args" => args = Some(raw::array_items(format, &body, range).map_err(malformed)?),
                 "kwargs" => {
                     let slice = &body[range.clone()];
@@ -138,7 +138,9 @@ impl Arguments {
                     kwargs = Some(
                         entries
                             .into_iter()
-                            .map(|(k, r)| (k, range.start + r.start..range.start + r.end))
+                            .map(|(k, r)| {
+                                (k.into_owned(), range.start + r.start..range.start + r.end)
+                            })
                             .collect::<Vec<_>>(),
                     );
                 }

@@ -366,3 +366,56 @@ async fn runners_reject_duplicates_and_unknown_names() {
     assert_eq!(running.names(), vec!["manual"]);
     running.stop().await;
 }
+
+#[service]
+struct Crunch {
+    #[inject(default)]
+    active: AtomicUsize,
+    #[inject(default)]
+    peak: AtomicUsize,
+}
+
+#[service(name = "crunch")]
+impl Crunch {
+    /// Holds its thread for `ms` without yielding, as CPU-bound work does.
+    #[rpc]
+    async fn spin(&self, ms: u64) -> u64 {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(ms));
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        ms
+    }
+
+    #[rpc]
+    async fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handlers_that_hold_their_thread_still_run_side_by_side() {
+    // Workers start on the consume loop; one whose first step holds the thread makes the next
+    // ones start on tasks of their own, so they use the other threads instead of queueing.
+    let h = ServiceHarness::builder()
+        .service::<Crunch>()
+        .start()
+        .await
+        .unwrap();
+    let c = h.client::<CrunchClient>();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.spin(100).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 100);
+    }
+    let peak = c.peak().await.unwrap();
+    assert!(
+        peak >= 2,
+        "CPU-bound workers ran one at a time (peak {peak})"
+    );
+    h.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Borrowed views of encoded values: split a top-level map or array into the encoded bytes of
 //! its members without decoding them, so each member can be decoded straight into its own type.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use rmp::Marker;
@@ -18,14 +19,14 @@ fn bad(format: Format, message: impl Into<String>) -> Error {
 }
 
 /// The byte range of each entry of a top-level map: `(key, value range)`.
-pub fn map_entries(format: Format, body: &[u8]) -> Result<Vec<(String, Range<usize>)>> {
+pub fn map_entries(format: Format, body: &[u8]) -> Result<Vec<(Cow<'_, str>, Range<usize>)>> {
     match format {
         Format::MsgPack => {
             let mut pos = 0;
             let n = msgpack_map_len(body, &mut pos)?;
             let mut out = Vec::with_capacity(n.min(64));
             for _ in 0..n {
-                let key = msgpack_str(body, &mut pos)?.to_string();
+                let key = Cow::Borrowed(msgpack_str(body, &mut pos)?);
                 let start = pos;
                 skip(body, &mut pos, 0)?;
                 out.push((key, start..pos));
@@ -37,7 +38,7 @@ pub fn map_entries(format: Format, body: &[u8]) -> Result<Vec<(String, Range<usi
                 json_entries(body).map_err(|e| bad(format, e.to_string()))?;
             Ok(map
                 .into_iter()
-                .map(|(k, raw)| (k, json_range(body, raw)))
+                .map(|(k, raw)| (Cow::Owned(k), json_range(body, raw)))
                 .collect())
         }
     }

@@ -58,7 +58,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The subject of an RPC method.
 pub fn rpc_subject(service: &str, method: &str) -> String {
-    format!("basidia.rpc.{service}.{method}")
+    const PREFIX: &str = "basidia.rpc.";
+    let mut subject = String::with_capacity(PREFIX.len() + service.len() + 1 + method.len());
+    subject.push_str(PREFIX);
+    subject.push_str(service);
+    subject.push('.');
+    subject.push_str(method);
+    subject
 }
 
 /// The subject of an event.
@@ -160,6 +166,22 @@ struct LinkState {
     generation: u64,
 }
 
+impl LinkState {
+    /// Generation 0, connected, packed.
+    const CONNECTED: u64 = 1;
+
+    fn packed(self) -> u64 {
+        self.generation << 1 | u64::from(self.connected)
+    }
+
+    fn unpack(bits: u64) -> Self {
+        LinkState {
+            connected: bits & 1 == 1,
+            generation: bits >> 1,
+        }
+    }
+}
+
 struct Inner {
     options: NatsOptions,
     client: async_nats::Client,
@@ -167,6 +189,8 @@ struct Inner {
     max_payload: std::sync::atomic::AtomicUsize,
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
+    /// The link state as `generation << 1 | connected`, for reading without the watch's lock.
+    link_now: Arc<std::sync::atomic::AtomicU64>,
     streams: Mutex<HashSet<String>>,
     /// Where RPC replies queue to be published in batches.
     outbox: outbox::Outbox,
@@ -234,36 +258,109 @@ impl serde::Serialize for ContextJson<'_> {
 }
 
 fn context_of(headers: Option<&HeaderMap>) -> Headers {
-    let mut out = Headers::new();
     let Some(raw) = headers.and_then(|h| h.get(CONTEXT_NAME)) else {
-        return out;
+        return Headers::new();
     };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw.as_str()) else {
-        tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
-        return out;
-    };
-    for (k, v) in map {
-        let value = match v {
-            serde_json::Value::String(s) => HeaderValue::Str(s),
-            serde_json::Value::Bool(b) => HeaderValue::Bool(b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => HeaderValue::Int(i),
-                None => HeaderValue::Str(n.to_string()),
-            },
-            serde_json::Value::Array(items) => HeaderValue::List(
-                items
-                    .into_iter()
-                    .map(|i| match i {
+    match serde_json::from_str::<ContextIn>(raw.as_str()) {
+        Ok(ContextIn(headers)) => headers,
+        Err(_) => {
+            tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
+            Headers::new()
+        }
+    }
+}
+
+/// The context header read straight into context headers: strings, booleans and lists keep
+/// their kind, integers that fit an `i64` become integers and other numbers their JSON text,
+/// list items other than strings their JSON text; nulls and nested objects are left out.
+struct ContextIn(Headers);
+
+impl<'de> serde::Deserialize<'de> for ContextIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Headers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut out = Headers::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if let Some(value) = map.next_value::<ContextValue>()?.0 {
+                        out.insert(key, value);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Object).map(ContextIn)
+    }
+}
+
+/// One value of the context header; `None` for what context headers cannot hold.
+struct ContextValue(Option<HeaderValue>);
+
+impl<'de> serde::Deserialize<'de> for ContextValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Option<HeaderValue>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Str(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Str(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Int(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(match i64::try_from(v) {
+                    Ok(i) => HeaderValue::Int(i),
+                    Err(_) => HeaderValue::Str(v.to_string()),
+                }))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(serde_json::Number::from_f64(v).map(|n| HeaderValue::Str(n.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element::<serde_json::Value>()? {
+                    items.push(match item {
                         serde_json::Value::String(s) => s,
                         other => other.to_string(),
-                    })
-                    .collect(),
-            ),
-            serde_json::Value::Null | serde_json::Value::Object(_) => continue,
-        };
-        out.insert(k, value);
+                    });
+                }
+                Ok(Some(HeaderValue::List(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(None)
+            }
+        }
+        d.deserialize_any(Any).map(ContextValue)
     }
-    out
 }
 
 fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
@@ -303,7 +400,9 @@ impl NatsBroker {
             connected: true,
             generation: 0,
         });
+        let link_now = Arc::new(std::sync::atomic::AtomicU64::new(LinkState::CONNECTED));
         let link_cb = link.clone();
+        let link_now_cb = Arc::clone(&link_now);
         let mut connect = async_nats::ConnectOptions::new()
             .name("basidia")
             .connection_timeout(Duration::from_secs(5))
@@ -314,13 +413,20 @@ impl NatsBroker {
             })
             .event_callback(move |event| {
                 let link = link_cb.clone();
+                let link_now = Arc::clone(&link_now_cb);
                 async move {
+                    let change = |f: &dyn Fn(&mut LinkState)| {
+                        link.send_modify(|s| {
+                            f(s);
+                            link_now.store(s.packed(), Ordering::Release);
+                        });
+                    };
                     match event {
-                        async_nats::Event::Disconnected => link.send_modify(|s| {
+                        async_nats::Event::Disconnected => change(&|s| {
                             s.connected = false;
                             s.generation += 1;
                         }),
-                        async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
+                        async_nats::Event::Connected => change(&|s| s.connected = true),
                         async_nats::Event::SlowConsumer(sid) => tracing::warn!(
                             "NATS subscription {sid} fell behind; the client dropped messages"
                         ),
@@ -367,6 +473,7 @@ impl NatsBroker {
             client,
             js,
             link,
+            link_now,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
@@ -408,7 +515,7 @@ impl NatsBroker {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(BrokerError::Closed);
         }
-        let state = *self.inner.link.borrow();
+        let state = LinkState::unpack(self.inner.link_now.load(Ordering::Acquire));
         if !state.connected {
             return Err(lost("not connected to NATS; reconnecting"));
         }
@@ -692,7 +799,7 @@ impl Broker for NatsBroker {
         timeout: Duration,
     ) -> Result<Message, BrokerError> {
         let state = self.check()?;
-        let subject = rpc_subject(service, method);
+        let subject = async_nats::Subject::from(rpc_subject(service, method));
         let size = request.body.len();
         let max = self.inner.max_payload.load(Ordering::Relaxed);
         if max > 0 && size > max {
@@ -1015,6 +1122,43 @@ mod tests {
         assert_eq!(redact_url("nats://app:pw@host"), "nats://app:***@host");
         assert_eq!(redact_url("nats://tok@host"), "nats://***@host");
         assert!(!format!("{:?}", NatsOptions::new("nats://a:secret@h")).contains("secret"));
+    }
+
+    #[test]
+    fn context_header_reads_every_kind() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            CONTEXT_NAME,
+            r#"{"deadline":1795000000000,"user_id":"7","call_id_stack":["a.b.1",2],"debug":true,"big":18446744073709551615,"ratio":1.5,"gone":null,"nested":{"x":[1]}}"#,
+        );
+        let h = context_of(Some(&map));
+        assert_eq!(
+            h.get("deadline"),
+            Some(&HeaderValue::Int(1_795_000_000_000))
+        );
+        assert_eq!(h.get("user_id"), Some(&HeaderValue::from("7")));
+        assert_eq!(
+            h.get("call_id_stack"),
+            Some(&HeaderValue::List(vec!["a.b.1".into(), "2".into()]))
+        );
+        assert_eq!(h.get("debug"), Some(&HeaderValue::Bool(true)));
+        assert_eq!(
+            h.get("big"),
+            Some(&HeaderValue::from("18446744073709551615"))
+        );
+        assert_eq!(h.get("ratio"), Some(&HeaderValue::from("1.5")));
+        assert_eq!(h.len(), 6);
+        // The same headers written and read again.
+        let message = Message {
+            headers: h.clone(),
+            ..Message::default()
+        };
+        assert_eq!(context_of(Some(&to_nats_headers(&message))), h);
+        for bad in ["[1]", "{\"a\":", "not json", "\"s\""] {
+            let mut map = HeaderMap::new();
+            map.insert(CONTEXT_NAME, bad);
+            assert!(context_of(Some(&map)).is_empty(), "{bad}");
+        }
     }
 
     #[test]

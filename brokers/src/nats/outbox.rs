@@ -6,8 +6,9 @@
 //! them one by one. Workers instead queue their replies here. The worker that finds the outbox
 //! empty becomes the one that publishes: it first lets the other ready tasks (the other
 //! workers) run and queue their replies, then publishes everything gathered, so that the
-//! connection task finds a batch and writes it at once. When no other request is in flight the
-//! reply goes out at once.
+//! connection task finds a batch and writes it at once. When no other request is in flight (as
+//! when workers finish on the service's consume loop, one after the other) the reply goes out at
+//! once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -44,6 +45,11 @@ impl Outbox {
     /// Queues the reply to a request still counted in flight; the caller that found the outbox
     /// empty publishes the batch.
     pub(super) async fn send(&self, client: &async_nats::Client, reply: Outgoing) {
+        if self.in_flight.load(Ordering::Relaxed) <= 1 {
+            // Nobody to gather with (the usual case when workers finish on the consume loop).
+            publish(client, reply).await;
+            return;
+        }
         let first = {
             let mut queue = super::lock(&self.queue);
             queue.push(reply);
@@ -55,11 +61,8 @@ impl Outbox {
                 client,
                 batch: None,
             };
-            // Let the workers that are ready to run finish and queue their replies too; with no
-            // other request in flight there is nobody to wait for.
-            if self.in_flight.load(Ordering::Relaxed) > 1 {
-                tokio::task::yield_now().await;
-            }
+            // Let the workers that are ready to run finish and queue their replies too.
+            tokio::task::yield_now().await;
             leader.batch = Some(self.take().into_iter());
             leader.publish().await;
         }
