@@ -166,22 +166,6 @@ struct LinkState {
     generation: u64,
 }
 
-impl LinkState {
-    /// Generation 0, connected, packed.
-    const CONNECTED: u64 = 1;
-
-    fn packed(self) -> u64 {
-        self.generation << 1 | u64::from(self.connected)
-    }
-
-    fn unpack(bits: u64) -> Self {
-        LinkState {
-            connected: bits & 1 == 1,
-            generation: bits >> 1,
-        }
-    }
-}
-
 struct Inner {
     options: NatsOptions,
     client: async_nats::Client,
@@ -189,8 +173,6 @@ struct Inner {
     max_payload: std::sync::atomic::AtomicUsize,
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
-    /// The link state as `generation << 1 | connected`, for reading without the watch's lock.
-    link_now: Arc<std::sync::atomic::AtomicU64>,
     streams: Mutex<HashSet<String>>,
     /// Where RPC replies queue to be published in batches.
     outbox: outbox::Outbox,
@@ -400,9 +382,7 @@ impl NatsBroker {
             connected: true,
             generation: 0,
         });
-        let link_now = Arc::new(std::sync::atomic::AtomicU64::new(LinkState::CONNECTED));
         let link_cb = link.clone();
-        let link_now_cb = Arc::clone(&link_now);
         let mut connect = async_nats::ConnectOptions::new()
             .name("basidia")
             .connection_timeout(Duration::from_secs(5))
@@ -413,20 +393,13 @@ impl NatsBroker {
             })
             .event_callback(move |event| {
                 let link = link_cb.clone();
-                let link_now = Arc::clone(&link_now_cb);
                 async move {
-                    let change = |f: &dyn Fn(&mut LinkState)| {
-                        link.send_modify(|s| {
-                            f(s);
-                            link_now.store(s.packed(), Ordering::Release);
-                        });
-                    };
                     match event {
-                        async_nats::Event::Disconnected => change(&|s| {
+                        async_nats::Event::Disconnected => link.send_modify(|s| {
                             s.connected = false;
                             s.generation += 1;
                         }),
-                        async_nats::Event::Connected => change(&|s| s.connected = true),
+                        async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
                         async_nats::Event::SlowConsumer(sid) => tracing::warn!(
                             "NATS subscription {sid} fell behind; the client dropped messages"
                         ),
@@ -473,7 +446,6 @@ impl NatsBroker {
             client,
             js,
             link,
-            link_now,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
@@ -515,7 +487,7 @@ impl NatsBroker {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(BrokerError::Closed);
         }
-        let state = LinkState::unpack(self.inner.link_now.load(Ordering::Acquire));
+        let state = *self.inner.link.borrow();
         if !state.connected {
             return Err(lost("not connected to NATS; reconnecting"));
         }

@@ -1,9 +1,10 @@
 //! Replies leave through one outbox per connection, published in batches.
 //!
-//! Each RPC worker is a task of its own. Were each to publish its reply itself, the client's
-//! connection task would be woken after every worker and write every reply in a `writev` of
-//! its own: under load, most of the time would go to system calls and to the server reading
-//! them one by one. Workers instead queue their replies here. The worker that finds the outbox
+//! A worker that had to wait (a call of its own, a query) finishes on a task of its own. Were
+//! each such worker to publish its reply itself, the client's connection task would be woken
+//! after every one and write every reply in a `writev` of its own: under load, most of the
+//! time would go to system calls and to the server reading them one by one. Such workers
+//! instead queue their replies here. The worker that finds the outbox
 //! empty becomes the one that publishes: it first lets the other ready tasks (the other
 //! workers) run and queue their replies, then publishes everything gathered, so that the
 //! connection task finds a batch and writes it at once. When no other request is in flight (as
