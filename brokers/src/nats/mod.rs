@@ -10,6 +10,7 @@
 //! - Dead letters: the stream `BASIDIA_DEAD_LETTERS` over `basidia.deadletter.>`.
 //! - The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) for every served service.
 
+mod calls;
 mod outbox;
 mod srv;
 
@@ -174,10 +175,19 @@ struct Inner {
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
     streams: Mutex<HashSet<String>>,
-    /// Where RPC replies queue to be published in batches.
+    /// Where RPC requests and replies queue to be published in batches.
     outbox: outbox::Outbox,
+    /// The calls made on this connection that wait for replies.
+    calls: calls::Calls,
     closed: AtomicBool,
     shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Stops the tasks that serve this connection (the reply dispatcher among them).
+        self.shutdown.cancel();
+    }
 }
 
 /// A connection to NATS. Cloning shares it.
@@ -383,6 +393,8 @@ impl NatsBroker {
             generation: 0,
         });
         let link_cb = link.clone();
+        let pending = Arc::new(calls::Pending::default());
+        let pending_cb = Arc::clone(&pending);
         let mut connect = async_nats::ConnectOptions::new()
             .name("basidia")
             .connection_timeout(Duration::from_secs(5))
@@ -393,12 +405,20 @@ impl NatsBroker {
             })
             .event_callback(move |event| {
                 let link = link_cb.clone();
+                let pending = Arc::clone(&pending_cb);
                 async move {
                     match event {
-                        async_nats::Event::Disconnected => link.send_modify(|s| {
-                            s.connected = false;
-                            s.generation += 1;
-                        }),
+                        async_nats::Event::Disconnected => {
+                            link.send_modify(|s| {
+                                s.connected = false;
+                                s.generation += 1;
+                            });
+                            // Replies to requests sent before the drop will not come; a call
+                            // registered after this sees the new generation and fails itself.
+                            pending.fail_all(|| {
+                                lost("the connection dropped while the request was in flight")
+                            });
+                        }
                         async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
                         async_nats::Event::SlowConsumer(sid) => tracing::warn!(
                             "NATS subscription {sid} fell behind; the client dropped messages"
@@ -439,16 +459,19 @@ impl NatsBroker {
         })?;
         let js = jetstream::new(client.clone());
         let max_payload = std::sync::atomic::AtomicUsize::new(client.server_info().max_payload);
+        let shutdown = CancellationToken::new();
+        let calls = calls::Calls::start(&client, pending, shutdown.clone()).await?;
         let inner = Arc::new(Inner {
             options,
             max_payload,
             outbox: outbox::Outbox::default(),
+            calls,
             client,
             js,
             link,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
-            shutdown: CancellationToken::new(),
+            shutdown,
         });
         let broker = NatsBroker { inner };
         // RPC needs no JetStream; events and dead letters do, and fail clearly without it.
@@ -597,6 +620,15 @@ impl NatsBroker {
 
 struct CancelOnDrop(CancellationToken);
 
+/// Counts a call out of the outbox's in-flight figure when it ends, however it ends.
+struct FinishOnDrop<'a>(&'a outbox::Outbox);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
@@ -640,10 +672,11 @@ impl Settle for CoreSettle {
         let inner = &self.broker.inner;
         let reply = outbox::Outgoing {
             subject: to.as_str().into(),
+            call: None,
             headers: to_nats_headers(&reply),
             body: reply.body,
         };
-        inner.outbox.send(&inner.client, reply).await;
+        inner.outbox.send(inner, reply).await;
         Ok(())
     }
 
@@ -777,42 +810,50 @@ impl Broker for NatsBroker {
         if max > 0 && size > max {
             return Err(BrokerError::PayloadTooLarge { size, max });
         }
-        let started = tokio::time::Instant::now();
-        let attempt = async {
-            // A responder that subscribed a moment ago may not be visible to this connection's
-            // first request yet (the server answers "no responders"): ask once more after a short
-            // pause before declaring the service unknown.
-            let mut retried = false;
-            loop {
-                let mut req = async_nats::Request::new()
-                    .payload(request.body.clone())
-                    .timeout(Some(timeout.saturating_sub(started.elapsed())));
-                let headers = to_nats_headers(&request);
-                if !headers.is_empty() {
-                    req = req.headers(headers);
-                }
-                match self.inner.client.send_request(subject.clone(), req).await {
-                    Ok(m) => return Ok(message_of(&m, 1)),
-                    Err(e) => match e.kind() {
-                        async_nats::client::RequestErrorKind::NoResponders if !retried => {
-                            retried = true;
-                            tokio::time::sleep(Duration::from_millis(25)).await;
-                        }
-                        async_nats::client::RequestErrorKind::NoResponders => {
-                            return Err(BrokerError::UnknownService(service.to_string()))
-                        }
-                        async_nats::client::RequestErrorKind::TimedOut => {
-                            return Err(BrokerError::Timeout(timeout))
-                        }
-                        async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
-                            return Err(BrokerError::PayloadTooLarge { size, max })
-                        }
-                        _ => return Err(lost(e)),
-                    },
-                }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let inner = &self.inner;
+        // A responder that subscribed a moment ago may not be visible to this connection's first
+        // request yet (the server answers "no responders"): ask once more after a short pause
+        // before declaring the service unknown.
+        let mut retried = false;
+        loop {
+            let (id, reply_to, answer) = inner.calls.register();
+            inner.outbox.started();
+            let _counted = FinishOnDrop(&inner.outbox);
+            let mut registered = calls::Registered {
+                calls: &inner.calls,
+                id,
+                answered: false,
+            };
+            // A drop noticed between `check` and the registration failed nothing of this call.
+            if inner.link.borrow().generation != state.generation {
+                return Err(lost("the connection dropped; reconnecting"));
             }
-        };
-        self.unless_dropped(state, attempt).await
+            let out = outbox::Outgoing {
+                subject: subject.clone(),
+                call: Some((reply_to, id)),
+                headers: to_nats_headers(&request),
+                body: request.body.clone(),
+            };
+            inner.outbox.send(inner, out).await;
+            let reply = match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(outcome)) => {
+                    registered.answered = true;
+                    outcome?
+                }
+                Ok(Err(_)) => return Err(BrokerError::Closed),
+                Err(_) => return Err(BrokerError::Timeout(timeout)),
+            };
+            if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                if retried {
+                    return Err(BrokerError::UnknownService(service.to_string()));
+                }
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
+            }
+            return Ok(message_of(&reply, 1));
+        }
     }
 
     async fn serve(
@@ -858,7 +899,8 @@ impl Broker for NatsBroker {
                 };
                 Delivery::new(message_of(&msg, 1), method, Box::new(settle))
             });
-        Ok(Subscription::from_stream(deliveries, self.guard(cancel)))
+        let requests = outbox::Requests::new(Box::pin(deliveries), Arc::clone(&self.inner));
+        Ok(Subscription::from_stream(requests, self.guard(cancel)))
     }
 
     async fn publish_event(
@@ -1072,8 +1114,9 @@ impl Broker for NatsBroker {
             return;
         }
         // Replies of workers that finished just before count as sent.
-        self.inner.outbox.flush(&self.inner.client).await;
+        self.inner.outbox.flush(&self.inner).await;
         self.inner.shutdown.cancel();
+        self.inner.calls.pending.fail_all(|| BrokerError::Closed);
         let _ = self.inner.client.drain().await;
     }
 }

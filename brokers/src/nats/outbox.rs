@@ -1,25 +1,42 @@
-//! Replies leave through one outbox per connection, published in batches.
+//! Requests and replies leave through one outbox per connection, published in batches.
 //!
-//! A worker that had to wait (a call of its own, a query) finishes on a task of its own. Were
-//! each such worker to publish its reply itself, the client's connection task would be woken
-//! after every one and write every reply in a `writev` of its own: under load, most of the
-//! time would go to system calls and to the server reading them one by one. Such workers
-//! instead queue their replies here. The worker that finds the outbox
-//! empty becomes the one that publishes: it first lets the other ready tasks (the other
-//! workers) run and queue their replies, then publishes everything gathered, so that the
-//! connection task finds a batch and writes it at once. When no other request is in flight (as
-//! when workers finish on the service's consume loop, one after the other) the reply goes out at
-//! once.
+//! Every publish wakes the client's connection task, and every time that task runs it writes
+//! what it has in a `writev` of its own, which the server then reads on its own. Published one
+//! by one, requests and replies under load would cost a system call (and a server read) each.
+//! So they are gathered and published together:
+//!
+//! - While a service's consume loop is taking requests that were already waiting (a *burst*),
+//!   the replies of the workers it runs go to the queue, and the whole batch is published when
+//!   the loop finds no more requests waiting, or after [`BURST_LIMIT`] requests, whichever comes
+//!   first ([`Requests`]). A lone request is answered as soon as its worker is done.
+//! - A worker that had to wait (a call of its own, a query) finishes on a task of its own. If
+//!   other requests are in flight, the first such worker to find the queue empty becomes the
+//!   one that publishes: it lets the other ready tasks run and queue their replies, then
+//!   publishes everything gathered. Otherwise its reply goes out at once.
+//! - Calls do the same: when other requests or calls are in flight on the connection, the first
+//!   call to find the queue empty lets the other ready tasks (other callers) queue their
+//!   requests and publishes them all; a lone call publishes at once.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use async_nats::{HeaderMap, Subject};
+use basidia_core::{BrokerError, Delivery};
 use bytes::Bytes;
+use futures_util::{Future, Stream};
 
-/// One reply waiting to be published.
+use super::Inner;
+
+/// The most requests a burst takes before the replies gathered so far are published.
+pub(super) const BURST_LIMIT: usize = 32;
+
+/// One request or reply waiting to be published.
 pub(super) struct Outgoing {
     pub(super) subject: Subject,
+    /// For a request: its reply subject and call number.
+    pub(super) call: Option<(Subject, u64)>,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
 }
@@ -27,60 +44,94 @@ pub(super) struct Outgoing {
 /// The queue of replies of one connection.
 #[derive(Default)]
 pub(super) struct Outbox {
-    queue: Mutex<Vec<Outgoing>>,
-    /// Requests received on the connection and not yet answered (or given up).
+    state: Mutex<State>,
+    /// Requests received on the connection and not yet answered (or given up), and calls
+    /// waiting for their replies.
     in_flight: AtomicUsize,
 }
 
+#[derive(Default)]
+struct State {
+    queue: Vec<Outgoing>,
+    /// Consume loops in the middle of a burst; each publishes the queue when its burst ends.
+    bursts: usize,
+    /// A worker has queued the first reply and will publish the queue after a yield.
+    leader: bool,
+}
+
 impl Outbox {
-    /// Counts a request received; [`Outbox::finished`] must follow.
+    /// Counts a request received or a call made; [`Outbox::finished`] must follow.
     pub(super) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a request answered or given up.
+    /// Counts a request answered or given up, or a call ended.
     pub(super) fn finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Queues the reply to a request still counted in flight; the caller that found the outbox
-    /// empty publishes the batch.
-    pub(super) async fn send(&self, client: &async_nats::Client, reply: Outgoing) {
-        if self.in_flight.load(Ordering::Relaxed) <= 1 {
-            // Nobody to gather with (the usual case when workers finish on the consume loop).
-            publish(client, reply).await;
+    /// Queues a request or reply still counted in flight, or publishes it when nobody else
+    /// will publish soon.
+    pub(super) async fn send(&self, inner: &Arc<Inner>, reply: Outgoing) {
+        let alone = {
+            let mut state = super::lock(&self.state);
+            if state.bursts > 0 || state.leader {
+                // Whoever ends the burst, or the leader, publishes it.
+                state.queue.push(reply);
+                return;
+            }
+            if self.in_flight.load(Ordering::Relaxed) > 1 {
+                state.queue.push(reply);
+                state.leader = true;
+                None
+            } else {
+                Some(reply)
+            }
+        };
+        if let Some(reply) = alone {
+            publish(inner, reply).await;
             return;
         }
-        let first = {
-            let mut queue = super::lock(&self.queue);
-            queue.push(reply);
-            queue.len() == 1
-        };
-        if first {
-            let mut leader = Leader {
-                outbox: self,
-                client,
-                batch: None,
-            };
-            // Let the workers that are ready to run finish and queue their replies too.
-            tokio::task::yield_now().await;
-            leader.batch = Some(self.take().into_iter());
-            leader.publish().await;
-        }
+        let mut leader = Leader { inner, batch: None };
+        // Let the workers that are ready to run finish and queue their replies too.
+        tokio::task::yield_now().await;
+        leader.batch = Some(
+            {
+                let mut state = super::lock(&self.state);
+                state.leader = false;
+                std::mem::take(&mut state.queue)
+            }
+            .into_iter(),
+        );
+        leader.publish().await;
     }
 
     /// Publishes everything queued so far.
-    pub(super) async fn flush(&self, client: &async_nats::Client) {
+    pub(super) async fn flush(&self, inner: &Arc<Inner>) {
         let mut leader = Leader {
-            outbox: self,
-            client,
+            inner,
             batch: Some(self.take().into_iter()),
         };
         leader.publish().await;
     }
 
     fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut *super::lock(&self.queue))
+        std::mem::take(&mut super::lock(&self.state).queue)
+    }
+
+    fn begin_burst(&self) {
+        super::lock(&self.state).bursts += 1;
+    }
+
+    /// Ends a burst; the replies to publish if it was the last one.
+    fn end_burst(&self) -> Vec<Outgoing> {
+        let mut state = super::lock(&self.state);
+        state.bursts -= 1;
+        if state.bursts == 0 {
+            std::mem::take(&mut state.queue)
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -88,15 +139,14 @@ impl Outbox {
 /// stopping), the replies it was responsible for go out from a task of their own rather than
 /// stay queued behind an outbox nobody flushes.
 struct Leader<'a> {
-    outbox: &'a Outbox,
-    client: &'a async_nats::Client,
+    inner: &'a Arc<Inner>,
     batch: Option<std::vec::IntoIter<Outgoing>>,
 }
 
 impl Leader<'_> {
     async fn publish(&mut self) {
         while let Some(reply) = self.batch.as_mut().and_then(Iterator::next) {
-            publish(self.client, reply).await;
+            publish(self.inner, reply).await;
         }
     }
 }
@@ -105,32 +155,163 @@ impl Drop for Leader<'_> {
     fn drop(&mut self) {
         let rest: Vec<Outgoing> = match self.batch.take() {
             Some(batch) => batch.collect(),
-            None => self.outbox.take(),
+            None => {
+                let mut state = super::lock(&self.inner.outbox.state);
+                state.leader = false;
+                std::mem::take(&mut state.queue)
+            }
         };
-        if rest.is_empty() {
+        publish_elsewhere(self.inner, rest);
+    }
+}
+
+/// Publishes `batch` from a task of its own.
+fn publish_elsewhere(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(publish_all(Arc::clone(inner), batch));
+    }
+}
+
+async fn publish_all(inner: Arc<Inner>, batch: Vec<Outgoing>) {
+    for out in batch {
+        publish(&inner, out).await;
+    }
+}
+
+async fn publish(inner: &Inner, out: Outgoing) {
+    let client = &inner.client;
+    let size = out.body.len();
+    let (sent, call) = match (out.call, out.headers.is_empty()) {
+        (None, true) => (client.publish(out.subject, out.body).await, None),
+        (None, false) => (
+            client
+                .publish_with_headers(out.subject, out.headers, out.body)
+                .await,
+            None,
+        ),
+        (Some((reply, id)), true) => (
+            client
+                .publish_with_reply(out.subject, reply, out.body)
+                .await,
+            Some(id),
+        ),
+        (Some((reply, id)), false) => (
+            client
+                .publish_with_reply_and_headers(out.subject, reply, out.headers, out.body)
+                .await,
+            Some(id),
+        ),
+    };
+    match (sent, call) {
+        (Ok(()), _) => {}
+        (Err(e), Some(id)) => {
+            let error = match e.kind() {
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+                    BrokerError::PayloadTooLarge {
+                        size,
+                        max: inner.max_payload.load(std::sync::atomic::Ordering::Relaxed),
+                    }
+                }
+                _ => super::lost(e),
+            };
+            inner.calls.pending.fail(id, error);
+        }
+        // Only a closed client refuses a reply; the caller's deadline reports it.
+        (Err(e), None) => tracing::warn!("cannot publish an RPC reply: {e}"),
+    }
+}
+
+type Flush = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A service's requests as its consume loop takes them, marking bursts in the outbox: the
+/// replies of the workers run during a burst are published together when it ends.
+pub(super) struct Requests<S> {
+    inner: S,
+    broker: Arc<Inner>,
+    /// Requests taken in the current burst; zero outside a burst.
+    taken: usize,
+    /// The previous batch, if the client could not take all of it at once; the next burst ends
+    /// only after it is out, so that batches leave in order.
+    flushing: Option<Flush>,
+}
+
+impl<S> Requests<S> {
+    pub(super) fn new(inner: S, broker: Arc<Inner>) -> Self {
+        Requests {
+            inner,
+            broker,
+            taken: 0,
+            flushing: None,
+        }
+    }
+
+    /// Ends the current burst and starts publishing its batch; what the client cannot take at
+    /// once stays in `flushing` (with the waker registered).
+    fn end_burst(&mut self, cx: &mut Context<'_>) {
+        self.taken = 0;
+        let batch = self.broker.outbox.end_burst();
+        if batch.is_empty() {
             return;
         }
-        let client = self.client.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                for reply in rest {
-                    publish(&client, reply).await;
-                }
-            });
+        let mut flush: Flush = Box::pin(publish_all(Arc::clone(&self.broker), batch));
+        if flush.as_mut().poll(cx).is_pending() {
+            self.flushing = Some(flush);
         }
     }
 }
 
-async fn publish(client: &async_nats::Client, reply: Outgoing) {
-    let sent = if reply.headers.is_empty() {
-        client.publish(reply.subject, reply.body).await
-    } else {
-        client
-            .publish_with_headers(reply.subject, reply.headers, reply.body)
-            .await
-    };
-    if let Err(e) = sent {
-        // Only a closed client refuses a publish; the caller's deadline reports it.
-        tracing::warn!("cannot publish an RPC reply: {e}");
+impl<S: Stream<Item = Delivery> + Unpin> Stream for Requests<S> {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let this = &mut *self;
+        if let Some(flush) = &mut this.flushing {
+            if flush.as_mut().poll(cx).is_ready() {
+                this.flushing = None;
+            }
+        }
+        if this.taken >= BURST_LIMIT && this.flushing.is_none() {
+            this.end_burst(cx);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(delivery)) => {
+                if this.taken == 0 {
+                    this.broker.outbox.begin_burst();
+                }
+                this.taken += 1;
+                Poll::Ready(Some(delivery))
+            }
+            Poll::Ready(None) => {
+                if this.taken > 0 {
+                    this.taken = 0;
+                    let batch = this.broker.outbox.end_burst();
+                    publish_elsewhere(&this.broker, batch);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.taken > 0 && this.flushing.is_none() {
+                    this.end_burst(cx);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S> Drop for Requests<S> {
+    fn drop(&mut self) {
+        if let Some(flush) = self.flushing.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(flush);
+            }
+        }
+        if self.taken > 0 {
+            let batch = self.broker.outbox.end_burst();
+            publish_elsewhere(&self.broker, batch);
+        }
     }
 }
