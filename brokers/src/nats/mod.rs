@@ -620,6 +620,15 @@ impl NatsBroker {
 
 struct CancelOnDrop(CancellationToken);
 
+/// How a call was answered.
+enum Answer {
+    Reply(async_nats::Message),
+    /// The server's no-responders status: no instance of the service listens.
+    NoResponders,
+}
+
+const NO_RESPONDERS: async_nats::StatusCode = async_nats::StatusCode::NO_RESPONDERS;
+
 /// Counts a call out of the outbox's in-flight figure when it ends, however it ends.
 struct FinishOnDrop<'a>(&'a outbox::Outbox);
 
@@ -817,8 +826,8 @@ impl Broker for NatsBroker {
         // before declaring the service unknown.
         let mut retried = false;
         loop {
-            let (id, reply_to, answer) = inner.calls.register();
-            inner.outbox.started();
+            let (id, reply_to, mut answer) = inner.calls.register();
+            let alone = inner.outbox.started() == 0;
             let _counted = FinishOnDrop(&inner.outbox);
             let mut registered = calls::Registered {
                 calls: &inner.calls,
@@ -829,30 +838,72 @@ impl Broker for NatsBroker {
             if inner.link.borrow().generation != state.generation {
                 return Err(lost("the connection dropped; reconnecting"));
             }
-            let out = outbox::Outgoing {
-                subject: subject.clone(),
-                call: Some((reply_to, id)),
-                headers: to_nats_headers(&request),
-                body: request.body.clone(),
-            };
-            inner.outbox.send(inner, out).await;
-            let reply = match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(outcome)) => {
-                    registered.answered = true;
-                    outcome?
+            let headers = to_nats_headers(&request);
+            let answered = if alone {
+                // Nothing to gather with: the client's own request helper answers this call
+                // without a hop through the dispatcher; the registration still fails it should
+                // the connection drop.
+                let mut req = async_nats::Request::new()
+                    .payload(request.body.clone())
+                    .timeout(None);
+                if !headers.is_empty() {
+                    req = req.headers(headers);
                 }
-                Ok(Err(_)) => return Err(BrokerError::Closed),
+                let sent = inner.client.send_request(subject.clone(), req);
+                tokio::time::timeout_at(deadline, async {
+                    tokio::select! {
+                        r = sent => Ok(match r {
+                            Ok(reply) => Answer::Reply(reply),
+                            Err(e) => match e.kind() {
+                                async_nats::client::RequestErrorKind::NoResponders => {
+                                    Answer::NoResponders
+                                }
+                                async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
+                                    return Err(BrokerError::PayloadTooLarge { size, max })
+                                }
+                                _ => return Err(lost(e)),
+                            },
+                        }),
+                        failed = &mut answer => Err(match failed {
+                            Ok(Err(e)) => e,
+                            _ => BrokerError::Closed,
+                        }),
+                    }
+                })
+                .await
+            } else {
+                let out = outbox::Outgoing {
+                    subject: subject.clone(),
+                    call: Some((reply_to, id)),
+                    headers,
+                    body: request.body.clone(),
+                };
+                inner.outbox.send(inner, out).await;
+                tokio::time::timeout_at(deadline, async {
+                    match (&mut answer).await {
+                        Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
+                            Ok(Answer::NoResponders)
+                        }
+                        Ok(Ok(reply)) => Ok(Answer::Reply(reply)),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(BrokerError::Closed),
+                    }
+                })
+                .await
+            };
+            registered.answered = matches!(answered, Ok(Ok(_)));
+            match answered {
                 Err(_) => return Err(BrokerError::Timeout(timeout)),
-            };
-            if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
-                if retried {
-                    return Err(BrokerError::UnknownService(service.to_string()));
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Answer::Reply(reply))) => return Ok(message_of(&reply, 1)),
+                Ok(Ok(Answer::NoResponders)) if retried => {
+                    return Err(BrokerError::UnknownService(service.to_string()))
                 }
-                retried = true;
-                tokio::time::sleep(Duration::from_millis(25)).await;
-                continue;
+                Ok(Ok(Answer::NoResponders)) => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
             }
-            return Ok(message_of(&reply, 1));
         }
     }
 
@@ -899,8 +950,7 @@ impl Broker for NatsBroker {
                 };
                 Delivery::new(message_of(&msg, 1), method, Box::new(settle))
             });
-        let requests = outbox::Requests::new(Box::pin(deliveries), Arc::clone(&self.inner));
-        Ok(Subscription::from_stream(requests, self.guard(cancel)))
+        Ok(Subscription::from_stream(deliveries, self.guard(cancel)))
     }
 
     async fn publish_event(

@@ -5,10 +5,9 @@
 //! by one, requests and replies under load would cost a system call (and a server read) each.
 //! So they are gathered and published together:
 //!
-//! - While a service's consume loop is taking requests that were already waiting (a *burst*),
-//!   the replies of the workers it runs go to the queue, and the whole batch is published when
-//!   the loop finds no more requests waiting, or after [`BURST_LIMIT`] requests, whichever comes
-//!   first ([`Requests`]). A lone request is answered as soon as its worker is done.
+//! - A worker run on its service's consume loop (the usual case) publishes its reply at once:
+//!   the loop runs one worker after another, and the connection task, woken by the first
+//!   reply, finds the ones published meanwhile.
 //! - A worker that had to wait (a call of its own, a query) finishes on a task of its own. If
 //!   other requests are in flight, the first such worker to find the queue empty becomes the
 //!   one that publishes: it lets the other ready tasks run and queue their replies, then
@@ -17,20 +16,14 @@
 //!   call to find the queue empty lets the other ready tasks (other callers) queue their
 //!   requests and publishes them all; a lone call publishes at once.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use async_nats::{HeaderMap, Subject};
-use basidia_core::{BrokerError, Delivery};
+use basidia_core::BrokerError;
 use bytes::Bytes;
-use futures_util::{Future, Stream};
 
 use super::Inner;
-
-/// The most requests a burst takes before the replies gathered so far are published.
-pub(super) const BURST_LIMIT: usize = 32;
 
 /// One request or reply waiting to be published.
 pub(super) struct Outgoing {
@@ -53,16 +46,15 @@ pub(super) struct Outbox {
 #[derive(Default)]
 struct State {
     queue: Vec<Outgoing>,
-    /// Consume loops in the middle of a burst; each publishes the queue when its burst ends.
-    bursts: usize,
     /// A worker has queued the first reply and will publish the queue after a yield.
     leader: bool,
 }
 
 impl Outbox {
-    /// Counts a request received or a call made; [`Outbox::finished`] must follow.
-    pub(super) fn started(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// Counts a request received or a call made; [`Outbox::finished`] must follow. Returns how
+    /// many were in flight before.
+    pub(super) fn started(&self) -> usize {
+        self.in_flight.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Counts a request answered or given up, or a call ended.
@@ -75,8 +67,8 @@ impl Outbox {
     pub(super) async fn send(&self, inner: &Arc<Inner>, reply: Outgoing) {
         let alone = {
             let mut state = super::lock(&self.state);
-            if state.bursts > 0 || state.leader {
-                // Whoever ends the burst, or the leader, publishes it.
+            if state.leader {
+                // The leader publishes it.
                 state.queue.push(reply);
                 return;
             }
@@ -117,21 +109,6 @@ impl Outbox {
 
     fn take(&self) -> Vec<Outgoing> {
         std::mem::take(&mut super::lock(&self.state).queue)
-    }
-
-    fn begin_burst(&self) {
-        super::lock(&self.state).bursts += 1;
-    }
-
-    /// Ends a burst; the replies to publish if it was the last one.
-    fn end_burst(&self) -> Vec<Outgoing> {
-        let mut state = super::lock(&self.state);
-        state.bursts -= 1;
-        if state.bursts == 0 {
-            std::mem::take(&mut state.queue)
-        } else {
-            Vec::new()
-        }
     }
 }
 
@@ -221,97 +198,5 @@ async fn publish(inner: &Inner, out: Outgoing) {
         }
         // Only a closed client refuses a reply; the caller's deadline reports it.
         (Err(e), None) => tracing::warn!("cannot publish an RPC reply: {e}"),
-    }
-}
-
-type Flush = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A service's requests as its consume loop takes them, marking bursts in the outbox: the
-/// replies of the workers run during a burst are published together when it ends.
-pub(super) struct Requests<S> {
-    inner: S,
-    broker: Arc<Inner>,
-    /// Requests taken in the current burst; zero outside a burst.
-    taken: usize,
-    /// The previous batch, if the client could not take all of it at once; the next burst ends
-    /// only after it is out, so that batches leave in order.
-    flushing: Option<Flush>,
-}
-
-impl<S> Requests<S> {
-    pub(super) fn new(inner: S, broker: Arc<Inner>) -> Self {
-        Requests {
-            inner,
-            broker,
-            taken: 0,
-            flushing: None,
-        }
-    }
-
-    /// Ends the current burst and starts publishing its batch; what the client cannot take at
-    /// once stays in `flushing` (with the waker registered).
-    fn end_burst(&mut self, cx: &mut Context<'_>) {
-        self.taken = 0;
-        let batch = self.broker.outbox.end_burst();
-        if batch.is_empty() {
-            return;
-        }
-        let mut flush: Flush = Box::pin(publish_all(Arc::clone(&self.broker), batch));
-        if flush.as_mut().poll(cx).is_pending() {
-            self.flushing = Some(flush);
-        }
-    }
-}
-
-impl<S: Stream<Item = Delivery> + Unpin> Stream for Requests<S> {
-    type Item = Delivery;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        let this = &mut *self;
-        if let Some(flush) = &mut this.flushing {
-            if flush.as_mut().poll(cx).is_ready() {
-                this.flushing = None;
-            }
-        }
-        if this.taken >= BURST_LIMIT && this.flushing.is_none() {
-            this.end_burst(cx);
-        }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(delivery)) => {
-                if this.taken == 0 {
-                    this.broker.outbox.begin_burst();
-                }
-                this.taken += 1;
-                Poll::Ready(Some(delivery))
-            }
-            Poll::Ready(None) => {
-                if this.taken > 0 {
-                    this.taken = 0;
-                    let batch = this.broker.outbox.end_burst();
-                    publish_elsewhere(&this.broker, batch);
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if this.taken > 0 && this.flushing.is_none() {
-                    this.end_burst(cx);
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl<S> Drop for Requests<S> {
-    fn drop(&mut self) {
-        if let Some(flush) = self.flushing.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(flush);
-            }
-        }
-        if self.taken > 0 {
-            let batch = self.broker.outbox.end_burst();
-            publish_elsewhere(&self.broker, batch);
-        }
     }
 }
