@@ -463,10 +463,13 @@ const INLINE_COOLDOWN: u32 = 64;
 /// over [`INLINE_STEP_LIMIT`] the next [`INLINE_COOLDOWN`] workers start on tasks of their own.
 async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>>) {
     let mut cooldown = 0u32;
+    // One wait for cancellation for the whole loop: registered once, not twice per delivery.
+    let cancelled = s.cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let delivery = tokio::select! {
             biased;
-            () = s.cancel.cancelled() => break,
+            () = &mut cancelled => break,
             d = sub.next() => match d {
                 Some(d) => d,
                 None => {
@@ -479,7 +482,7 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
         };
         let permit = tokio::select! {
             biased;
-            () = s.cancel.cancelled() => break,
+            () = &mut cancelled => break,
             p = Arc::clone(&s.workers).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,

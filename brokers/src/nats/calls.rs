@@ -151,7 +151,8 @@ impl Drop for Registered<'_> {
     }
 }
 
-fn push_decimal(out: &mut String, mut n: u64) {
+/// Appends `n` in decimal, without the formatting machinery.
+pub(super) fn push_decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {

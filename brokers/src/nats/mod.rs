@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The header carrying the context data, as a JSON object.
 pub const CONTEXT_HEADER: &str = "Basidia-Context";
+/// The header carrying the deadline alone (milliseconds since the Unix epoch), in place of
+/// [`CONTEXT_HEADER`] when the deadline is all the context there is.
+pub const DEADLINE_HEADER: &str = "Basidia-Deadline";
 /// The content-type header.
 pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
 /// The services-API error header on error replies.
@@ -47,6 +50,7 @@ pub const DEAD_LETTER_STREAM: &str = "BASIDIA_DEAD_LETTERS";
 
 // The same names as header keys the client needs no allocation or validation for.
 const CONTEXT_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(CONTEXT_HEADER);
+const DEADLINE_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(DEADLINE_HEADER);
 const CONTENT_TYPE_NAME: async_nats::HeaderName =
     async_nats::HeaderName::from_static(CONTENT_TYPE_HEADER);
 const ERROR_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(ERROR_HEADER);
@@ -215,16 +219,35 @@ fn to_nats_headers(message: &Message) -> HeaderMap {
             headers.insert(CONTENT_TYPE_NAME, ct.as_ref());
         }
     }
-    if !message.headers.is_empty() {
-        if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
-            headers.insert(CONTEXT_NAME, json);
+    match deadline_alone(&message.headers) {
+        Some(ms) => {
+            let mut value = String::with_capacity(20);
+            calls::push_decimal(&mut value, ms);
+            headers.insert(DEADLINE_NAME, value);
         }
+        None if !message.headers.is_empty() => {
+            if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
+                headers.insert(CONTEXT_NAME, json);
+            }
+        }
+        None => {}
     }
     if let Some(err) = &message.error {
         headers.insert(ERROR_NAME, err.replace(['\r', '\n'], " "));
         headers.insert(ERROR_CODE_NAME, "500");
     }
     headers
+}
+
+/// The deadline, when it is the only context data (as in every call made outside a worker).
+fn deadline_alone(headers: &Headers) -> Option<u64> {
+    if headers.len() != 1 {
+        return None;
+    }
+    match headers.get(basidia_core::context::DEADLINE) {
+        Some(HeaderValue::Int(ms)) => u64::try_from(*ms).ok(),
+        _ => None,
+    }
 }
 
 /// The content type of a message without a `Content-Type` header.
@@ -250,16 +273,30 @@ impl serde::Serialize for ContextJson<'_> {
 }
 
 fn context_of(headers: Option<&HeaderMap>) -> Headers {
-    let Some(raw) = headers.and_then(|h| h.get(CONTEXT_NAME)) else {
+    let Some(headers) = headers else {
         return Headers::new();
     };
-    match serde_json::from_str::<ContextIn>(raw.as_str()) {
-        Ok(ContextIn(headers)) => headers,
-        Err(_) => {
-            tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
-            Headers::new()
+    let mut context = match headers.get(CONTEXT_NAME) {
+        None => Headers::new(),
+        Some(raw) => match serde_json::from_str::<ContextIn>(raw.as_str()) {
+            Ok(ContextIn(context)) => context,
+            Err(_) => {
+                tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
+                Headers::new()
+            }
+        },
+    };
+    if let Some(raw) = headers.get(DEADLINE_NAME) {
+        match raw.as_str().parse::<i64>() {
+            Ok(ms) => {
+                context
+                    .entry(basidia_core::context::DEADLINE.to_string())
+                    .or_insert(HeaderValue::Int(ms));
+            }
+            Err(_) => tracing::warn!("ignoring an undecodable {DEADLINE_HEADER} header"),
         }
     }
+    context
 }
 
 /// The context header read straight into context headers: strings, booleans and lists keep
@@ -1224,6 +1261,42 @@ mod tests {
             map.insert(CONTEXT_NAME, bad);
             assert!(context_of(Some(&map)).is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_lone_deadline_travels_in_its_own_header() {
+        let deadline = || basidia_core::context::DEADLINE.to_string();
+        let mut message = Message::new(bytes::Bytes::new(), DEFAULT_CONTENT_TYPE);
+        message
+            .headers
+            .insert(deadline(), HeaderValue::Int(1_795_000_000_000));
+        let headers = to_nats_headers(&message);
+        assert_eq!(
+            headers.get(DEADLINE_NAME).map(|v| v.as_str()),
+            Some("1795000000000")
+        );
+        assert!(headers.get(CONTEXT_NAME).is_none());
+        assert_eq!(context_of(Some(&headers)), message.headers);
+
+        // With more context than the deadline, all of it goes in the JSON header.
+        message
+            .headers
+            .insert("user_id".into(), HeaderValue::Str("7".into()));
+        let headers = to_nats_headers(&message);
+        assert!(headers.get(DEADLINE_NAME).is_none());
+        assert_eq!(context_of(Some(&headers)), message.headers);
+
+        // Both headers: the JSON context's deadline stands; a bad deadline header is ignored.
+        let mut both = HeaderMap::new();
+        both.insert(CONTEXT_NAME, r#"{"deadline":5}"#);
+        both.insert(DEADLINE_NAME, "9");
+        assert_eq!(
+            context_of(Some(&both)).get("deadline"),
+            Some(&HeaderValue::Int(5))
+        );
+        let mut bad = HeaderMap::new();
+        bad.insert(DEADLINE_NAME, "soon");
+        assert!(context_of(Some(&bad)).is_empty());
     }
 
     #[test]
