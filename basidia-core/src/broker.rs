@@ -130,6 +130,11 @@ pub trait Settle: Send + Sync {
     async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError>;
     /// The work is done: remove the message.
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
+    /// Whether [`Settle::ack`] does anything; a backend whose deliveries need no ack (core
+    /// NATS, say) answers `false`, and acking such a delivery only drops it.
+    fn acks(&self) -> bool {
+        true
+    }
     /// Put the message back for redelivery (its delivery count goes up).
     async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError>;
     /// Move the message to the dead-letter queue, with a reason.
@@ -207,6 +212,9 @@ impl Delivery {
     /// Acknowledges the delivery.
     pub async fn ack(self) -> Result<(), BrokerError> {
         let (_, _, settle) = self.into_parts();
+        if !settle.acks() {
+            return Ok(());
+        }
         settle.ack().await
     }
 

@@ -123,15 +123,20 @@ impl Calls {
         Ok(calls)
     }
 
-    /// Registers a new call: its number, its reply subject and where its reply will arrive.
-    pub(super) fn register(&self) -> (u64, Subject, oneshot::Receiver<Outcome>) {
+    /// Registers a new call: its number and where its reply (or its failure) will arrive.
+    pub(super) fn register(&self) -> (u64, oneshot::Receiver<Outcome>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         super::lock(&self.pending.waiting).insert(id, tx);
+        (id, rx)
+    }
+
+    /// The reply subject of call `id`.
+    pub(super) fn reply_subject(&self, id: u64) -> Subject {
         let mut subject = String::with_capacity(self.prefix.len() + 20);
         subject.push_str(&self.prefix);
         push_decimal(&mut subject, id);
-        (id, Subject::from(subject), rx)
+        Subject::from(subject)
     }
 }
 

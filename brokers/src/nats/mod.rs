@@ -730,6 +730,10 @@ impl Settle for CoreSettle {
         Ok(())
     }
 
+    fn acks(&self) -> bool {
+        false
+    }
+
     async fn requeue(self: Box<Self>, _message: Message) -> Result<(), BrokerError> {
         // Core NATS keeps no copy to redeliver; the caller's deadline covers a lost request.
         Ok(())
@@ -863,7 +867,7 @@ impl Broker for NatsBroker {
         // before declaring the service unknown.
         let mut retried = false;
         loop {
-            let (id, reply_to, mut answer) = inner.calls.register();
+            let (id, mut answer) = inner.calls.register();
             let alone = inner.outbox.started() == 0;
             let _counted = FinishOnDrop(&inner.outbox);
             let mut registered = calls::Registered {
@@ -911,7 +915,7 @@ impl Broker for NatsBroker {
             } else {
                 let out = outbox::Outgoing {
                     subject: subject.clone(),
-                    call: Some((reply_to, id)),
+                    call: Some((inner.calls.reply_subject(id), id)),
                     headers,
                     body: request.body.clone(),
                 };
