@@ -85,6 +85,9 @@ macro_rules! conformance_tests {
             broadcast_events_reach_every_instance,
             events_wait_in_durable_queues_while_the_handler_is_down,
             close_fails_calls_in_flight,
+            concurrent_calls_get_their_own_replies,
+            concurrent_calls_to_an_unknown_service_fail_fast,
+            close_fails_every_call_in_flight,
         );
     };
     ($connector:expr; $($name:ident),* $(,)?) => {$(
@@ -171,6 +174,9 @@ pub async fn run_all(c: &dyn Connector) {
     broadcast_events_reach_every_instance(c).await;
     events_wait_in_durable_queues_while_the_handler_is_down(c).await;
     close_fails_calls_in_flight(c).await;
+    concurrent_calls_get_their_own_replies(c).await;
+    concurrent_calls_to_an_unknown_service_fail_fast(c).await;
+    close_fails_every_call_in_flight(c).await;
 }
 
 /// A request reaches the service's consumer with its headers, and the reply reaches the caller.
@@ -641,5 +647,114 @@ pub async fn close_fails_calls_in_flight(c: &dyn Connector) {
         .await;
     assert!(after.is_err(), "a closed connection takes no new calls");
     d.ack().await.expect("ack");
+    server.close().await;
+}
+
+/// How many calls the concurrency checks make at once from one connection.
+const MANY: usize = 48;
+
+/// Starts `MANY` calls at once on `client`, the `i`th with the body `[i]`.
+fn many_calls(
+    client: &SharedBroker,
+    service: &str,
+    timeout: Duration,
+) -> Vec<tokio::task::JoinHandle<Result<Message, BrokerError>>> {
+    (0..MANY)
+        .map(|i| {
+            let client = client.clone();
+            let service = service.to_string();
+            tokio::spawn(async move {
+                client
+                    .call(&service, "echo", json(&format!("[{i}]")), timeout)
+                    .await
+            })
+        })
+        .collect()
+}
+
+/// Many calls started at once on one connection each get the reply to their own request,
+/// however the backend gathers them on the wire.
+pub async fn concurrent_calls_get_their_own_replies(c: &dyn Connector) {
+    let server = c.connect().await;
+    let client = c.connect().await;
+    let service = unique("conf_many");
+    let mut sub = server.serve(&service, opts(64)).await.expect("serve");
+    settle_in().await;
+    let responder = tokio::spawn(async move {
+        // Answer in the reverse order of arrival, so that no reply can be matched by order.
+        let mut held = Vec::new();
+        for _ in 0..MANY {
+            held.push(next(&mut sub, "one of many requests").await);
+        }
+        while let Some(d) = held.pop() {
+            let reply = Message::new(d.message.body.clone(), "application/json");
+            d.reply(reply).await.expect("reply");
+            d.ack().await.expect("ack");
+        }
+    });
+    for (i, call) in many_calls(&client, &service, PATIENCE)
+        .into_iter()
+        .enumerate()
+    {
+        let reply = call.await.expect("caller task").expect("call");
+        assert_eq!(
+            &reply.body[..],
+            format!("[{i}]").as_bytes(),
+            "call {i} got another call's reply"
+        );
+    }
+    responder.await.expect("responder");
+    server.close().await;
+    client.close().await;
+}
+
+/// Many calls started at once to a service nobody serves all fail at once with
+/// `UnknownService`.
+pub async fn concurrent_calls_to_an_unknown_service_fail_fast(c: &dyn Connector) {
+    let client = c.connect().await;
+    let service = unique("conf_nobody_many");
+    let calls = many_calls(&client, &service, Duration::from_secs(120));
+    for call in calls {
+        let res = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("an unknown service must fail fast, not wait for the call's deadline")
+            .expect("caller task");
+        assert!(
+            matches!(res, Err(BrokerError::UnknownService(ref s)) if *s == service),
+            "expected UnknownService, got {res:?}"
+        );
+    }
+    client.close().await;
+}
+
+/// Closing a connection fails every one of many calls in flight promptly.
+pub async fn close_fails_every_call_in_flight(c: &dyn Connector) {
+    let server = c.connect().await;
+    let client = c.connect().await;
+    let service = unique("conf_hang_many");
+    let mut sub = server.serve(&service, opts(64)).await.expect("serve");
+    settle_in().await;
+    let calls = many_calls(&client, &service, Duration::from_secs(120));
+    let mut held = Vec::new();
+    for _ in 0..MANY {
+        held.push(next(&mut sub, "one of many requests").await);
+    }
+    client.close().await;
+    for call in calls {
+        let res = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("a call in flight must fail promptly when its connection closes")
+            .expect("caller task");
+        assert!(
+            matches!(
+                res,
+                Err(BrokerError::ConnectionLost(_) | BrokerError::Closed)
+            ),
+            "expected ConnectionLost, got {res:?}"
+        );
+    }
+    for d in held {
+        d.ack().await.expect("ack");
+    }
     server.close().await;
 }
