@@ -267,21 +267,7 @@ pub async fn large_messages_round_trip(c: &dyn Connector) {
 
 /// A call to a service nobody serves fails at once with `UnknownService`, not by timeout.
 pub async fn unknown_service_fails_fast(c: &dyn Connector) {
-    let client = c.connect().await;
-    let service = unique("conf_nobody");
-    let started = tokio::time::Instant::now();
-    let res = tokio::time::timeout(
-        PATIENCE,
-        client.call(&service, "m", json("{}"), Duration::from_secs(120)),
-    )
-    .await
-    .expect("an unknown service must fail fast, not wait for the call's deadline");
-    assert!(
-        matches!(res, Err(BrokerError::UnknownService(ref s)) if *s == service),
-        "expected UnknownService, got {res:?} after {:?}",
-        started.elapsed()
-    );
-    client.close().await;
+    calls_to_an_unknown_service_fail_fast(c, 1).await;
 }
 
 /// A call whose reply never comes fails with `Timeout` at its deadline.
@@ -608,58 +594,22 @@ pub async fn events_wait_in_durable_queues_while_the_handler_is_down(c: &dyn Con
     later.close().await;
 }
 
-/// Closing a connection fails its calls in flight promptly.
+/// Closing a connection fails its call in flight promptly, and it takes no new calls.
 pub async fn close_fails_calls_in_flight(c: &dyn Connector) {
-    let server = c.connect().await;
-    let client = c.connect().await;
-    let service = unique("conf_hang");
-    let mut sub = server.serve(&service, opts(10)).await.expect("serve");
-    settle_in().await;
-    let caller = {
-        let client = client.clone();
-        let service = service.clone();
-        tokio::spawn(async move {
-            client
-                .call(
-                    &service,
-                    "m",
-                    json(r#"{"args":[],"kwargs":{}}"#),
-                    Duration::from_secs(120),
-                )
-                .await
-        })
-    };
-    let d = next(&mut sub, "request").await;
-    client.close().await;
-    let res = tokio::time::timeout(PATIENCE, caller)
-        .await
-        .expect("a call in flight must fail promptly when its connection closes")
-        .expect("caller task");
-    assert!(
-        matches!(
-            res,
-            Err(BrokerError::ConnectionLost(_) | BrokerError::Closed)
-        ),
-        "expected ConnectionLost, got {res:?}"
-    );
-    let after = client
-        .call(&service, "m", json("{}"), Duration::from_secs(1))
-        .await;
-    assert!(after.is_err(), "a closed connection takes no new calls");
-    d.ack().await.expect("ack");
-    server.close().await;
+    closing_fails_calls_in_flight(c, 1).await;
 }
 
 /// How many calls the concurrency checks make at once from one connection.
 const MANY: usize = 48;
 
-/// Starts `MANY` calls at once on `client`, the `i`th with the body `[i]`.
+/// Starts `n` calls at once on `client`, the `i`th with the body `[i]`.
 fn many_calls(
     client: &SharedBroker,
     service: &str,
+    n: usize,
     timeout: Duration,
 ) -> Vec<tokio::task::JoinHandle<Result<Message, BrokerError>>> {
-    (0..MANY)
+    (0..n)
         .map(|i| {
             let client = client.clone();
             let service = service.to_string();
@@ -692,7 +642,7 @@ pub async fn concurrent_calls_get_their_own_replies(c: &dyn Connector) {
             d.ack().await.expect("ack");
         }
     });
-    for (i, call) in many_calls(&client, &service, PATIENCE)
+    for (i, call) in many_calls(&client, &service, MANY, PATIENCE)
         .into_iter()
         .enumerate()
     {
@@ -711,9 +661,13 @@ pub async fn concurrent_calls_get_their_own_replies(c: &dyn Connector) {
 /// Many calls started at once to a service nobody serves all fail at once with
 /// `UnknownService`.
 pub async fn concurrent_calls_to_an_unknown_service_fail_fast(c: &dyn Connector) {
+    calls_to_an_unknown_service_fail_fast(c, MANY).await;
+}
+
+async fn calls_to_an_unknown_service_fail_fast(c: &dyn Connector, n: usize) {
     let client = c.connect().await;
-    let service = unique("conf_nobody_many");
-    let calls = many_calls(&client, &service, Duration::from_secs(120));
+    let service = unique("conf_nobody");
+    let calls = many_calls(&client, &service, n, Duration::from_secs(120));
     for call in calls {
         let res = tokio::time::timeout(PATIENCE, call)
             .await
@@ -729,15 +683,19 @@ pub async fn concurrent_calls_to_an_unknown_service_fail_fast(c: &dyn Connector)
 
 /// Closing a connection fails every one of many calls in flight promptly.
 pub async fn close_fails_every_call_in_flight(c: &dyn Connector) {
+    closing_fails_calls_in_flight(c, MANY).await;
+}
+
+async fn closing_fails_calls_in_flight(c: &dyn Connector, n: usize) {
     let server = c.connect().await;
     let client = c.connect().await;
-    let service = unique("conf_hang_many");
+    let service = unique("conf_hang");
     let mut sub = server.serve(&service, opts(64)).await.expect("serve");
     settle_in().await;
-    let calls = many_calls(&client, &service, Duration::from_secs(120));
+    let calls = many_calls(&client, &service, n, Duration::from_secs(120));
     let mut held = Vec::new();
-    for _ in 0..MANY {
-        held.push(next(&mut sub, "one of many requests").await);
+    for _ in 0..n {
+        held.push(next(&mut sub, "request").await);
     }
     client.close().await;
     for call in calls {
@@ -753,6 +711,10 @@ pub async fn close_fails_every_call_in_flight(c: &dyn Connector) {
             "expected ConnectionLost, got {res:?}"
         );
     }
+    let after = client
+        .call(&service, "m", json("{}"), Duration::from_secs(1))
+        .await;
+    assert!(after.is_err(), "a closed connection takes no new calls");
     for d in held {
         d.ack().await.expect("ack");
     }
