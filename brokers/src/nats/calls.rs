@@ -22,36 +22,63 @@ use tokio_util::sync::CancellationToken;
 /// What a call receives: the reply, or why there will be none.
 pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
 
+/// How many parts the waiting calls are spread over. Callers register on every worker thread
+/// while the dispatcher takes replies out on another; with one lock they contend on it (and
+/// put each other to sleep in the kernel) for a good part of the calls.
+const SHARDS: usize = 16;
+
+type Waiting = HashMap<u64, oneshot::Sender<Outcome>, BuildHasherDefault<IdHasher>>;
+
 /// The calls of one connection waiting for their replies.
 #[derive(Default)]
 pub(super) struct Pending {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Outcome>, BuildHasherDefault<IdHasher>>>,
+    shards: [Mutex<Waiting>; SHARDS],
 }
 
 impl Pending {
+    fn shard(&self, id: u64) -> &Mutex<Waiting> {
+        // Consecutive calls land in different parts.
+        &self.shards[(id % SHARDS as u64) as usize]
+    }
+
+    fn insert(&self, id: u64, tx: oneshot::Sender<Outcome>) {
+        super::lock(self.shard(id)).insert(id, tx);
+    }
+
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Outcome>> {
+        super::lock(self.shard(id)).remove(&id)
+    }
+
     /// Fails every call waiting now with the error `why` makes.
     pub(super) fn fail_all(&self, why: impl Fn() -> BrokerError) {
-        let waiting = std::mem::take(&mut *super::lock(&self.waiting));
-        for (_, tx) in waiting {
-            let _ = tx.send(Err(why()));
+        for shard in &self.shards {
+            let waiting = std::mem::take(&mut *super::lock(shard));
+            for (_, tx) in waiting {
+                let _ = tx.send(Err(why()));
+            }
         }
     }
 
     /// Fails the call `id`, if it still waits.
     pub(super) fn fail(&self, id: u64, error: BrokerError) {
-        if let Some(tx) = super::lock(&self.waiting).remove(&id) {
+        if let Some(tx) = self.take(id) {
             let _ = tx.send(Err(error));
         }
     }
 
     fn deliver(&self, id: u64, reply: async_nats::Message) {
-        if let Some(tx) = super::lock(&self.waiting).remove(&id) {
+        if let Some(tx) = self.take(id) {
             let _ = tx.send(Ok(reply));
         }
     }
 
     fn forget(&self, id: u64) {
-        super::lock(&self.waiting).remove(&id);
+        self.take(id);
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| super::lock(s).is_empty())
     }
 }
 
@@ -127,7 +154,7 @@ impl Calls {
     pub(super) fn register(&self) -> (u64, oneshot::Receiver<Outcome>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        super::lock(&self.pending.waiting).insert(id, tx);
+        self.pending.insert(id, tx);
         (id, rx)
     }
 
@@ -190,8 +217,8 @@ mod tests {
         let pending = Pending::default();
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        super::super::lock(&pending.waiting).insert(1, tx1);
-        super::super::lock(&pending.waiting).insert(2, tx2);
+        pending.insert(1, tx1);
+        pending.insert(2, tx2);
         pending.fail(1, BrokerError::Closed);
         assert!(matches!(rx1.try_recv(), Ok(Err(BrokerError::Closed))));
         assert!(rx2.try_recv().is_err(), "call 2 still waits");
@@ -200,6 +227,6 @@ mod tests {
             rx2.try_recv(),
             Ok(Err(BrokerError::ConnectionLost(_)))
         ));
-        assert!(super::super::lock(&pending.waiting).is_empty());
+        assert!(pending.is_empty());
     }
 }
