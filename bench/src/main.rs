@@ -328,8 +328,8 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let client = GreetingServiceClient::connect(&caller);
     // The raw baseline: a queue-group echo server and a plain request, each on its own
     // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
-    // its requests carry the one header Basidia's top-level calls carry (a context holding the
-    // deadline; replies carry none), to show what that header costs.
+    // its requests carry the one header Basidia's top-level calls carry (the deadline; replies
+    // carry none), to show what that header costs.
     let raw_server = async_nats::connect(url).await?;
     let subject = format!("bench.raw.echo.{}", std::process::id());
     let mut sub = raw_server
@@ -359,7 +359,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             async move {
                 let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
                     let mut h = async_nats::HeaderMap::new();
-                    h.insert("Basidia-Context", r#"{"deadline":1795000000000}"#);
+                    h.insert("Basidia-Deadline", "1795000000000");
                     raw.request_with_headers(subject, h, body.clone()).await?
                 } else {
                     raw.request(subject, body.clone()).await?
