@@ -77,7 +77,7 @@ impl Pending {
     }
 
     #[cfg(test)]
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.shards.iter().all(|s| super::lock(s).is_empty())
     }
 }

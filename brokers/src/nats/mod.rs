@@ -932,7 +932,9 @@ impl Broker for NatsBroker {
                 })
                 .await
             };
-            registered.answered = matches!(answered, Ok(Ok(_)));
+            // The dispatcher (or a failure) took the registration out only if the call's own
+            // receiver resolved; a lone call answered by the client's helper must still forget it.
+            registered.answered = !alone && answered.is_ok();
             match answered {
                 Err(_) => return Err(BrokerError::Timeout(timeout)),
                 Ok(Err(e)) => return Err(e),
@@ -1265,6 +1267,76 @@ mod tests {
             map.insert(CONTEXT_NAME, bad);
             assert!(context_of(Some(&map)).is_empty(), "{bad}");
         }
+    }
+
+    /// Calls answered, failed or timed out, alone or many at once, leave nothing registered.
+    #[tokio::test]
+    async fn finished_calls_leave_no_registration_behind() {
+        let Some(url) = crate::conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+            return;
+        };
+        let server = NatsBroker::connect(&url).await.expect("connect");
+        let client = NatsBroker::connect(&url).await.expect("connect");
+        let service = format!("t_forget_{}", std::process::id());
+        let mut sub = server
+            .serve(&service, ConsumeOptions::default())
+            .await
+            .expect("serve");
+        let echo = tokio::spawn(async move {
+            while let Some(d) = sub.next().await {
+                if d.routing_key == "echo" {
+                    let body = d.message.body.clone();
+                    let _ = d.reply(Message::new(body, DEFAULT_CONTENT_TYPE)).await;
+                }
+                // "silent" requests are left unanswered, to time out.
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let call = |method: &'static str, timeout: Duration| {
+            let client = client.clone();
+            let service = service.clone();
+            async move {
+                let body = bytes::Bytes::from_static(b"\x91\xa1x");
+                client
+                    .call(
+                        &service,
+                        method,
+                        Message::new(body, DEFAULT_CONTENT_TYPE),
+                        timeout,
+                    )
+                    .await
+            }
+        };
+        call("echo", Duration::from_secs(5))
+            .await
+            .expect("a lone call");
+        let many: Vec<_> = (0..32)
+            .map(|_| tokio::spawn(call("echo", Duration::from_secs(5))))
+            .collect();
+        for c in many {
+            c.await.expect("caller").expect("one of many calls");
+        }
+        let silent = call("silent", Duration::from_millis(200)).await;
+        assert!(matches!(silent, Err(BrokerError::Timeout(_))), "{silent:?}");
+        let unknown = client
+            .call(
+                "t_nobody_here",
+                "m",
+                Message::new(bytes::Bytes::new(), DEFAULT_CONTENT_TYPE),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(
+            matches!(unknown, Err(BrokerError::UnknownService(_))),
+            "{unknown:?}"
+        );
+        assert!(
+            client.inner.calls.pending.is_empty(),
+            "finished calls are still registered"
+        );
+        server.close().await;
+        client.close().await;
+        echo.abort();
     }
 
     #[test]
