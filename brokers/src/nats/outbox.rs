@@ -34,7 +34,7 @@ pub(super) struct Outgoing {
     pub(super) body: Bytes,
 }
 
-/// The queue of replies of one connection.
+/// The queue of requests and replies of one connection.
 #[derive(Default)]
 pub(super) struct Outbox {
     state: Mutex<State>,
@@ -46,7 +46,8 @@ pub(super) struct Outbox {
 #[derive(Default)]
 struct State {
     queue: Vec<Outgoing>,
-    /// A worker has queued the first reply and will publish the queue after a yield.
+    /// A worker or caller has queued the first message and will publish the queue after a
+    /// yield.
     leader: bool,
 }
 
@@ -85,7 +86,7 @@ impl Outbox {
             return;
         }
         let mut leader = Leader { inner, batch: None };
-        // Let the workers that are ready to run finish and queue their replies too.
+        // Let the workers and callers that are ready to run queue their messages too.
         tokio::task::yield_now().await;
         leader.batch = Some(
             {
