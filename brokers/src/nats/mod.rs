@@ -272,31 +272,65 @@ impl serde::Serialize for ContextJson<'_> {
     }
 }
 
-fn context_of(headers: Option<&HeaderMap>) -> Headers {
-    let Some(headers) = headers else {
-        return Headers::new();
-    };
-    let mut context = match headers.get(CONTEXT_NAME) {
-        None => Headers::new(),
-        Some(raw) => match serde_json::from_str::<ContextIn>(raw.as_str()) {
-            Ok(ContextIn(context)) => context,
-            Err(_) => {
-                tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
-                Headers::new()
+/// The headers Basidia reads, found in one pass over the map (rather than a hashed lookup for
+/// each, most of which find nothing).
+#[derive(Default)]
+struct Meta<'a> {
+    context: Option<&'a str>,
+    deadline: Option<&'a str>,
+    content_type: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> Meta<'a> {
+    fn read(headers: Option<&'a HeaderMap>) -> Self {
+        let mut meta = Meta::default();
+        for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+            let Some(value) = values.first().map(|v| v.as_str()) else {
+                continue;
+            };
+            if *name == CONTEXT_NAME {
+                meta.context = Some(value);
+            } else if *name == DEADLINE_NAME {
+                meta.deadline = Some(value);
+            } else if *name == CONTENT_TYPE_NAME {
+                meta.content_type = Some(value);
+            } else if *name == ERROR_NAME {
+                meta.error = Some(value);
             }
-        },
-    };
-    if let Some(raw) = headers.get(DEADLINE_NAME) {
-        match raw.as_str().parse::<i64>() {
-            Ok(ms) => {
-                context
-                    .entry(basidia_core::context::DEADLINE.to_string())
-                    .or_insert(HeaderValue::Int(ms));
-            }
-            Err(_) => tracing::warn!("ignoring an undecodable {DEADLINE_HEADER} header"),
         }
+        meta
     }
-    context
+
+    /// The context data of the `Basidia-Context` and `Basidia-Deadline` headers.
+    fn context(&self) -> Headers {
+        let mut context = match self.context {
+            None => Headers::new(),
+            Some(raw) => match serde_json::from_str::<ContextIn>(raw) {
+                Ok(ContextIn(context)) => context,
+                Err(_) => {
+                    tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
+                    Headers::new()
+                }
+            },
+        };
+        if let Some(raw) = self.deadline {
+            match raw.parse::<i64>() {
+                Ok(ms) => {
+                    context
+                        .entry(basidia_core::context::DEADLINE.to_string())
+                        .or_insert(HeaderValue::Int(ms));
+                }
+                Err(_) => tracing::warn!("ignoring an undecodable {DEADLINE_HEADER} header"),
+            }
+        }
+        context
+    }
+}
+
+#[cfg(test)]
+fn context_of(headers: Option<&HeaderMap>) -> Headers {
+    Meta::read(headers).context()
 }
 
 /// The context header read straight into context headers: strings, booleans and lists keep
@@ -393,22 +427,20 @@ impl<'de> serde::Deserialize<'de> for ContextValue {
 }
 
 fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
-    let headers = m.headers.as_ref();
+    let meta = Meta::read(m.headers.as_ref());
     Message {
         body: m.payload.clone(),
-        content_type: Some(match headers.and_then(|h| h.get(CONTENT_TYPE_NAME)) {
-            Some(v) => std::borrow::Cow::Owned(v.as_str().to_string()),
+        content_type: Some(match meta.content_type {
+            Some(v) => std::borrow::Cow::Owned(v.to_string()),
             None => std::borrow::Cow::Borrowed(DEFAULT_CONTENT_TYPE),
         }),
-        headers: context_of(headers),
+        headers: meta.context(),
         correlation_id: m.reply.as_ref().map(|r| r.to_string()),
         reply_to: m.reply.as_ref().map(|r| r.to_string()),
         priority: None,
         redelivered: delivered > 1,
         delivery_count: delivered,
-        error: headers
-            .and_then(|h| h.get(ERROR_NAME))
-            .map(|v| v.as_str().to_string()),
+        error: meta.error.map(str::to_string),
     }
 }
 
