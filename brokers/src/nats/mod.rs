@@ -967,6 +967,9 @@ impl Broker for NatsBroker {
             // The dispatcher (or a failure) took the registration out only if the call's own
             // receiver resolved; a lone call answered by the client's helper must still forget it.
             registered.answered = !alone && answered.is_ok();
+            // The receiver goes first: a sender dropped while its receiver still waits would
+            // wake this task for nothing.
+            drop(answer);
             match answered {
                 Err(_) => return Err(BrokerError::Timeout(timeout)),
                 Ok(Err(e)) => return Err(e),
