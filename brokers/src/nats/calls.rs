@@ -27,16 +27,16 @@ pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
 /// put each other to sleep in the kernel) for a good part of the calls.
 const SHARDS: usize = 16;
 
-type Waiting = HashMap<u64, oneshot::Sender<Outcome>, BuildHasherDefault<IdHasher>>;
+type Shard = HashMap<u64, oneshot::Sender<Outcome>, BuildHasherDefault<IdHasher>>;
 
 /// The calls of one connection waiting for their replies.
 #[derive(Default)]
 pub(super) struct Pending {
-    shards: [Mutex<Waiting>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
 }
 
 impl Pending {
-    fn shard(&self, id: u64) -> &Mutex<Waiting> {
+    fn shard(&self, id: u64) -> &Mutex<Shard> {
         // Consecutive calls land in different parts.
         &self.shards[(id % SHARDS as u64) as usize]
     }
@@ -151,11 +151,15 @@ impl Calls {
     }
 
     /// Registers a new call: its number and where its reply (or its failure) will arrive.
-    pub(super) fn register(&self) -> (u64, oneshot::Receiver<Outcome>) {
+    pub(super) fn register(&self) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let (tx, answer) = oneshot::channel();
         self.pending.insert(id, tx);
-        (id, rx)
+        Registration {
+            calls: self,
+            id,
+            answer,
+        }
     }
 
     /// The reply subject of call `id`.
@@ -167,17 +171,20 @@ impl Calls {
     }
 }
 
-/// Forgets a call that ends without its reply (a timeout, a dropped caller), unless it was
-/// answered.
-pub(super) struct Registered<'a> {
-    pub(super) calls: &'a Calls,
+/// A registered call. Dropped before its reply (or a failure) came through `answer` (a
+/// timeout, a dropped caller, a call the client's own request helper answered), it forgets
+/// the registration.
+pub(super) struct Registration<'a> {
+    calls: &'a Calls,
     pub(super) id: u64,
-    pub(super) answered: bool,
+    pub(super) answer: oneshot::Receiver<Outcome>,
 }
 
-impl Drop for Registered<'_> {
+impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if !self.answered {
+        if !self.answer.is_terminated() {
+            // Closed first, the receiver is not woken by its sender's drop.
+            self.answer.close();
             self.calls.pending.forget(self.id);
         }
     }

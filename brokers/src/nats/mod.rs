@@ -899,14 +899,9 @@ impl Broker for NatsBroker {
         // before declaring the service unknown.
         let mut retried = false;
         loop {
-            let (id, mut answer) = inner.calls.register();
+            let mut call = inner.calls.register();
             let alone = inner.outbox.started() == 0;
             let _counted = FinishOnDrop(&inner.outbox);
-            let mut registered = calls::Registered {
-                calls: &inner.calls,
-                id,
-                answered: false,
-            };
             // A drop noticed between `check` and the registration failed nothing of this call.
             if inner.link.borrow().generation != state.generation {
                 return Err(lost("the connection dropped; reconnecting"));
@@ -937,7 +932,7 @@ impl Broker for NatsBroker {
                                 _ => return Err(lost(e)),
                             },
                         }),
-                        failed = &mut answer => Err(match failed {
+                        failed = &mut call.answer => Err(match failed {
                             Ok(Err(e)) => e,
                             _ => BrokerError::Closed,
                         }),
@@ -947,13 +942,13 @@ impl Broker for NatsBroker {
             } else {
                 let out = outbox::Outgoing {
                     subject: subject.clone(),
-                    call: Some((inner.calls.reply_subject(id), id)),
+                    call: Some((inner.calls.reply_subject(call.id), call.id)),
                     headers,
                     body: request.body.clone(),
                 };
                 inner.outbox.send(inner, out).await;
                 tokio::time::timeout_at(deadline, async {
-                    match (&mut answer).await {
+                    match (&mut call.answer).await {
                         Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
                             Ok(Answer::NoResponders)
                         }
@@ -964,12 +959,6 @@ impl Broker for NatsBroker {
                 })
                 .await
             };
-            // The dispatcher (or a failure) took the registration out only if the call's own
-            // receiver resolved; a lone call answered by the client's helper must still forget it.
-            registered.answered = !alone && answered.is_ok();
-            // The receiver goes first: a sender dropped while its receiver still waits would
-            // wake this task for nothing.
-            drop(answer);
             match answered {
                 Err(_) => return Err(BrokerError::Timeout(timeout)),
                 Ok(Err(e)) => return Err(e),

@@ -88,14 +88,7 @@ impl Outbox {
         let mut leader = Leader { inner, batch: None };
         // Let the workers and callers that are ready to run queue their messages too.
         tokio::task::yield_now().await;
-        leader.batch = Some(
-            {
-                let mut state = super::lock(&self.state);
-                state.leader = false;
-                std::mem::take(&mut state.queue)
-            }
-            .into_iter(),
-        );
+        leader.batch = Some(self.take().into_iter());
         leader.publish().await;
     }
 
@@ -108,8 +101,11 @@ impl Outbox {
         leader.publish().await;
     }
 
+    /// Takes everything queued; whoever queues next starts a new batch.
     fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut super::lock(&self.state).queue)
+        let mut state = super::lock(&self.state);
+        state.leader = false;
+        std::mem::take(&mut state.queue)
     }
 }
 
@@ -133,11 +129,7 @@ impl Drop for Leader<'_> {
     fn drop(&mut self) {
         let rest: Vec<Outgoing> = match self.batch.take() {
             Some(batch) => batch.collect(),
-            None => {
-                let mut state = super::lock(&self.inner.outbox.state);
-                state.leader = false;
-                std::mem::take(&mut state.queue)
-            }
+            None => self.inner.outbox.take(),
         };
         publish_elsewhere(self.inner, rest);
     }
