@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use basidia_serializers::Format;
 use futures_util::FutureExt;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,9 +47,12 @@ struct Shared {
     broker: SharedBroker,
     settings: ServiceSettings,
     providers: Vec<Arc<dyn DependencyProvider>>,
-    workers: Arc<Semaphore>,
+    workers: Workers,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Set with `cancel`: the consume loops check it for every delivery, where polling the
+    /// token would take its lock.
+    stopping: AtomicBool,
     allowed: Option<HashSet<String>>,
     observers: broadcast::Sender<WorkerEvent>,
     description: ServiceDescription,
@@ -83,13 +87,14 @@ impl ServiceContainer {
         let description = service.describe();
         let shared = Shared {
             name: service.name().to_string(),
-            workers: Arc::new(Semaphore::new(settings.max_workers.max(1))),
+            workers: Workers::new(settings.max_workers),
             service,
             broker,
             settings,
             providers,
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            stopping: AtomicBool::new(false),
             allowed,
             observers,
             description,
@@ -204,6 +209,7 @@ impl ServiceContainer {
 
     async fn stop_with_grace(&mut self, grace: Duration) {
         let s = Arc::clone(&self.shared);
+        s.stopping.store(true, Ordering::SeqCst);
         s.cancel.cancel();
         for l in self.loops.drain(..) {
             let _ = l.await;
@@ -321,7 +327,12 @@ impl Shared {
             .as_deref()
             .and_then(Format::from_content_type);
         let reply_format = format.unwrap_or(Format::Json);
-        let ctx = Arc::new(Context::for_worker(&self.name, method, &msg.headers));
+        let ctx = Arc::new(Context::for_worker(
+            &self.name,
+            method,
+            &msg.headers,
+            msg.deadline,
+        ));
         let outcome: Result<EncodedReply, RemoteError> = match format {
             None => Err(RemoteError::malformed(format!(
                 "unsupported content type {:?}: expected application/x-msgpack or application/json",
@@ -385,7 +396,12 @@ impl Shared {
 
     async fn handle_event(&self, handler: &str, delivery: Delivery) {
         let msg = &delivery.message;
-        let ctx = Arc::new(Context::for_worker(&self.name, handler, &msg.headers));
+        let ctx = Arc::new(Context::for_worker(
+            &self.name,
+            handler,
+            &msg.headers,
+            msg.deadline,
+        ));
         let format = msg
             .content_type
             .as_deref()
@@ -445,6 +461,100 @@ impl Shared {
     }
 }
 
+/// Caps how many workers of a service run at once (`max_workers`). Taking and giving back a
+/// place is one atomic operation while there is room; only a loop that finds the service full
+/// waits, and only then does giving back a place wake anyone.
+struct Workers {
+    max: usize,
+    busy: AtomicUsize,
+    freed: Notify,
+}
+
+impl Workers {
+    fn new(max: usize) -> Self {
+        Workers {
+            max: max.max(1),
+            busy: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        if self.busy.fetch_add(1, Ordering::AcqRel) < self.max {
+            return true;
+        }
+        self.give_back();
+        false
+    }
+
+    /// Takes a place, waiting for one if the service is full; `false` if `cancelled` came
+    /// first.
+    async fn take(
+        &self,
+        cancelled: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let mut cancelled = cancelled;
+        loop {
+            if self.try_take() {
+                return true;
+            }
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            // A place given back before `enable` woke nobody: look again.
+            if self.busy.load(Ordering::Acquire) < self.max {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = &mut cancelled => return false,
+                () = freed => {}
+            }
+        }
+    }
+
+    fn give_back(&self) {
+        if self.busy.fetch_sub(1, Ordering::AcqRel) >= self.max {
+            // The service was full: a loop may be waiting for this place.
+            self.freed.notify_one();
+        }
+    }
+}
+
+/// One worker's place, given back when the worker ends (or its future is dropped).
+struct Busy(Arc<Shared>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.workers.give_back();
+    }
+}
+
+/// A subscription's stream of deliveries until the service stops: a flag read for each
+/// delivery, the cancellation wait only polled while no delivery is ready.
+async fn next_delivery(
+    s: &Shared,
+    sub: &mut Subscription,
+    cancelled: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<Delivery> {
+    if s.stopping.load(Ordering::Acquire) {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        d = sub.next() => match d {
+            Some(d) => Some(d),
+            None => {
+                if !s.cancel.is_cancelled() {
+                    tracing::warn!(service = %s.name, "consumer ended: the broker closed it");
+                }
+                None
+            }
+        },
+        () = cancelled => None,
+    }
+}
+
 /// How long a worker's first step may take on the consume loop before workers of that loop
 /// start on tasks of their own.
 const INLINE_STEP_LIMIT: Duration = Duration::from_micros(200);
@@ -467,35 +577,21 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
     let cancelled = s.cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let delivery = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            d = sub.next() => match d {
-                Some(d) => d,
-                None => {
-                    if !s.cancel.is_cancelled() {
-                        tracing::warn!(service = %s.name, "consumer ended: the broker closed it");
-                    }
-                    break;
-                }
-            },
+        let Some(delivery) = next_delivery(&s, &mut sub, cancelled.as_mut()).await else {
+            break;
         };
-        let permit = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            p = Arc::clone(&s.workers).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let worker = Arc::clone(&s);
+        if !s.workers.take(cancelled.as_mut()).await {
+            break;
+        }
+        let busy = Busy(Arc::clone(&s));
         let handler = handler.clone();
         let mut job = Box::pin(s.tracker.track_future(async move {
+            let worker = &busy.0;
             match handler {
                 None => worker.handle_request(delivery).await,
                 Some(h) => worker.handle_event(&h, delivery).await,
             }
-            drop(permit);
+            drop(busy);
         }));
         if cooldown > 0 {
             cooldown -= 1;
@@ -530,21 +626,20 @@ async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool
             () = s.cancel.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        let permit = tokio::select! {
-            biased;
-            () = s.cancel.cancelled() => break,
-            p = Arc::clone(&s.workers).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let worker = Arc::clone(&s);
+        let cancelled = s.cancel.cancelled();
+        tokio::pin!(cancelled);
+        if !s.workers.take(cancelled).await {
+            break;
+        }
+        let busy = Busy(Arc::clone(&s));
         let timer = Arc::clone(&name);
         let job = s.tracker.spawn(async move {
+            let worker = &busy.0;
             let ctx = Arc::new(Context::for_worker(
                 &worker.name,
                 &timer,
                 &Default::default(),
+                None,
             ));
             let service = Arc::clone(&worker.service);
             let t = Arc::clone(&timer);
@@ -556,7 +651,7 @@ async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool
             if let Err(e) = result {
                 tracing::error!(service = %worker.name, timer = %timer, "timer failed: {e}");
             }
-            drop(permit);
+            drop(busy);
         });
         // No overlap: the next tick waits for this run (or for shutdown).
         tokio::select! {

@@ -86,12 +86,18 @@ impl Context {
     }
 
     /// The context of a worker for an incoming message: the incoming context data, a fresh
-    /// call id appended to the incoming call id stack, and the incoming deadline.
-    pub fn for_worker(service: &str, entrypoint: &str, headers: &Headers) -> Context {
+    /// call id appended to the incoming call id stack, and the incoming deadline (a
+    /// [`DEADLINE`] entry in `headers` stands in for a missing `deadline`).
+    pub fn for_worker(
+        service: &str,
+        entrypoint: &str,
+        headers: &Headers,
+        deadline: Option<Instant>,
+    ) -> Context {
         let call_id = new_call_id(service, entrypoint);
         let mut data = Headers::new();
         let mut stack = Vec::new();
-        let mut deadline = None;
+        let mut deadline = deadline;
         for (key, value) in headers {
             match key.as_str() {
                 CALL_ID_STACK => match value {
@@ -99,7 +105,11 @@ impl Context {
                     HeaderValue::Str(s) => stack.push(s.clone()),
                     _ => {}
                 },
-                DEADLINE => deadline = value.as_i64().map(instant_from_epoch_ms),
+                DEADLINE => {
+                    if deadline.is_none() {
+                        deadline = value.as_i64().map(instant_from_epoch_ms);
+                    }
+                }
                 _ => {
                     data.insert(key.clone(), value.clone());
                 }
@@ -117,9 +127,9 @@ impl Context {
         }
     }
 
-    /// The headers an outgoing message carries: the context data, the call id stack and the
-    /// earlier of the context's deadline and `deadline`.
-    pub fn outgoing_headers(&self, deadline: Option<Instant>) -> Headers {
+    /// The headers an outgoing message carries: the context data and the call id stack. (The
+    /// deadline travels beside them: see [`Context::outgoing_deadline`].)
+    pub fn outgoing_headers(&self) -> Headers {
         let mut headers = self.data.clone();
         if !self.call_id_stack.is_empty() {
             headers.insert(
@@ -127,17 +137,15 @@ impl Context {
                 HeaderValue::List(self.call_id_stack.clone()),
             );
         }
-        let deadline = match (self.deadline, deadline) {
+        headers
+    }
+
+    /// The deadline an outgoing message carries: the earlier of the context's and `deadline`.
+    pub fn outgoing_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        match (self.deadline, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        if let Some(d) = deadline {
-            headers.insert(
-                DEADLINE.to_string(),
-                HeaderValue::Int(epoch_ms_from_instant(d)),
-            );
         }
-        headers
     }
 }
 
@@ -182,7 +190,7 @@ mod tests {
         let mut headers = Headers::new();
         headers.insert(CALL_ID_STACK.into(), HeaderValue::List(incoming));
         headers.insert("auth_token".into(), "tok".into());
-        let ctx = Context::for_worker("svc", "m", &headers);
+        let ctx = Context::for_worker("svc", "m", &headers, None);
         assert_eq!(ctx.call_id_stack.len(), CALL_ID_STACK_LIMIT);
         assert_eq!(ctx.call_id_stack.last(), ctx.call_id.as_ref());
         let id = ctx.call_id.as_deref().unwrap();
@@ -191,9 +199,43 @@ mod tests {
         assert_eq!(uuid.len(), 36);
         assert_eq!(ctx.call_id_stack[0], "a.b.10");
         assert_eq!(ctx.auth_token(), Some("tok"));
-        let out = ctx.outgoing_headers(None);
+        let out = ctx.outgoing_headers();
         assert_eq!(out.get("auth_token"), Some(&HeaderValue::from("tok")));
         assert!(matches!(out.get(CALL_ID_STACK), Some(HeaderValue::List(l)) if l.len() == 11));
+        assert!(
+            !out.contains_key(DEADLINE),
+            "the deadline travels beside the headers"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_deadline_comes_from_the_message_or_its_headers_and_leaves_the_earlier() {
+        let soon = Instant::now() + Duration::from_secs(5);
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut headers = Headers::new();
+        let ms = epoch_ms_from_instant(later);
+        headers.insert(DEADLINE.into(), HeaderValue::Int(ms));
+        let given = Context::for_worker("svc", "m", &headers, Some(soon));
+        assert_eq!(
+            given.deadline,
+            Some(soon),
+            "the message's own deadline wins"
+        );
+        assert!(
+            given.get(DEADLINE).is_none(),
+            "a deadline is no context data"
+        );
+        let from_headers = Context::for_worker("svc", "m", &headers, None);
+        let d = from_headers.deadline.expect("a deadline header stands in");
+        let off = d.max(later) - d.min(later);
+        assert!(off <= Duration::from_millis(5), "{off:?}");
+        assert_eq!(given.outgoing_deadline(Some(later)), Some(soon));
+        assert_eq!(given.outgoing_deadline(None), Some(soon));
+        assert_eq!(
+            Context::default().outgoing_deadline(Some(later)),
+            Some(later)
+        );
+        assert_eq!(Context::default().outgoing_deadline(None), None);
     }
 
     #[tokio::test]

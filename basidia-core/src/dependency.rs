@@ -268,11 +268,13 @@ impl EventDispatcher {
                 }));
             }
         }
-        let headers = Context::current()
-            .map(|c| c.outgoing_headers(None))
-            .unwrap_or_default();
+        let ctx = Context::current();
         let message = Message {
-            headers,
+            headers: ctx
+                .as_ref()
+                .map(|c| c.outgoing_headers())
+                .unwrap_or_default(),
+            deadline: ctx.as_ref().and_then(|c| c.outgoing_deadline(None)),
             ..Message::new(body, self.format.content_type())
         };
         let span = tracing::debug_span!("event.dispatch", source = %self.source, event_type);

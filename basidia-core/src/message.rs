@@ -78,8 +78,11 @@ pub struct Message {
     pub body: Bytes,
     /// The payload's content type; a message without one cannot be decoded.
     pub content_type: Option<Cow<'static, str>>,
-    /// Context data.
+    /// Context data (the deadline apart: see `deadline`).
     pub headers: Headers,
+    /// The caller's deadline: past it, nobody waits for the work this message asks for. Brokers
+    /// carry it as milliseconds since the Unix epoch (see the protocol documents).
+    pub deadline: Option<tokio::time::Instant>,
     /// Correlates a reply with its request.
     pub correlation_id: Option<String>,
     /// Where a reply goes (broker-specific address).

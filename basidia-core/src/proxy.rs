@@ -196,15 +196,17 @@ impl RpcProxy {
                 }));
             }
         }
+        // `timeout` is already cut to the context's deadline.
         let deadline = Some(now + timeout);
-        let headers = match &ctx {
-            Some(c) => c.outgoing_headers(deadline),
-            None => Context::default().outgoing_headers(deadline),
-        };
+        let headers = ctx
+            .as_ref()
+            .map(|c| c.outgoing_headers())
+            .unwrap_or_default();
         let message = Message {
             body: body.into(),
             content_type: Some(Cow::Borrowed(self.options.format.content_type())),
             headers,
+            deadline,
             priority: self.options.priority,
             ..Message::default()
         };

@@ -117,9 +117,20 @@ pub fn str_header(table: Option<&FieldTable>, key: &str) -> Option<String> {
 
 /// The AMQP properties of an outgoing message.
 pub fn properties(message: &Message, extra: &[(&str, AMQPValue)]) -> BasicProperties {
+    let mut table = headers_to_table(&message.headers, extra);
+    if let Some(at) = message.deadline {
+        // The deadline is context data on this wire, as Nameko peers expect.
+        table.insert(
+            ShortString::from(format!(
+                "{HEADER_PREFIX}{}",
+                basidia_core::context::DEADLINE
+            )),
+            AMQPValue::LongLongInt(basidia_core::context::epoch_ms_from_instant(at)),
+        );
+    }
     let mut props = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
-        .with_headers(headers_to_table(&message.headers, extra));
+        .with_headers(table);
     if let Some(ct) = &message.content_type {
         props = props.with_content_type(ShortString::from(ct.as_ref()));
         if let Some(format) = basidia_serializers::Format::from_content_type(ct) {
@@ -143,13 +154,19 @@ pub fn message_of(props: &BasicProperties, body: Vec<u8>, redelivered: bool) -> 
     let table = props.headers().as_ref();
     let earlier = u32::try_from(int_header(table, DELIVERY_COUNT_HEADER).unwrap_or(0)).unwrap_or(0);
     let delivery_count = earlier + 1 + u32::from(redelivered);
+    let mut headers = table_to_headers(table);
+    let deadline = headers
+        .remove(basidia_core::context::DEADLINE)
+        .and_then(|v| v.as_i64())
+        .map(basidia_core::context::instant_from_epoch_ms);
     Message {
         body: body.into(),
         content_type: props
             .content_type()
             .as_ref()
             .map(|c| Cow::Owned(c.as_str().to_string())),
-        headers: table_to_headers(table),
+        headers,
+        deadline,
         correlation_id: props
             .correlation_id()
             .as_ref()
@@ -174,15 +191,23 @@ mod tests {
             "call_id_stack".into(),
             HeaderValue::List(vec!["a.b.1".into()]),
         );
-        m.headers.insert("deadline".into(), HeaderValue::Int(17));
+        let in_a_minute = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        m.deadline = Some(in_a_minute);
         m.correlation_id = Some("c".into());
         m.reply_to = Some("r".into());
         let props = properties(&m, &[(DELIVERY_COUNT_HEADER, AMQPValue::LongLongInt(2))]);
         let table = props.headers().as_ref().unwrap();
         assert!(table.inner().contains_key("nameko.auth_token"));
+        assert!(
+            matches!(table.inner().get("nameko.deadline"), Some(AMQPValue::LongLongInt(ms)) if *ms > 0),
+            "the deadline travels as epoch milliseconds"
+        );
         assert_eq!(props.content_encoding().as_ref().unwrap().as_str(), "utf-8");
         let back = message_of(&props, b"{}".to_vec(), false);
         assert_eq!(back.headers, m.headers);
+        let at = back.deadline.expect("the deadline comes back");
+        let off = at.max(in_a_minute) - at.min(in_a_minute);
+        assert!(off <= std::time::Duration::from_millis(5), "{off:?}");
         assert_eq!(back.delivery_count, 3);
         assert!(back.redelivered);
         assert_eq!(back.correlation_id.as_deref(), Some("c"));

@@ -7,16 +7,25 @@
 //! that requests are ordinary publishes, which the outbox can gather into one write when many
 //! calls start at once (see `outbox`), and that a dropped connection fails every call in flight
 //! from one place, without each call watching the connection.
+//!
+//! Deadlines are kept here too: every registration carries its call's deadline, and one
+//! watchdog task per connection fails the calls whose deadline has passed. A call therefore
+//! arms no timer of its own (registering and clearing a timer for every call cost about a
+//! twentieth of a call's CPU time); the watchdog sleeps until the earliest deadline of the
+//! calls waiting, which, as calls mostly finish long before their deadlines, means it seldom
+//! wakes at all.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_nats::Subject;
 use basidia_core::BrokerError;
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What a call receives: the reply, or why there will be none.
@@ -27,12 +36,25 @@ pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
 /// put each other to sleep in the kernel) for a good part of the calls.
 const SHARDS: usize = 16;
 
-type Shard = HashMap<u64, oneshot::Sender<Outcome>, BuildHasherDefault<IdHasher>>;
+/// A waiting call: its deadline (in [`Clock`] ticks) and where its outcome goes.
+struct Waiting {
+    deadline: u64,
+    tx: oneshot::Sender<Outcome>,
+}
+
+type Shard = HashMap<u64, Waiting, BuildHasherDefault<IdHasher>>;
+
+/// The outcome a call whose deadline passed receives; the call reports it with its timeout.
+pub(super) const DEADLINE_PASSED: BrokerError = BrokerError::Timeout(Duration::ZERO);
 
 /// The calls of one connection waiting for their replies.
 #[derive(Default)]
 pub(super) struct Pending {
     shards: [Mutex<Shard>; SHARDS],
+    /// When the watchdog will next look, in [`Clock`] ticks; `u64::MAX` while it looks (or
+    /// waits for calls), so that every registration then wakes it.
+    watchdog_due: AtomicU64,
+    watchdog: Notify,
 }
 
 impl Pending {
@@ -41,20 +63,78 @@ impl Pending {
         &self.shards[(id % SHARDS as u64) as usize]
     }
 
-    fn insert(&self, id: u64, tx: oneshot::Sender<Outcome>) {
-        super::lock(self.shard(id)).insert(id, tx);
+    fn insert(&self, id: u64, deadline: u64, tx: oneshot::Sender<Outcome>) {
+        super::lock(self.shard(id)).insert(id, Waiting { deadline, tx });
+        // The watchdog sleeps until the earliest deadline it saw; an earlier one wakes it.
+        // (Most calls share one timeout, so their deadlines come after those already waiting.)
+        if deadline < self.watchdog_due.load(Ordering::SeqCst) {
+            self.watchdog.notify_one();
+        }
     }
 
     fn take(&self, id: u64) -> Option<oneshot::Sender<Outcome>> {
-        super::lock(self.shard(id)).remove(&id)
+        super::lock(self.shard(id)).remove(&id).map(|w| w.tx)
     }
 
     /// Fails every call waiting now with the error `why` makes.
     pub(super) fn fail_all(&self, why: impl Fn() -> BrokerError) {
         for shard in &self.shards {
             let waiting = std::mem::take(&mut *super::lock(shard));
-            for (_, tx) in waiting {
-                let _ = tx.send(Err(why()));
+            for (_, w) in waiting {
+                let _ = w.tx.send(Err(why()));
+            }
+        }
+    }
+
+    /// Fails the calls whose deadline is at or before `now`; returns the earliest deadline of
+    /// the calls still waiting, if any wait.
+    fn expire(&self, now: u64) -> Option<u64> {
+        let mut earliest = None::<u64>;
+        let mut passed = Vec::new();
+        let mut ids = Vec::new();
+        for shard in &self.shards {
+            let mut shard = super::lock(shard);
+            for (id, w) in shard.iter() {
+                if w.deadline <= now {
+                    ids.push(*id);
+                } else {
+                    earliest = Some(earliest.map_or(w.deadline, |e| e.min(w.deadline)));
+                }
+            }
+            // Failed outside the lock: sending wakes the call.
+            passed.extend(
+                ids.drain(..)
+                    .filter_map(|id| shard.remove(&id))
+                    .map(|w| w.tx),
+            );
+        }
+        for tx in passed {
+            let _ = tx.send(Err(DEADLINE_PASSED));
+        }
+        earliest
+    }
+
+    /// Fails calls as their deadlines pass, until `stop`.
+    async fn watch_deadlines(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            // Registrations from here until the next plan wake the watchdog (see `insert`).
+            self.watchdog_due.store(u64::MAX, Ordering::SeqCst);
+            let earliest = self.expire(Clock::now());
+            let wake = async {
+                match earliest {
+                    Some(due) => {
+                        self.watchdog_due.store(due, Ordering::SeqCst);
+                        tokio::select! {
+                            () = tokio::time::sleep_until(Clock::instant(due)) => {}
+                            () = self.watchdog.notified() => {}
+                        }
+                    }
+                    None => self.watchdog.notified().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = wake => {}
             }
         }
     }
@@ -79,6 +159,28 @@ impl Pending {
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.shards.iter().all(|s| super::lock(s).is_empty())
+    }
+}
+
+/// Deadlines as nanoseconds since a fixed instant, so that one fits an atomic.
+struct Clock;
+
+impl Clock {
+    fn base() -> Instant {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    fn ticks(at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(Self::base()).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn now() -> u64 {
+        Self::ticks(Instant::now())
+    }
+
+    fn instant(ticks: u64) -> Instant {
+        Self::base() + Duration::from_nanos(ticks)
     }
 }
 
@@ -131,8 +233,9 @@ impl Calls {
             next: AtomicU64::new(1),
             pending: Arc::clone(&pending),
         };
+        let stop_watchdog = stop.clone();
         tokio::spawn(async move {
-            let replies = replies.take_until(stop.cancelled_owned());
+            let replies = super::until_cancelled(replies, stop);
             futures_util::pin_mut!(replies);
             while let Some(reply) = replies.next().await {
                 let id = reply
@@ -147,14 +250,16 @@ impl Calls {
             }
             pending.fail_all(|| BrokerError::Closed);
         });
+        tokio::spawn(Arc::clone(&calls.pending).watch_deadlines(stop_watchdog));
         Ok(calls)
     }
 
-    /// Registers a new call: its number and where its reply (or its failure) will arrive.
-    pub(super) fn register(&self) -> Registration<'_> {
+    /// Registers a new call: its number and where its reply (or its failure, among them
+    /// [`DEADLINE_PASSED`] once `deadline` passes) will arrive.
+    pub(super) fn register(&self, deadline: Instant) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, answer) = oneshot::channel();
-        self.pending.insert(id, tx);
+        self.pending.insert(id, Clock::ticks(deadline), tx);
         Registration {
             calls: self,
             id,
@@ -224,8 +329,8 @@ mod tests {
         let pending = Pending::default();
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        pending.insert(1, tx1);
-        pending.insert(2, tx2);
+        pending.insert(1, u64::MAX, tx1);
+        pending.insert(2, u64::MAX, tx2);
         pending.fail(1, BrokerError::Closed);
         assert!(matches!(rx1.try_recv(), Ok(Err(BrokerError::Closed))));
         assert!(rx2.try_recv().is_err(), "call 2 still waits");
@@ -235,5 +340,43 @@ mod tests {
             Ok(Err(BrokerError::ConnectionLost(_)))
         ));
         assert!(pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_fails_calls_as_their_deadlines_pass() {
+        let pending = Arc::new(Pending::default());
+        let stop = CancellationToken::new();
+        let watchdog = tokio::spawn(Arc::clone(&pending).watch_deadlines(stop.clone()));
+        let start = Instant::now();
+        let (tx_far, mut rx_far) = oneshot::channel();
+        pending.insert(1, Clock::ticks(start + Duration::from_secs(30)), tx_far);
+        // The watchdog now sleeps until the far deadline; a nearer one must wake it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (tx_near, rx_near) = oneshot::channel();
+        pending.insert(2, Clock::ticks(start + Duration::from_millis(80)), tx_near);
+        let got = tokio::time::timeout(Duration::from_secs(5), rx_near)
+            .await
+            .expect("failed at its deadline, not the far one")
+            .expect("an outcome");
+        assert!(matches!(got, Err(BrokerError::Timeout(_))), "{got:?}");
+        assert!(
+            Instant::now() >= start + Duration::from_millis(80),
+            "not early"
+        );
+        assert!(rx_far.try_recv().is_err(), "the far call still waits");
+        // A call answered before its deadline is gone; the watchdog finds nothing to fail.
+        let (tx_done, _rx_done) = oneshot::channel();
+        pending.insert(
+            3,
+            Clock::ticks(Instant::now() + Duration::from_millis(30)),
+            tx_done,
+        );
+        pending.forget(3);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(rx_far.try_recv().is_err());
+        pending.forget(1);
+        assert!(pending.is_empty());
+        stop.cancel();
+        watchdog.await.expect("the watchdog stops");
     }
 }

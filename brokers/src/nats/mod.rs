@@ -219,35 +219,22 @@ fn to_nats_headers(message: &Message) -> HeaderMap {
             headers.insert(CONTENT_TYPE_NAME, ct.as_ref());
         }
     }
-    match deadline_alone(&message.headers) {
-        Some(ms) => {
-            let mut value = String::with_capacity(20);
-            calls::push_decimal(&mut value, ms);
-            headers.insert(DEADLINE_NAME, value);
+    if let Some(at) = message.deadline {
+        let ms = basidia_core::context::epoch_ms_from_instant(at);
+        let mut value = String::with_capacity(20);
+        calls::push_decimal(&mut value, u64::try_from(ms).unwrap_or(0));
+        headers.insert(DEADLINE_NAME, value);
+    }
+    if !message.headers.is_empty() {
+        if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
+            headers.insert(CONTEXT_NAME, json);
         }
-        None if !message.headers.is_empty() => {
-            if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
-                headers.insert(CONTEXT_NAME, json);
-            }
-        }
-        None => {}
     }
     if let Some(err) = &message.error {
         headers.insert(ERROR_NAME, err.replace(['\r', '\n'], " "));
         headers.insert(ERROR_CODE_NAME, "500");
     }
     headers
-}
-
-/// The deadline, when it is the only context data (as in every call made outside a worker).
-fn deadline_alone(headers: &Headers) -> Option<u64> {
-    if headers.len() != 1 {
-        return None;
-    }
-    match headers.get(basidia_core::context::DEADLINE) {
-        Some(HeaderValue::Int(ms)) => u64::try_from(*ms).ok(),
-        _ => None,
-    }
 }
 
 /// The content type of a message without a `Content-Type` header.
@@ -302,8 +289,10 @@ impl<'a> Meta<'a> {
         meta
     }
 
-    /// The context data of the `Basidia-Context` and `Basidia-Deadline` headers.
-    fn context(&self) -> Headers {
+    /// The context data of the `Basidia-Context` header, and the deadline (milliseconds since
+    /// the Unix epoch) of the `Basidia-Deadline` header or, where the context has one (as
+    /// other implementations may send it), of the context.
+    fn context(&self) -> (Headers, Option<i64>) {
         let mut context = match self.context {
             None => Headers::new(),
             Some(raw) => match serde_json::from_str::<ContextIn>(raw) {
@@ -314,22 +303,23 @@ impl<'a> Meta<'a> {
                 }
             },
         };
-        if let Some(raw) = self.deadline {
-            match raw.parse::<i64>() {
-                Ok(ms) => {
-                    context
-                        .entry(basidia_core::context::DEADLINE.to_string())
-                        .or_insert(HeaderValue::Int(ms));
-                }
-                Err(_) => tracing::warn!("ignoring an undecodable {DEADLINE_HEADER} header"),
+        let in_context = context
+            .remove(basidia_core::context::DEADLINE)
+            .and_then(|v| v.as_i64());
+        let deadline = in_context.or_else(|| {
+            let raw = self.deadline?;
+            let ms = raw.parse::<i64>().ok();
+            if ms.is_none() {
+                tracing::warn!("ignoring an undecodable {DEADLINE_HEADER} header");
             }
-        }
-        context
+            ms
+        });
+        (context, deadline)
     }
 }
 
 #[cfg(test)]
-fn context_of(headers: Option<&HeaderMap>) -> Headers {
+fn context_of(headers: Option<&HeaderMap>) -> (Headers, Option<i64>) {
     Meta::read(headers).context()
 }
 
@@ -428,13 +418,15 @@ impl<'de> serde::Deserialize<'de> for ContextValue {
 
 fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
     let meta = Meta::read(m.headers.as_ref());
+    let (headers, deadline) = meta.context();
     Message {
         body: m.payload.clone(),
         content_type: Some(match meta.content_type {
             Some(v) => std::borrow::Cow::Owned(v.to_string()),
             None => std::borrow::Cow::Borrowed(DEFAULT_CONTENT_TYPE),
         }),
-        headers: meta.context(),
+        headers,
+        deadline: deadline.map(basidia_core::context::instant_from_epoch_ms),
         correlation_id: m.reply.as_ref().map(|r| r.to_string()),
         reply_to: m.reply.as_ref().map(|r| r.to_string()),
         priority: None,
@@ -689,6 +681,52 @@ impl NatsBroker {
 
 struct CancelOnDrop(CancellationToken);
 
+/// `stream` until `stop` is cancelled. Unlike `take_until`, which polls the cancellation before
+/// every item, this polls it while the stream has nothing ready and before every 32nd item:
+/// polling a token takes its lock (twice), which for every message cost more than the rest of
+/// the hand-over.
+pub(crate) fn until_cancelled<S>(
+    mut stream: S,
+    stop: CancellationToken,
+) -> impl futures_util::Stream<Item = S::Item> + Send
+where
+    S: futures_util::Stream + Unpin + Send,
+{
+    const CHECK_EVERY: u32 = 32;
+    let mut stopped = Box::pin(stop.cancelled_owned());
+    let mut done = false;
+    let mut since_check = 0u32;
+    futures_util::stream::poll_fn(move |cx| {
+        use std::future::Future;
+        use std::task::Poll;
+        if done {
+            return Poll::Ready(None);
+        }
+        since_check += 1;
+        if since_check >= CHECK_EVERY {
+            since_check = 0;
+            if stopped.as_mut().poll(cx).is_ready() {
+                done = true;
+                return Poll::Ready(None);
+            }
+        }
+        match stream.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(None) => {
+                done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            }
+        }
+    })
+}
+
 /// How a call was answered.
 enum Answer {
     Reply(async_nats::Message),
@@ -719,10 +757,11 @@ struct CoreSettle {
     broker: NatsBroker,
     dead_letter_subject: Arc<str>,
     started: Instant,
-    endpoint: String,
-    /// The service's figures for the services API; set for RPC requests, which the outbox
-    /// also counts in flight until this is dropped.
-    srv: Option<Arc<srv::SrvInstance>>,
+    /// The service's figures for the services API and where this request counts in them;
+    /// set for RPC requests, which the outbox also counts in flight until this is dropped.
+    srv: Option<(Arc<srv::SrvInstance>, srv::Slot)>,
+    /// The request's reply subject, kept as the client read it (no copy to publish to).
+    reply_to: Option<async_nats::Subject>,
 }
 
 impl Drop for CoreSettle {
@@ -736,20 +775,18 @@ impl Drop for CoreSettle {
 #[async_trait]
 impl Settle for CoreSettle {
     async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError> {
-        let Some(to) = &request.reply_to else {
-            return Err(BrokerError::NoReplyTo);
+        let to = match (&self.reply_to, &request.reply_to) {
+            (Some(to), _) => to.clone(),
+            (None, Some(to)) => to.as_str().into(),
+            (None, None) => return Err(BrokerError::NoReplyTo),
         };
-        if let Some(srv) = &self.srv {
-            srv.record(
-                &self.endpoint,
-                self.started.elapsed(),
-                reply.error.as_deref(),
-            );
+        if let Some((srv, slot)) = &self.srv {
+            srv.record(slot, self.started.elapsed(), reply.error.as_deref());
         }
         self.broker.check()?;
         let inner = &self.broker.inner;
         let reply = outbox::Outgoing {
-            subject: to.as_str().into(),
+            subject: to,
             call: None,
             headers: to_nats_headers(&reply),
             body: reply.body,
@@ -899,7 +936,7 @@ impl Broker for NatsBroker {
         // before declaring the service unknown.
         let mut retried = false;
         loop {
-            let mut call = inner.calls.register();
+            let mut call = inner.calls.register(deadline);
             let alone = inner.outbox.started() == 0;
             let _counted = FinishOnDrop(&inner.outbox);
             // A drop noticed between `check` and the registration failed nothing of this call.
@@ -907,10 +944,11 @@ impl Broker for NatsBroker {
                 return Err(lost("the connection dropped; reconnecting"));
             }
             let headers = to_nats_headers(&request);
+            // No timer of the call's own: the registration fails the call when its deadline
+            // passes (see `calls`), as it does when the connection drops.
             let answered = if alone {
                 // Nothing to gather with: the client's own request helper answers this call
-                // without a hop through the dispatcher; the registration still fails it should
-                // the connection drop.
+                // without a hop through the dispatcher.
                 let mut req = async_nats::Request::new()
                     .payload(request.body.clone())
                     .timeout(None);
@@ -918,27 +956,24 @@ impl Broker for NatsBroker {
                     req = req.headers(headers);
                 }
                 let sent = inner.client.send_request(subject.clone(), req);
-                tokio::time::timeout_at(deadline, async {
-                    tokio::select! {
-                        r = sent => Ok(match r {
-                            Ok(reply) => Answer::Reply(reply),
-                            Err(e) => match e.kind() {
-                                async_nats::client::RequestErrorKind::NoResponders => {
-                                    Answer::NoResponders
-                                }
-                                async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
-                                    return Err(BrokerError::PayloadTooLarge { size, max })
-                                }
-                                _ => return Err(lost(e)),
-                            },
-                        }),
-                        failed = &mut call.answer => Err(match failed {
-                            Ok(Err(e)) => e,
-                            _ => BrokerError::Closed,
-                        }),
-                    }
-                })
-                .await
+                tokio::select! {
+                    r = sent => match r {
+                        Ok(reply) => Ok(Answer::Reply(reply)),
+                        Err(e) => match e.kind() {
+                            async_nats::client::RequestErrorKind::NoResponders => {
+                                Ok(Answer::NoResponders)
+                            }
+                            async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
+                                Err(BrokerError::PayloadTooLarge { size, max })
+                            }
+                            _ => Err(lost(e)),
+                        },
+                    },
+                    failed = &mut call.answer => Err(match failed {
+                        Ok(Err(e)) => e,
+                        _ => BrokerError::Closed,
+                    }),
+                }
             } else {
                 let out = outbox::Outgoing {
                     subject: subject.clone(),
@@ -947,28 +982,31 @@ impl Broker for NatsBroker {
                     body: request.body.clone(),
                 };
                 inner.outbox.send(inner, out).await;
-                tokio::time::timeout_at(deadline, async {
-                    match (&mut call.answer).await {
-                        Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
-                            Ok(Answer::NoResponders)
-                        }
-                        Ok(Ok(reply)) => Ok(Answer::Reply(reply)),
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err(BrokerError::Closed),
+                match (&mut call.answer).await {
+                    Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
+                        Ok(Answer::NoResponders)
                     }
-                })
-                .await
+                    Ok(Ok(reply)) => Ok(Answer::Reply(reply)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(BrokerError::Closed),
+                }
             };
             match answered {
-                Err(_) => return Err(BrokerError::Timeout(timeout)),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(Answer::Reply(reply))) => return Ok(message_of(&reply, 1)),
-                Ok(Ok(Answer::NoResponders)) if retried => {
+                // The registration's deadline passed.
+                Err(BrokerError::Timeout(_)) => return Err(BrokerError::Timeout(timeout)),
+                Err(e) => return Err(e),
+                Ok(Answer::Reply(reply)) => return Ok(message_of(&reply, 1)),
+                Ok(Answer::NoResponders) if retried => {
                     return Err(BrokerError::UnknownService(service.to_string()))
                 }
-                Ok(Ok(Answer::NoResponders)) => {
+                Ok(Answer::NoResponders) => {
                     retried = true;
-                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    drop(call);
+                    let pause = tokio::time::Instant::now() + Duration::from_millis(25);
+                    tokio::time::sleep_until(pause.min(deadline)).await;
+                    if pause >= deadline {
+                        return Err(BrokerError::Timeout(timeout));
+                    }
                 }
             }
         }
@@ -998,25 +1036,24 @@ impl Broker for NatsBroker {
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
         let dead_letter_subject: Arc<str> = format!("basidia.deadletter.rpc.{service}").into();
-        let deliveries = sub
-            .take_until(cancel.clone().cancelled_owned())
-            .map(move |msg| {
-                let method = msg
-                    .subject
-                    .as_str()
-                    .strip_prefix(prefix.as_str())
-                    .unwrap_or(msg.subject.as_str())
-                    .to_string();
-                broker.inner.outbox.started();
-                let settle = CoreSettle {
-                    broker: broker.clone(),
-                    dead_letter_subject: Arc::clone(&dead_letter_subject),
-                    started: Instant::now(),
-                    endpoint: method.clone(),
-                    srv: Some(Arc::clone(&instance)),
-                };
-                Delivery::new(message_of(&msg, 1), method, Box::new(settle))
-            });
+        let deliveries = until_cancelled(sub, cancel.clone()).map(move |mut msg| {
+            let method = msg
+                .subject
+                .as_str()
+                .strip_prefix(prefix.as_str())
+                .unwrap_or(msg.subject.as_str())
+                .to_string();
+            broker.inner.outbox.started();
+            let message = message_of(&msg, 1);
+            let settle = CoreSettle {
+                broker: broker.clone(),
+                dead_letter_subject: Arc::clone(&dead_letter_subject),
+                started: Instant::now(),
+                srv: Some((Arc::clone(&instance), instance.slot(&method))),
+                reply_to: msg.reply.take(),
+            };
+            Delivery::new(message, method, Box::new(settle))
+        });
         Ok(Subscription::from_stream(deliveries, self.guard(cancel)))
     }
 
@@ -1081,8 +1118,8 @@ impl Broker for NatsBroker {
                         broker: broker.clone(),
                         dead_letter_subject: Arc::clone(&dead_letter_subject),
                         started: Instant::now(),
-                        endpoint: event_type.clone(),
                         srv: None,
+                        reply_to: None,
                     };
                     let mut message = message_of(&msg, 1);
                     message.reply_to = None;
@@ -1263,10 +1300,11 @@ mod tests {
             CONTEXT_NAME,
             r#"{"deadline":1795000000000,"user_id":"7","call_id_stack":["a.b.1",2],"debug":true,"big":18446744073709551615,"ratio":1.5,"gone":null,"nested":{"x":[1]}}"#,
         );
-        let h = context_of(Some(&map));
-        assert_eq!(
-            h.get("deadline"),
-            Some(&HeaderValue::Int(1_795_000_000_000))
+        let (h, deadline) = context_of(Some(&map));
+        assert_eq!(deadline, Some(1_795_000_000_000));
+        assert!(
+            !h.contains_key("deadline"),
+            "the deadline is no context data"
         );
         assert_eq!(h.get("user_id"), Some(&HeaderValue::from("7")));
         assert_eq!(
@@ -1279,17 +1317,17 @@ mod tests {
             Some(&HeaderValue::from("18446744073709551615"))
         );
         assert_eq!(h.get("ratio"), Some(&HeaderValue::from("1.5")));
-        assert_eq!(h.len(), 6);
+        assert_eq!(h.len(), 5);
         // The same headers written and read again.
         let message = Message {
             headers: h.clone(),
             ..Message::default()
         };
-        assert_eq!(context_of(Some(&to_nats_headers(&message))), h);
+        assert_eq!(context_of(Some(&to_nats_headers(&message))), (h, None));
         for bad in ["[1]", "{\"a\":", "not json", "\"s\""] {
             let mut map = HeaderMap::new();
             map.insert(CONTEXT_NAME, bad);
-            assert!(context_of(Some(&map)).is_empty(), "{bad}");
+            assert_eq!(context_of(Some(&map)), (Headers::new(), None), "{bad}");
         }
     }
 
@@ -1364,39 +1402,60 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_deadline_travels_in_its_own_header() {
-        let deadline = || basidia_core::context::DEADLINE.to_string();
+    fn the_deadline_travels_in_its_own_header() {
+        let in_a_minute = tokio::time::Instant::now() + Duration::from_secs(60);
+        let ms = basidia_core::context::epoch_ms_from_instant(in_a_minute);
         let mut message = Message::new(bytes::Bytes::new(), DEFAULT_CONTENT_TYPE);
-        message
-            .headers
-            .insert(deadline(), HeaderValue::Int(1_795_000_000_000));
+        message.deadline = Some(in_a_minute);
         let headers = to_nats_headers(&message);
-        assert_eq!(
-            headers.get(DEADLINE_NAME).map(|v| v.as_str()),
-            Some("1795000000000")
+        let sent: i64 = headers
+            .get(DEADLINE_NAME)
+            .expect("a deadline header")
+            .as_str()
+            .parse()
+            .expect("milliseconds");
+        assert!((sent - ms).abs() <= 5, "{sent} against {ms}");
+        assert!(
+            headers.get(CONTEXT_NAME).is_none(),
+            "no context data, no JSON"
         );
-        assert!(headers.get(CONTEXT_NAME).is_none());
-        assert_eq!(context_of(Some(&headers)), message.headers);
+        assert_eq!(context_of(Some(&headers)), (Headers::new(), Some(sent)));
 
-        // With more context than the deadline, all of it goes in the JSON header.
+        // Context data goes in the JSON header; the deadline stays in its own.
         message
             .headers
             .insert("user_id".into(), HeaderValue::Str("7".into()));
         let headers = to_nats_headers(&message);
-        assert!(headers.get(DEADLINE_NAME).is_none());
-        assert_eq!(context_of(Some(&headers)), message.headers);
+        assert!(headers.get(DEADLINE_NAME).is_some());
+        let (context, deadline) = context_of(Some(&headers));
+        assert_eq!(context, message.headers);
+        assert!(deadline.is_some_and(|d| (d - ms).abs() <= 5));
 
-        // Both headers: the JSON context's deadline stands; a bad deadline header is ignored.
+        // A deadline in the JSON context (from another implementation) stands over the header;
+        // a bad deadline header is ignored.
         let mut both = HeaderMap::new();
         both.insert(CONTEXT_NAME, r#"{"deadline":5}"#);
         both.insert(DEADLINE_NAME, "9");
-        assert_eq!(
-            context_of(Some(&both)).get("deadline"),
-            Some(&HeaderValue::Int(5))
-        );
+        assert_eq!(context_of(Some(&both)), (Headers::new(), Some(5)));
         let mut bad = HeaderMap::new();
         bad.insert(DEADLINE_NAME, "soon");
-        assert!(context_of(Some(&bad)).is_empty());
+        assert_eq!(context_of(Some(&bad)), (Headers::new(), None));
+        // The deadline reaches the message as an instant.
+        let received = message_of(
+            &async_nats::Message {
+                subject: "s".into(),
+                reply: None,
+                payload: bytes::Bytes::new(),
+                headers: Some(to_nats_headers(&message)),
+                status: None,
+                description: None,
+                length: 0,
+            },
+            1,
+        );
+        let at = received.deadline.expect("a deadline");
+        let off = at.max(in_a_minute) - at.min(in_a_minute);
+        assert!(off <= Duration::from_millis(5), "{off:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (`nats micro ls`, `nats micro stats`) lists Basidia services with per-endpoint figures.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +17,24 @@ struct EndpointStats {
     processing: Duration,
 }
 
+/// The figures of a declared endpoint, counted without a lock (every request records one).
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    processing_ns: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+/// Which figures a request counts towards, found once when the request arrives.
+#[derive(Debug)]
+pub enum Slot {
+    /// A declared endpoint, by its place in the instance's list.
+    Declared(usize),
+    /// A method the service does not declare (the introspection call, unknown methods).
+    Other(String),
+}
+
 /// One running service instance as the services API describes it.
 #[derive(Debug)]
 pub struct SrvInstance {
@@ -24,7 +43,9 @@ pub struct SrvInstance {
     pub version: String,
     pub started: String,
     pub queue_group: String,
-    stats: Mutex<BTreeMap<String, EndpointStats>>,
+    /// The declared endpoints, sorted by name.
+    declared: Vec<(String, Counters)>,
+    others: Mutex<BTreeMap<String, EndpointStats>>,
 }
 
 #[derive(Serialize)]
@@ -92,31 +113,86 @@ impl SrvInstance {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started,
             queue_group,
-            stats: Mutex::new(
-                endpoints
-                    .iter()
-                    .map(|e| (e.clone(), EndpointStats::default()))
-                    .collect(),
-            ),
+            declared: {
+                let mut names = endpoints.to_vec();
+                names.sort();
+                names.dedup();
+                names
+                    .into_iter()
+                    .map(|e| (e, Counters::default()))
+                    .collect()
+            },
+            others: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Where a request to `endpoint` is counted.
+    pub fn slot(&self, endpoint: &str) -> Slot {
+        match self
+            .declared
+            .binary_search_by(|(name, _)| name.as_str().cmp(endpoint))
+        {
+            Ok(at) => Slot::Declared(at),
+            Err(_) => Slot::Other(endpoint.to_string()),
         }
     }
 
     /// Records one handled request.
-    pub fn record(&self, endpoint: &str, elapsed: Duration, error: Option<&str>) {
-        let mut stats = self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let s = match stats.get_mut(endpoint) {
-            Some(s) => s,
-            None => stats.entry(endpoint.to_string()).or_default(),
-        };
-        s.requests += 1;
-        s.processing += elapsed;
-        if let Some(e) = error {
-            s.errors += 1;
-            s.last_error = e.to_string();
+    pub fn record(&self, slot: &Slot, elapsed: Duration, error: Option<&str>) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        match slot {
+            Slot::Declared(at) => {
+                let Some((_, c)) = self.declared.get(*at) else {
+                    return;
+                };
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                c.processing_ns.fetch_add(nanos, Ordering::Relaxed);
+                if let Some(e) = error {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    *c.last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = e.to_string();
+                }
+            }
+            Slot::Other(endpoint) => {
+                let mut others = self
+                    .others
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let s = others.entry(endpoint.clone()).or_default();
+                s.requests += 1;
+                s.processing += elapsed;
+                if let Some(e) = error {
+                    s.errors += 1;
+                    s.last_error = e.to_string();
+                }
+            }
         }
+    }
+
+    /// The figures of every endpoint, declared or met, by name.
+    fn snapshot(&self) -> BTreeMap<String, EndpointStats> {
+        let mut all = self
+            .others
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (name, c) in &self.declared {
+            all.insert(
+                name.clone(),
+                EndpointStats {
+                    requests: c.requests.load(Ordering::Relaxed),
+                    errors: c.errors.load(Ordering::Relaxed),
+                    last_error: c
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                    processing: Duration::from_nanos(c.processing_ns.load(Ordering::Relaxed)),
+                },
+            );
+        }
+        all
     }
 
     fn subject(&self, endpoint: &str) -> String {
@@ -125,11 +201,7 @@ impl SrvInstance {
 
     /// The answer to a `$SRV.<verb>` request, as JSON.
     pub fn answer(&self, verb: &str) -> Vec<u8> {
-        let stats = self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let stats = self.snapshot();
         let out = match verb {
             "PING" => serde_json::to_vec(&Ping {
                 kind: "io.nats.micro.v1.ping_response",
