@@ -329,7 +329,9 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     // The raw baseline: a queue-group echo server and a plain request, each on its own
     // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
     // its requests carry the one header Basidia's top-level calls carry (the deadline; replies
-    // carry none), to show what that header costs.
+    // carry none), to show what that header costs. BASIDIA_BENCH_RAW_TARGET=service sends the
+    // raw requests to the Basidia service instead of the echo server: Basidia's caller against a
+    // raw caller, both calling the same service, which shows the caller's share of the cost.
     let raw_server = async_nats::connect(url).await?;
     let subject = format!("bench.raw.echo.{}", std::process::id());
     let mut sub = raw_server
@@ -349,6 +351,12 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let body = bytes_of(body);
     let duration = networked_duration(quick);
     let basidia_call = hello_call(client.clone());
+    let to_service = std::env::var("BASIDIA_BENCH_RAW_TARGET").as_deref() == Ok("service");
+    let subject = if to_service {
+        basidia::brokers::nats::rpc_subject(GreetingServiceClient::SERVICE, "hello")
+    } else {
+        subject
+    };
     let raw_call = {
         let raw = raw_client.clone();
         let subject = subject.clone();
@@ -359,12 +367,24 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             async move {
                 let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
                     let mut h = async_nats::HeaderMap::new();
-                    h.insert("Basidia-Deadline", "1795000000000");
+                    let in_a_minute = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_millis()
+                        + 60_000;
+                    h.insert("Basidia-Deadline", in_a_minute.to_string());
                     raw.request_with_headers(subject, h, body.clone()).await?
                 } else {
                     raw.request(subject, body.clone()).await?
                 };
-                anyhow::ensure!(r.payload.len() == body.len(), "unexpected raw reply");
+                if to_service {
+                    let h = r.headers.as_ref();
+                    anyhow::ensure!(
+                        h.and_then(|h| h.get("Nats-Service-Error")).is_none(),
+                        "the service answered with an error"
+                    );
+                } else {
+                    anyhow::ensure!(r.payload.len() == body.len(), "unexpected raw reply");
+                }
                 Ok(())
             }
         }
