@@ -17,7 +17,7 @@ mod srv;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -171,6 +171,21 @@ struct LinkState {
     generation: u64,
 }
 
+impl LinkState {
+    /// The state in one word (`generation << 1 | connected`), so that calls can read it with a
+    /// plain load rather than through the watch channel's lock.
+    fn packed(self) -> u64 {
+        (self.generation << 1) | u64::from(self.connected)
+    }
+
+    fn unpacked(word: u64) -> Self {
+        LinkState {
+            connected: word & 1 == 1,
+            generation: word >> 1,
+        }
+    }
+}
+
 struct Inner {
     options: NatsOptions,
     client: async_nats::Client,
@@ -178,6 +193,8 @@ struct Inner {
     max_payload: std::sync::atomic::AtomicUsize,
     js: jetstream::Context,
     link: watch::Sender<LinkState>,
+    /// The current link state, packed: what every call and reply checks.
+    link_now: Arc<AtomicU64>,
     streams: Mutex<HashSet<String>>,
     /// Where RPC requests and replies queue to be published in batches.
     outbox: outbox::Outbox,
@@ -427,8 +444,8 @@ fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
         }),
         headers,
         deadline: deadline.map(basidia_core::context::instant_from_epoch_ms),
-        correlation_id: m.reply.as_ref().map(|r| r.to_string()),
-        reply_to: m.reply.as_ref().map(|r| r.to_string()),
+        correlation_id: m.reply.as_ref().map(|r| r.as_str().to_owned()),
+        reply_to: m.reply.as_ref().map(|r| r.as_str().to_owned()),
         priority: None,
         redelivered: delivered > 1,
         delivery_count: delivered,
@@ -454,6 +471,8 @@ impl NatsBroker {
             generation: 0,
         });
         let link_cb = link.clone();
+        let link_now = Arc::new(AtomicU64::new(link.borrow().packed()));
+        let link_now_cb = Arc::clone(&link_now);
         let pending = Arc::new(calls::Pending::default());
         let pending_cb = Arc::clone(&pending);
         let mut connect = async_nats::ConnectOptions::new()
@@ -466,6 +485,7 @@ impl NatsBroker {
             })
             .event_callback(move |event| {
                 let link = link_cb.clone();
+                let link_now = Arc::clone(&link_now_cb);
                 let pending = Arc::clone(&pending_cb);
                 async move {
                     match event {
@@ -473,6 +493,7 @@ impl NatsBroker {
                             link.send_modify(|s| {
                                 s.connected = false;
                                 s.generation += 1;
+                                link_now.store(s.packed(), Ordering::SeqCst);
                             });
                             // Replies to requests sent before the drop will not come; a call
                             // registered after this sees the new generation and fails itself.
@@ -480,7 +501,10 @@ impl NatsBroker {
                                 lost("the connection dropped while the request was in flight")
                             });
                         }
-                        async_nats::Event::Connected => link.send_modify(|s| s.connected = true),
+                        async_nats::Event::Connected => link.send_modify(|s| {
+                            s.connected = true;
+                            link_now.store(s.packed(), Ordering::SeqCst);
+                        }),
                         async_nats::Event::SlowConsumer(sid) => tracing::warn!(
                             "NATS subscription {sid} fell behind; the client dropped messages"
                         ),
@@ -530,6 +554,7 @@ impl NatsBroker {
             client,
             js,
             link,
+            link_now,
             streams: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
             shutdown,
@@ -551,7 +576,7 @@ impl NatsBroker {
 
     /// Whether the client is connected right now.
     pub fn is_connected(&self) -> bool {
-        self.inner.link.borrow().connected
+        self.link_state().connected
     }
 
     /// Waits until the client is connected, at most `timeout`.
@@ -567,11 +592,15 @@ impl NatsBroker {
         &self.inner.client
     }
 
+    fn link_state(&self) -> LinkState {
+        LinkState::unpacked(self.inner.link_now.load(Ordering::SeqCst))
+    }
+
     fn check(&self) -> Result<LinkState, BrokerError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(BrokerError::Closed);
         }
-        let state = *self.inner.link.borrow();
+        let state = self.link_state();
         if !state.connected {
             return Err(lost("not connected to NATS; reconnecting"));
         }
@@ -940,7 +969,7 @@ impl Broker for NatsBroker {
             let alone = inner.outbox.started() == 0;
             let _counted = FinishOnDrop(&inner.outbox);
             // A drop noticed between `check` and the registration failed nothing of this call.
-            if inner.link.borrow().generation != state.generation {
+            if self.link_state().generation != state.generation {
                 return Err(lost("the connection dropped; reconnecting"));
             }
             let headers = to_nats_headers(&request);
