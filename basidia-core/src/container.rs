@@ -530,7 +530,7 @@ impl Drop for Busy {
     }
 }
 
-/// A subscription's stream of deliveries until the service stops: a flag read for each
+/// The next delivery of `sub`, or `None` once the service stops: a flag read for each
 /// delivery, the cancellation wait only polled while no delivery is ready.
 async fn next_delivery(
     s: &Shared,

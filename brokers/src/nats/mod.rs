@@ -803,11 +803,9 @@ impl Drop for CoreSettle {
 
 #[async_trait]
 impl Settle for CoreSettle {
-    async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError> {
-        let to = match (&self.reply_to, &request.reply_to) {
-            (Some(to), _) => to.clone(),
-            (None, Some(to)) => to.as_str().into(),
-            (None, None) => return Err(BrokerError::NoReplyTo),
+    async fn reply(&self, _request: &Message, reply: Message) -> Result<(), BrokerError> {
+        let Some(to) = self.reply_to.clone() else {
+            return Err(BrokerError::NoReplyTo);
         };
         if let Some((srv, slot)) = &self.srv {
             srv.record(slot, self.started.elapsed(), reply.error.as_deref());

@@ -154,21 +154,16 @@ async fn publish_all(inner: Arc<Inner>, batch: Vec<Outgoing>) {
 async fn publish(inner: &Inner, out: Outgoing) {
     let client = &inner.client;
     let size = out.body.len();
-    let (sent, call) = match (out.call, out.headers.is_empty()) {
-        (None, true) => (client.publish(out.subject, out.body).await, None),
-        (None, false) => (
+    // The client sends a message whose headers are empty as a plain `PUB`, as it would one
+    // published without headers.
+    let (sent, call) = match out.call {
+        None => (
             client
                 .publish_with_headers(out.subject, out.headers, out.body)
                 .await,
             None,
         ),
-        (Some((reply, id)), true) => (
-            client
-                .publish_with_reply(out.subject, reply, out.body)
-                .await,
-            Some(id),
-        ),
-        (Some((reply, id)), false) => (
+        Some((reply, id)) => (
             client
                 .publish_with_reply_and_headers(out.subject, reply, out.headers, out.body)
                 .await,

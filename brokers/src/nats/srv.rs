@@ -159,7 +159,10 @@ impl SrvInstance {
                     .others
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let s = others.entry(endpoint.clone()).or_default();
+                let s = match others.get_mut(endpoint) {
+                    Some(s) => s,
+                    None => others.entry(endpoint.clone()).or_default(),
+                };
                 s.requests += 1;
                 s.processing += elapsed;
                 if let Some(e) = error {
