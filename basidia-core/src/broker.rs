@@ -326,6 +326,16 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
+    /// Whether RPC requests carry their deadline and context inside the request envelope
+    /// (`"deadline"` and `"context"` beside `"args"` and `"kwargs"`) rather than as the
+    /// message's [`Message::deadline`] and [`Message::headers`]. `false` by default; a backend
+    /// says `true` where message headers are dear (NATS: clients parse every header block into a
+    /// map, which costs more than the rest of a small request). Either way, a backend still
+    /// carries whatever deadline and headers a message has.
+    fn metadata_in_envelope(&self) -> bool {
+        false
+    }
+
     /// The names of the services that answer RPC calls right now, sorted, or `None` when the
     /// backend has no way to list them (AMQP: RabbitMQ does not list queues over AMQP).
     async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {

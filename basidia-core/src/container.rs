@@ -20,7 +20,7 @@ use crate::broker::{ConsumeOptions, Delivery, EventBinding, SharedBroker, Subscr
 use crate::config::ServiceSettings;
 use crate::context::Context;
 use crate::dependency::{DependencyProvider, EntrypointKind, WorkerInfo};
-use crate::envelope::{encode_error_reply, Arguments};
+use crate::envelope::{encode_error_reply, Arguments, RequestMetadata};
 use crate::error::{Error, ErrorKind, RemoteError};
 use crate::message::Message;
 use crate::private::reply_ok;
@@ -327,12 +327,6 @@ impl Shared {
             .as_deref()
             .and_then(Format::from_content_type);
         let reply_format = format.unwrap_or(Format::Json);
-        let ctx = Arc::new(Context::for_worker(
-            &self.name,
-            method,
-            &msg.headers,
-            msg.deadline,
-        ));
         let outcome: Result<EncodedReply, RemoteError> = match format {
             None => Err(RemoteError::malformed(format!(
                 "unsupported content type {:?}: expected application/x-msgpack or application/json",
@@ -344,18 +338,25 @@ impl Shared {
                 Ok(_) if !self.is_allowed(method) || self.description.method(method).is_none() => {
                     Err(RemoteError::method_not_found(&self.name, method))
                 }
-                Ok(_) if ctx.deadline.is_some_and(|d| d <= Instant::now()) => {
-                    Err(RemoteError::new(
-                        ErrorKind::Timeout,
-                        "the caller's deadline passed before the request was handled",
-                    ))
-                }
-                Ok(args) => {
-                    let service = Arc::clone(&self.service);
-                    self.run_worker(method, EntrypointKind::Rpc, Arc::clone(&ctx), async move {
-                        service.handle_rpc(method, args).await
-                    })
-                    .await
+                Ok(mut args) => {
+                    let ctx = Arc::new(worker_context(
+                        &self.name,
+                        method,
+                        msg,
+                        args.take_metadata(),
+                    ));
+                    if ctx.deadline.is_some_and(|d| d <= Instant::now()) {
+                        Err(RemoteError::new(
+                            ErrorKind::Timeout,
+                            "the caller's deadline passed before the request was handled",
+                        ))
+                    } else {
+                        let service = Arc::clone(&self.service);
+                        self.run_worker(method, EntrypointKind::Rpc, ctx, async move {
+                            service.handle_rpc(method, args).await
+                        })
+                        .await
+                    }
                 }
             },
         };
@@ -532,6 +533,29 @@ impl Drop for Busy {
 
 /// The next delivery of `sub`, or `None` once the service stops: a flag read for each
 /// delivery, the cancellation wait only polled while no delivery is ready.
+/// The context of a worker for the request `msg`, whose envelope carried `metadata`: the context
+/// data of both (the message's own entries win a clash) and the earlier of their deadlines.
+fn worker_context(
+    service: &str,
+    method: &str,
+    msg: &Message,
+    metadata: RequestMetadata,
+) -> Context {
+    let in_envelope = metadata
+        .deadline_ms
+        .map(crate::context::instant_from_epoch_ms);
+    let deadline = match (msg.deadline, in_envelope) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if metadata.context.is_empty() {
+        return Context::for_worker(service, method, &msg.headers, deadline);
+    }
+    let mut headers = metadata.context;
+    headers.extend(msg.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Context::for_worker(service, method, &headers, deadline)
+}
+
 async fn next_delivery(
     s: &Shared,
     sub: &mut Subscription,

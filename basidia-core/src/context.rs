@@ -174,6 +174,11 @@ pub fn instant_from_epoch_ms(ms: i64) -> Instant {
     Instant::now() + Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
 }
 
+/// The epoch milliseconds `after` from now.
+pub fn epoch_ms_after(after: Duration) -> i64 {
+    now_epoch_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Converts an instant on tokio's clock into epoch milliseconds.
 pub fn epoch_ms_from_instant(at: Instant) -> i64 {
     let remaining = at.saturating_duration_since(Instant::now());

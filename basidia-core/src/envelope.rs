@@ -1,6 +1,10 @@
 //! RPC envelopes: a request body is `{"args": [...], "kwargs": {...}}`, a reply body is
 //! `{"result": <value>, "error": null}` or `{"result": null, "error": <RemoteError>}`, in
 //! msgpack or JSON.
+//!
+//! On backends that ask for it ([`crate::Broker::metadata_in_envelope`]), a request envelope
+//! also carries the call's metadata: `"deadline"` (milliseconds since the Unix epoch) and
+//! `"context"` (the context data and call id stack, a map), each left out when there is none.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
 use crate::error::{RemoteError, RpcError};
+use crate::message::{ContextData, Headers};
 
 /// An empty keyword-argument map.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +33,19 @@ impl Serialize for NoKwargs {
 struct RequestOut<'a, A: ?Sized, K: ?Sized> {
     args: &'a A,
     kwargs: &'a K,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadline: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a Headers>,
+}
+
+/// The metadata a request envelope may carry beside the arguments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestMetadata {
+    /// The caller's deadline, in milliseconds since the Unix epoch.
+    pub deadline_ms: Option<i64>,
+    /// The caller's context data and call id stack.
+    pub context: Headers,
 }
 
 /// Encodes a request body from positional arguments (anything that serializes as a sequence)
@@ -37,8 +55,40 @@ where
     A: Serialize + ?Sized,
     K: Serialize + ?Sized,
 {
+    encode_request_with(format, args, kwargs, &RequestMetadata::default())
+}
+
+/// Encodes a request body that carries `metadata` too.
+///
+/// ```
+/// use basidia_core::envelope::{encode_request_with, Arguments, NoKwargs, RequestMetadata};
+/// use basidia_core::{Format, HeaderValue};
+///
+/// let mut metadata = RequestMetadata { deadline_ms: Some(1_800_000_000_000), ..Default::default() };
+/// metadata.context.insert("user_id".into(), HeaderValue::from("42"));
+/// let body = encode_request_with(Format::MsgPack, &("hi",), &NoKwargs, &metadata).unwrap();
+/// let mut args = Arguments::decode(Format::MsgPack, body.into()).unwrap();
+/// assert_eq!(args.take_metadata(), metadata);
+/// assert_eq!(args.take::<String>(0, "text").unwrap(), "hi");
+/// ```
+pub fn encode_request_with<A, K>(
+    format: Format,
+    args: &A,
+    kwargs: &K,
+    metadata: &RequestMetadata,
+) -> Result<Vec<u8>, RpcError>
+where
+    A: Serialize + ?Sized,
+    K: Serialize + ?Sized,
+{
+    let request = RequestOut {
+        args,
+        kwargs,
+        deadline: metadata.deadline_ms,
+        context: Some(&metadata.context).filter(|c| !c.is_empty()),
+    };
     format
-        .encode(&RequestOut { args, kwargs })
+        .encode(&request)
         .map_err(|e| RpcError::Encode(e.to_string()))
 }
 
@@ -117,11 +167,13 @@ pub struct Arguments {
     body: Bytes,
     args: Vec<Option<Range<usize>>>,
     kwargs: Vec<(String, Range<usize>)>,
+    metadata: RequestMetadata,
 }
 
 impl Arguments {
     /// Decodes a request body; a body that is not an `{"args": [...], "kwargs": {...}}`
-    /// envelope is a `MalformedRequest`.
+    /// envelope is a `MalformedRequest`, and so is one whose `deadline` is not an integer or
+    /// whose `context` is not a map. Other keys are ignored.
     pub fn decode(format: Format, body: Bytes) -> Result<Self, RemoteError> {
         let malformed = |e: basidia_serializers::Error| {
             RemoteError::malformed(format!("undecodable request body: {e}"))
@@ -129,6 +181,7 @@ impl Arguments {
         let entries = raw::map_entries(format, &body).map_err(malformed)?;
         let mut args = None;
         let mut kwargs = None;
+        let mut metadata = RequestMetadata::default();
         for (key, range) in entries {
             match key.as_ref() {
                 "args" => args = Some(raw::array_items(format, &body, range).map_err(malformed)?),
@@ -144,6 +197,24 @@ impl Arguments {
                             .collect::<Vec<_>>(),
                     );
                 }
+                "deadline" => {
+                    metadata.deadline_ms =
+                        format.decode::<Option<i64>>(&body[range]).map_err(|e| {
+                            RemoteError::malformed(format!(
+                                "`deadline` must be an integer of milliseconds since the Unix \
+                                 epoch: {e}"
+                            ))
+                        })?;
+                }
+                "context" => {
+                    metadata.context = format
+                        .decode::<Option<ContextData>>(&body[range])
+                        .map_err(|e| {
+                            RemoteError::malformed(format!("`context` must be a map: {e}"))
+                        })?
+                        .unwrap_or_default()
+                        .0;
+                }
                 _ => {}
             }
         }
@@ -153,11 +224,18 @@ impl Arguments {
                 body,
                 args: args.into_iter().map(Some).collect(),
                 kwargs,
+                metadata,
             }),
             _ => Err(RemoteError::malformed(
                 "request body must carry both `args` and `kwargs`",
             )),
         }
+    }
+
+    /// Takes the metadata the envelope carried (none on most backends: see
+    /// [`crate::Broker::metadata_in_envelope`]); what is left is empty.
+    pub fn take_metadata(&mut self) -> RequestMetadata {
+        std::mem::take(&mut self.metadata)
     }
 
     /// The format the request came in; the reply uses it too.
@@ -311,5 +389,73 @@ mod tests {
             let e = decode_reply::<String>(format, &err).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::MethodNotFound);
         }
+    }
+
+    #[test]
+    fn metadata_travels_in_the_envelope_only_when_there_is_some() {
+        use crate::message::HeaderValue;
+        for format in Format::ALL {
+            let plain = encode_request(format, &(1,), &NoKwargs).unwrap();
+            let keys: Vec<String> = raw::map_entries(format, &plain)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k.into_owned())
+                .collect();
+            assert_eq!(keys, ["args", "kwargs"], "{format:?}");
+            let mut args = Arguments::decode(format, plain.into()).unwrap();
+            assert_eq!(args.take_metadata(), RequestMetadata::default());
+
+            let mut metadata = RequestMetadata {
+                deadline_ms: Some(1_800_000_000_123),
+                ..Default::default()
+            };
+            metadata.context.insert("user_id".into(), "7".into());
+            metadata
+                .context
+                .insert("debug".into(), HeaderValue::Bool(true));
+            metadata
+                .context
+                .insert("tries".into(), HeaderValue::Int(-3));
+            metadata.context.insert(
+                "call_id_stack".into(),
+                HeaderValue::List(vec!["a.b.1".into(), "c.d.2".into()]),
+            );
+            let body = encode_request_with(format, &(1,), &NoKwargs, &metadata).unwrap();
+            let mut args = Arguments::decode(format, body.into()).unwrap();
+            assert_eq!(args.take_metadata(), metadata, "{format:?}");
+            assert_eq!(args.take_metadata(), RequestMetadata::default());
+            assert_eq!(args.take::<i32>(0, "n").unwrap(), 1);
+        }
+    }
+
+    #[test]
+    fn metadata_of_the_wrong_shape_is_malformed_and_nulls_are_none() {
+        let decode = |body: &'static str| {
+            Arguments::decode(Format::Json, Bytes::from_static(body.as_bytes()))
+        };
+        for bad in [
+            r#"{"args": [], "kwargs": {}, "deadline": "soon"}"#,
+            r#"{"args": [], "kwargs": {}, "deadline": 1.5}"#,
+            r#"{"args": [], "kwargs": {}, "context": [1]}"#,
+        ] {
+            let err = decode(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedRequest, "{bad}");
+        }
+        let mut args =
+            decode(r#"{"args": [], "kwargs": {}, "deadline": null, "context": null, "x": 1}"#)
+                .unwrap();
+        assert_eq!(args.take_metadata(), RequestMetadata::default());
+        // Another implementation's context: what headers cannot hold is left out.
+        let mut args = decode(
+            r#"{"args": [], "kwargs": {}, "context": {"user_id": "9", "n": null, "o": {"a": 1}, "l": [1, "x"]}}"#,
+        )
+        .unwrap();
+        let context = args.take_metadata().context;
+        assert_eq!(context.len(), 2, "{context:?}");
+        assert_eq!(context["user_id"], "9".into());
+        assert_eq!(
+            context["l"],
+            crate::message::HeaderValue::List(vec!["1".into(), "x".into()])
+        );
     }
 }

@@ -31,7 +31,7 @@ pub use dependency::{
 };
 pub use envelope::{Arguments, NoKwargs};
 pub use error::{BoxError, BrokerError, Error, ErrorKind, RemoteError, Result, RpcError};
-pub use message::{HeaderValue, Headers, Message};
+pub use message::{ContextData, HeaderValue, Headers, Message};
 pub use proxy::{CallOptions, Client, RpcProxy, ServiceProxy, DEFAULT_TIMEOUT};
 pub use runner::{shutdown_signal, Runner, RunningServices, ServiceOptions};
 pub use service::{

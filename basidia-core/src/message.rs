@@ -68,8 +68,120 @@ impl From<Vec<String>> for HeaderValue {
     }
 }
 
+/// Written as the plain value: a string, an array of strings, an integer or a boolean (so that
+/// [`Headers`] serialize as one object of them).
+impl serde::Serialize for HeaderValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HeaderValue::Str(x) => s.serialize_str(x),
+            HeaderValue::List(x) => serde::Serialize::serialize(x, s),
+            HeaderValue::Int(x) => s.serialize_i64(*x),
+            HeaderValue::Bool(x) => s.serialize_bool(*x),
+        }
+    }
+}
+
 /// Context headers, keyed without any transport prefix (the AMQP transport adds `nameko.`).
 pub type Headers = BTreeMap<String, HeaderValue>;
+
+/// Context data read from a self-describing map (a JSON object, a msgpack map), as peers in any
+/// language write it: strings, booleans and lists keep their kind, integers that fit an `i64`
+/// become integers and other numbers their text, list items other than strings their JSON
+/// text; nulls and nested maps are left out. (Writing needs no wrapper: [`Headers`] serialize
+/// as such a map.)
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContextData(pub Headers);
+
+impl<'de> serde::Deserialize<'de> for ContextData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of context data")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut out = Headers::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if let Some(value) = map.next_value::<ContextValue>()?.0 {
+                        out.insert(key, value);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Object).map(ContextData)
+    }
+}
+
+/// One value of context data; `None` for what context headers cannot hold.
+struct ContextValue(Option<HeaderValue>);
+
+impl<'de> serde::Deserialize<'de> for ContextValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Option<HeaderValue>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a context value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Str(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Str(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(HeaderValue::Int(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(match i64::try_from(v) {
+                    Ok(i) => HeaderValue::Int(i),
+                    Err(_) => HeaderValue::Str(v.to_string()),
+                }))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(serde_json::Number::from_f64(v).map(|n| HeaderValue::Str(n.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(item) = seq.next_element::<serde_json::Value>()? {
+                    items.push(match item {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    });
+                }
+                Ok(Some(HeaderValue::List(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(None)
+            }
+        }
+        d.deserialize_any(Any).map(ContextValue)
+    }
+}
 
 /// One message as a broker carries it.
 #[derive(Debug, Clone, Default)]

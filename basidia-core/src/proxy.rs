@@ -14,7 +14,9 @@ use tracing::Instrument;
 
 use crate::broker::SharedBroker;
 use crate::context::Context;
-use crate::envelope::{decode_reply, encode_request, NoKwargs};
+use crate::envelope::{
+    decode_reply, encode_request, encode_request_with, NoKwargs, RequestMetadata,
+};
 use crate::error::{BrokerError, RpcError};
 use crate::message::Message;
 use crate::service::{ServiceDescription, DESCRIBE_METHOD};
@@ -121,8 +123,32 @@ impl RpcProxy {
         A: Serialize + ?Sized,
         K: Serialize + ?Sized,
     {
-        let body = encode_request(self.options.format, args, kwargs)?;
-        let reply = self.send(service, method, body).await?;
+        let ctx = Context::current();
+        let timeout = self.timeout(ctx.as_deref(), service, method)?;
+        let headers = ctx
+            .as_ref()
+            .map(|c| c.outgoing_headers())
+            .unwrap_or_default();
+        let format = self.options.format;
+        // `timeout` is already cut to the context's deadline.
+        let message = if self.broker.metadata_in_envelope() {
+            let metadata = RequestMetadata {
+                deadline_ms: Some(crate::context::epoch_ms_after(timeout)),
+                context: headers,
+            };
+            Message {
+                body: encode_request_with(format, args, kwargs, &metadata)?.into(),
+                ..Message::default()
+            }
+        } else {
+            Message {
+                body: encode_request(format, args, kwargs)?.into(),
+                headers,
+                deadline: Some(Instant::now() + timeout),
+                ..Message::default()
+            }
+        };
+        let reply = self.send(service, method, message, timeout).await?;
         let format = reply
             .content_type
             .as_deref()
@@ -174,12 +200,16 @@ impl RpcProxy {
             .await
     }
 
-    async fn send(&self, service: &str, method: &str, body: Vec<u8>) -> Result<Message, RpcError> {
-        let ctx = Context::current();
-        let now = Instant::now();
+    /// The time a call may take: the proxy's timeout, cut to the current worker's deadline.
+    fn timeout(
+        &self,
+        ctx: Option<&Context>,
+        service: &str,
+        method: &str,
+    ) -> Result<Duration, RpcError> {
         let mut timeout = self.options.timeout;
-        if let Some(deadline) = ctx.as_ref().and_then(|c| c.deadline) {
-            timeout = timeout.min(deadline.saturating_duration_since(now));
+        if let Some(deadline) = ctx.and_then(|c| c.deadline) {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
         }
         if timeout.is_zero() {
             return Err(RpcError::Timeout {
@@ -188,28 +218,26 @@ impl RpcProxy {
                 after: Duration::ZERO,
             });
         }
+        Ok(timeout)
+    }
+
+    async fn send(
+        &self,
+        service: &str,
+        method: &str,
+        mut message: Message,
+        timeout: Duration,
+    ) -> Result<Message, RpcError> {
         if let Some(max) = self.broker.max_payload() {
-            if body.len() > max {
+            if message.body.len() > max {
                 return Err(RpcError::Broker(BrokerError::PayloadTooLarge {
-                    size: body.len(),
+                    size: message.body.len(),
                     max,
                 }));
             }
         }
-        // `timeout` is already cut to the context's deadline.
-        let deadline = Some(now + timeout);
-        let headers = ctx
-            .as_ref()
-            .map(|c| c.outgoing_headers())
-            .unwrap_or_default();
-        let message = Message {
-            body: body.into(),
-            content_type: Some(Cow::Borrowed(self.options.format.content_type())),
-            headers,
-            deadline,
-            priority: self.options.priority,
-            ..Message::default()
-        };
+        message.content_type = Some(Cow::Borrowed(self.options.format.content_type()));
+        message.priority = self.options.priority;
         let span = tracing::debug_span!("rpc.call", service, method);
         self.broker
             .call(service, method, message, timeout)

@@ -157,12 +157,21 @@ fn profiling_one_level() -> bool {
 /// Concurrent publishers in the event workload.
 const EVENT_PUBLISHERS: usize = 16;
 
-/// The msgpack request Basidia sends for `hello("World")`, which the raw clients echo.
-fn hello_request() -> anyhow::Result<Vec<u8>> {
-    Ok(basidia::envelope::encode_request(
+/// The msgpack request Basidia sends for `hello("World")`, which the raw clients echo: on a
+/// broker that carries the deadline in the envelope (NATS), with one (an hour ahead, so that it
+/// stays ahead while the raw requests go to the Basidia service: see BASIDIA_BENCH_RAW_TARGET).
+fn hello_request(broker: &dyn basidia::Broker) -> anyhow::Result<Vec<u8>> {
+    let metadata = basidia::envelope::RequestMetadata {
+        deadline_ms: broker
+            .metadata_in_envelope()
+            .then(|| basidia::context::epoch_ms_after(Duration::from_secs(3600))),
+        ..Default::default()
+    };
+    Ok(basidia::envelope::encode_request_with(
         basidia::Format::MsgPack,
         &("World",),
         &basidia::envelope::NoKwargs,
+        &metadata,
     )?)
 }
 
@@ -247,7 +256,7 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let raw_server = raw_amqp::RawServer::start(url, topology).await?;
     let raw = raw_amqp::RawClient::connect(url, &raw_server, topology).await?;
     // The raw request carries what Basidia's does: a msgpack envelope of the same size.
-    let body = hello_request()?;
+    let body = hello_request(caller.broker().as_ref())?;
     let body = Arc::new(body);
     let duration = networked_duration(quick);
     let basidia_call = hello_call(client.clone());
@@ -328,8 +337,8 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let client = GreetingServiceClient::connect(&caller);
     // The raw baseline: a queue-group echo server and a plain request, each on its own
     // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
-    // its requests carry the one header Basidia's top-level calls carry (the deadline; replies
-    // carry none), to show what that header costs. BASIDIA_BENCH_RAW_TARGET=service sends the
+    // its requests carry a `Basidia-Deadline` header, to show what one header costs (Basidia's
+    // requests carry their deadline in the envelope, and neither they nor replies have headers). BASIDIA_BENCH_RAW_TARGET=service sends the
     // raw requests to the Basidia service instead of the echo server: Basidia's caller against a
     // raw caller, both calling the same service, which shows the caller's share of the cost.
     let raw_server = async_nats::connect(url).await?;
@@ -347,7 +356,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
         }
     });
     let raw_client = async_nats::connect(url).await?;
-    let body = hello_request()?;
+    let body = hello_request(caller.broker().as_ref())?;
     let body = bytes_of(body);
     let duration = networked_duration(quick);
     let basidia_call = hello_call(client.clone());

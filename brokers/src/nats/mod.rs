@@ -25,8 +25,8 @@ use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, AckKind};
 use async_nats::{HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use basidia_core::{
-    redact_url, Broker, BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType,
-    HeaderValue, Headers, Message, Settle, Subscription,
+    redact_url, Broker, BrokerError, ConsumeOptions, ContextData, Delivery, EventBinding,
+    HandlerType, Headers, Message, Settle, Subscription,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -243,7 +243,7 @@ fn to_nats_headers(message: &Message) -> HeaderMap {
         headers.insert(DEADLINE_NAME, value);
     }
     if !message.headers.is_empty() {
-        if let Ok(json) = serde_json::to_string(&ContextJson(&message.headers)) {
+        if let Ok(json) = serde_json::to_string(&message.headers) {
             headers.insert(CONTEXT_NAME, json);
         }
     }
@@ -256,25 +256,6 @@ fn to_nats_headers(message: &Message) -> HeaderMap {
 
 /// The content type of a message without a `Content-Type` header.
 const DEFAULT_CONTENT_TYPE: &str = "application/x-msgpack";
-
-/// Context headers as a JSON object, written straight from the map.
-struct ContextJson<'a>(&'a Headers);
-
-impl serde::Serialize for ContextJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            match v {
-                HeaderValue::Str(x) => map.serialize_entry(k, x)?,
-                HeaderValue::List(x) => map.serialize_entry(k, x)?,
-                HeaderValue::Int(x) => map.serialize_entry(k, x)?,
-                HeaderValue::Bool(x) => map.serialize_entry(k, x)?,
-            }
-        }
-        map.end()
-    }
-}
 
 /// The headers Basidia reads, found in one pass over the map (rather than a hashed lookup for
 /// each, most of which find nothing).
@@ -312,8 +293,8 @@ impl<'a> Meta<'a> {
     fn context(&self) -> (Headers, Option<i64>) {
         let mut context = match self.context {
             None => Headers::new(),
-            Some(raw) => match serde_json::from_str::<ContextIn>(raw) {
-                Ok(ContextIn(context)) => context,
+            Some(raw) => match serde_json::from_str::<ContextData>(raw) {
+                Ok(ContextData(context)) => context,
                 Err(_) => {
                     tracing::warn!("ignoring an undecodable {CONTEXT_HEADER} header");
                     Headers::new()
@@ -338,99 +319,6 @@ impl<'a> Meta<'a> {
 #[cfg(test)]
 fn context_of(headers: Option<&HeaderMap>) -> (Headers, Option<i64>) {
     Meta::read(headers).context()
-}
-
-/// The context header read straight into context headers: strings, booleans and lists keep
-/// their kind, integers that fit an `i64` become integers and other numbers their JSON text,
-/// list items other than strings their JSON text; nulls and nested objects are left out.
-struct ContextIn(Headers);
-
-impl<'de> serde::Deserialize<'de> for ContextIn {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> serde::de::Visitor<'de> for Object {
-            type Value = Headers;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Headers, A::Error> {
-                let mut out = Headers::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if let Some(value) = map.next_value::<ContextValue>()?.0 {
-                        out.insert(key, value);
-                    }
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(Object).map(ContextIn)
-    }
-}
-
-/// One value of the context header; `None` for what context headers cannot hold.
-struct ContextValue(Option<HeaderValue>);
-
-impl<'de> serde::Deserialize<'de> for ContextValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Any;
-        impl<'de> serde::de::Visitor<'de> for Any {
-            type Value = Option<HeaderValue>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Some(HeaderValue::Str(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Some(HeaderValue::Str(v)))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Some(HeaderValue::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Some(HeaderValue::Int(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Some(match i64::try_from(v) {
-                    Ok(i) => HeaderValue::Int(i),
-                    Err(_) => HeaderValue::Str(v.to_string()),
-                }))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(serde_json::Number::from_f64(v).map(|n| HeaderValue::Str(n.to_string())))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(item) = seq.next_element::<serde_json::Value>()? {
-                    items.push(match item {
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
-                    });
-                }
-                Ok(Some(HeaderValue::List(items)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(None)
-            }
-        }
-        d.deserialize_any(Any).map(ContextValue)
-    }
 }
 
 fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
@@ -942,6 +830,12 @@ impl Broker for NatsBroker {
         "nats"
     }
 
+    /// A header block costs the server and both clients a parse into a map per message, more
+    /// than the rest of a small request: the deadline and context go in the envelope.
+    fn metadata_in_envelope(&self) -> bool {
+        true
+    }
+
     async fn call(
         &self,
         service: &str,
@@ -1305,6 +1199,7 @@ impl Broker for NatsBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use basidia_core::HeaderValue;
 
     #[test]
     fn credentials_come_out_of_the_url_and_never_show() {
