@@ -72,6 +72,15 @@ pub fn rpc_subject(service: &str, method: &str) -> String {
     subject
 }
 
+/// Whether `name` can be a part of a subject one publishes to: not empty, no whitespace (which
+/// would break the protocol's framing), no wildcard.
+fn fits_subject(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .bytes()
+            .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'*' | b'>'))
+}
+
 /// The subject of an event.
 pub fn event_subject(source: &str, event_type: &str) -> String {
     format!("basidia.events.{source}.{event_type}")
@@ -110,6 +119,9 @@ pub struct NatsOptions {
     pub ack_wait: Duration,
     /// How long event streams keep messages; an event no handler consumed within it is gone.
     pub max_event_age: Duration,
+    /// How many messages the client queues for its connection before publishers wait for room
+    /// (2,048 by default).
+    pub command_queue: usize,
 }
 
 impl NatsOptions {
@@ -121,6 +133,7 @@ impl NatsOptions {
             tls_ca_file: None,
             ack_wait: Duration::from_secs(10),
             max_event_age: Duration::from_secs(7 * 24 * 3600),
+            command_queue: 2048,
         }
     }
 }
@@ -367,6 +380,7 @@ impl NatsBroker {
             .name("basidia")
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(None)
+            .client_capacity(options.command_queue.max(1))
             .max_reconnects(None::<usize>)
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
@@ -437,7 +451,7 @@ impl NatsBroker {
         let inner = Arc::new(Inner {
             options,
             max_payload,
-            outbox: outbox::Outbox::default(),
+            outbox: outbox::Outbox::new(&client),
             calls,
             client,
             js,
@@ -706,7 +720,12 @@ impl Settle for CoreSettle {
             headers: to_nats_headers(&reply),
             body: reply.body,
         };
-        inner.outbox.send(inner, reply).await;
+        match inner.outbox.offer(reply) {
+            outbox::Offer::Queued => {}
+            outbox::Offer::Alone(reply) => outbox::publish(inner, reply).await,
+            // Once per batch: boxed, so that every reply's future need not hold its state.
+            outbox::Offer::Lead => Box::pin(outbox::lead(inner)).await,
+        }
         Ok(())
     }
 
@@ -844,6 +863,12 @@ impl Broker for NatsBroker {
         timeout: Duration,
     ) -> Result<Message, BrokerError> {
         let state = self.check()?;
+        if !fits_subject(service) || !fits_subject(method) {
+            return Err(backend(format!(
+                "cannot call {service:?}.{method:?} over NATS: service and method names must be \
+                 non-empty, without whitespace, `*` or `>`"
+            )));
+        }
         let subject = async_nats::Subject::from(rpc_subject(service, method));
         let size = request.body.len();
         let max = self.inner.max_payload.load(Ordering::Relaxed);
@@ -876,7 +901,9 @@ impl Broker for NatsBroker {
                 if !headers.is_empty() {
                     req = req.headers(headers);
                 }
-                let sent = inner.client.send_request(subject.clone(), req);
+                // Boxed: the helper's future is large, and would otherwise make every call's
+                // future (moved and boxed whole) larger by as much.
+                let sent = Box::pin(inner.client.send_request(subject.clone(), req));
                 tokio::select! {
                     r = sent => match r {
                         Ok(reply) => Ok(Answer::Reply(reply)),
@@ -902,7 +929,12 @@ impl Broker for NatsBroker {
                     headers,
                     body: request.body.clone(),
                 };
-                inner.outbox.send(inner, out).await;
+                match inner.outbox.offer(out) {
+                    outbox::Offer::Queued => {}
+                    outbox::Offer::Alone(out) => outbox::publish(inner, out).await,
+                    // Once per batch: boxed, so that every call's future need not hold its state.
+                    outbox::Offer::Lead => Box::pin(outbox::lead(inner)).await,
+                }
                 match (&mut call.answer).await {
                     Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
                         Ok(Answer::NoResponders)
@@ -1378,6 +1410,14 @@ mod tests {
         let at = received.deadline.expect("a deadline");
         let off = at.max(in_a_minute) - at.min(in_a_minute);
         assert!(off <= Duration::from_millis(5), "{off:?}");
+    }
+
+    #[test]
+    fn names_that_cannot_be_published_to_are_refused() {
+        assert!(fits_subject("greeting_service") && fits_subject("say-hello"));
+        for bad in ["", "a b", "a\tb", "a\r\nPUB x 1", "*", "a>"] {
+            assert!(!fits_subject(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,13 +15,24 @@
 //! - Calls do the same: when other requests or calls are in flight on the connection, the first
 //!   call to find the queue empty lets the other ready tasks (other callers) queue their
 //!   requests and publishes them all; a lone call publishes at once.
+//!
+//! Publishing itself takes no future: the outbox holds a clone of the client and hands it each
+//! message through its `Sink` side, which puts the message straight into the client's command
+//! queue when the queue has room (it holds thousands). Only when it is full does a publisher
+//! wait, on a boxed future of its own. So the futures of calls and replies, which are moved
+//! and boxed with everything they may hold, carry no publishing state.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
+use async_nats::message::OutboundMessage;
 use async_nats::{HeaderMap, Subject};
 use basidia_core::BrokerError;
 use bytes::Bytes;
+use futures_util::Sink;
 
 use super::Inner;
 
@@ -34,13 +45,25 @@ pub(super) struct Outgoing {
     pub(super) body: Bytes,
 }
 
+/// What the sender of a request or reply does after [`Outbox::offer`].
+#[must_use]
+pub(super) enum Offer {
+    /// Nothing: a leader publishes it.
+    Queued,
+    /// Publish it now with [`publish`].
+    Alone(Outgoing),
+    /// Lead the batch it opened: [`lead`].
+    Lead,
+}
+
 /// The queue of requests and replies of one connection.
-#[derive(Default)]
 pub(super) struct Outbox {
     state: Mutex<State>,
     /// Requests received on the connection and not yet answered (or given up), and calls
     /// waiting for their replies.
     in_flight: AtomicUsize,
+    /// A clone of the connection's client, used as a `Sink` (whose state is its own).
+    sink: Mutex<async_nats::Client>,
 }
 
 #[derive(Default)]
@@ -52,6 +75,15 @@ struct State {
 }
 
 impl Outbox {
+    /// The outbox of `client`'s connection.
+    pub(super) fn new(client: &async_nats::Client) -> Self {
+        Outbox {
+            state: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            sink: Mutex::new(client.clone()),
+        }
+    }
+
     /// Counts a request received or a call made; [`Outbox::finished`] must follow. Returns how
     /// many were in flight before.
     pub(super) fn started(&self) -> usize {
@@ -63,42 +95,27 @@ impl Outbox {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Queues a request or reply still counted in flight, or publishes it when nobody else
-    /// will publish soon.
-    pub(super) async fn send(&self, inner: &Arc<Inner>, reply: Outgoing) {
-        let alone = {
-            let mut state = super::lock(&self.state);
-            if state.leader {
-                // The leader publishes it.
-                state.queue.push(reply);
-                return;
-            }
-            if self.in_flight.load(Ordering::Relaxed) > 1 {
-                state.queue.push(reply);
-                state.leader = true;
-                None
-            } else {
-                Some(reply)
-            }
-        };
-        if let Some(reply) = alone {
-            publish(inner, reply).await;
-            return;
+    /// Offers a request or reply still counted in flight: queued for a leader to publish, or
+    /// handed back to publish at once (nobody else will publish soon), or queued with the caller
+    /// made the leader, who must then run [`lead`].
+    pub(super) fn offer(&self, out: Outgoing) -> Offer {
+        let mut state = super::lock(&self.state);
+        if state.leader {
+            // The leader publishes it.
+            state.queue.push(out);
+            Offer::Queued
+        } else if self.in_flight.load(Ordering::Relaxed) > 1 {
+            state.queue.push(out);
+            state.leader = true;
+            Offer::Lead
+        } else {
+            Offer::Alone(out)
         }
-        let mut leader = Leader { inner, batch: None };
-        // Let the workers and callers that are ready to run queue their messages too.
-        tokio::task::yield_now().await;
-        leader.batch = Some(self.take().into_iter());
-        leader.publish().await;
     }
 
     /// Publishes everything queued so far.
     pub(super) async fn flush(&self, inner: &Arc<Inner>) {
-        let mut leader = Leader {
-            inner,
-            batch: Some(self.take().into_iter()),
-        };
-        leader.publish().await;
+        publish_batch(inner, self.take()).await;
     }
 
     /// Takes everything queued; whoever queues next starts a new batch.
@@ -109,67 +126,112 @@ impl Outbox {
     }
 }
 
-/// The worker publishing a batch. Should its task be cancelled before it is done (a service
-/// stopping), the replies it was responsible for go out from a task of their own rather than
-/// stay queued behind an outbox nobody flushes.
-struct Leader<'a> {
-    inner: &'a Arc<Inner>,
-    batch: Option<std::vec::IntoIter<Outgoing>>,
+/// Leads a batch: lets the workers and callers that are ready to run queue their messages too,
+/// then publishes everything queued.
+pub(super) async fn lead(inner: &Arc<Inner>) {
+    let leader = Leader(inner);
+    tokio::task::yield_now().await;
+    std::mem::forget(leader);
+    publish_batch(inner, inner.outbox.take()).await;
 }
 
-impl Leader<'_> {
-    async fn publish(&mut self) {
-        while let Some(reply) = self.batch.as_mut().and_then(Iterator::next) {
-            publish(self.inner, reply).await;
+/// The worker that is to publish a batch. Should its task be cancelled while it lets the others
+/// queue (a service stopping), the batch goes out from a task of its own rather than stay
+/// queued behind an outbox nobody flushes.
+struct Leader<'a>(&'a Arc<Inner>);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let batch = self.0.outbox.take();
+        if batch.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(publish_owned(Arc::clone(self.0), batch));
         }
     }
 }
 
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
-        let rest: Vec<Outgoing> = match self.batch.take() {
-            Some(batch) => batch.collect(),
-            None => self.inner.outbox.take(),
-        };
-        publish_elsewhere(self.inner, rest);
+async fn publish_owned(inner: Arc<Inner>, batch: Vec<Outgoing>) {
+    publish_batch(&inner, batch).await;
+}
+
+/// Publishes one request or reply.
+pub(super) async fn publish(inner: &Inner, out: Outgoing) {
+    if let Some(rest) = hand_over(inner, std::iter::once(out)) {
+        Box::pin(publish_waiting(inner, rest)).await;
     }
 }
 
-/// Publishes `batch` from a task of its own.
-fn publish_elsewhere(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(publish_all(Arc::clone(inner), batch));
+/// Publishes `batch`, in order.
+async fn publish_batch(inner: &Inner, batch: Vec<Outgoing>) {
+    if let Some(rest) = hand_over(inner, batch) {
+        Box::pin(publish_waiting(inner, rest)).await;
     }
 }
 
-async fn publish_all(inner: Arc<Inner>, batch: Vec<Outgoing>) {
-    for out in batch {
-        publish(&inner, out).await;
+/// Hands `batch` to the client, in order, while its command queue has room; returns the rest
+/// should it fill up.
+fn hand_over(inner: &Inner, batch: impl IntoIterator<Item = Outgoing>) -> Option<Vec<Outgoing>> {
+    let mut batch = batch.into_iter();
+    let mut sink = super::lock(&inner.outbox.sink);
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Some(out) = batch.next() {
+        match Pin::new(&mut *sink).poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                let (message, call, size) = outbound(out);
+                let sent = Pin::new(&mut *sink).start_send(message);
+                settle(inner, sent, call, size);
+            }
+            Poll::Ready(Err(e)) => settle(inner, Err(e), out.call.map(|c| c.1), 0),
+            // Full: these wait for room with wakers of their own. The sink is replaced, which
+            // gives up its own place in the wait for room (with nobody to poll it, it would
+            // hold the room it was given, and with a queue of one, keep everyone waiting).
+            Poll::Pending => {
+                *sink = inner.client.clone();
+                return Some(std::iter::once(out).chain(batch).collect());
+            }
+        }
+    }
+    None
+}
+
+/// Publishes `batch` one message after another, each waiting for room in the client's queue.
+fn publish_waiting(inner: &Inner, batch: Vec<Outgoing>) -> impl Future<Output = ()> + Send + '_ {
+    use async_nats::client::traits::Publisher as _;
+    async move {
+        for out in batch {
+            let (message, call, size) = outbound(out);
+            let sent = inner.client.publish_message(message).await;
+            settle(inner, sent, call, size);
+        }
     }
 }
 
-async fn publish(inner: &Inner, out: Outgoing) {
-    let client = &inner.client;
-    let size = out.body.len();
-    // The client sends a message whose headers are empty as a plain `PUB`, as it would one
-    // published without headers.
-    let (sent, call) = match out.call {
-        None => (
-            client
-                .publish_with_headers(out.subject, out.headers, out.body)
-                .await,
-            None,
-        ),
-        Some((reply, id)) => (
-            client
-                .publish_with_reply_and_headers(out.subject, reply, out.headers, out.body)
-                .await,
-            Some(id),
-        ),
+/// The client's form of `out`, its call number and body size. Empty headers are left out: a
+/// plain `PUB`.
+fn outbound(out: Outgoing) -> (OutboundMessage, Option<u64>, usize) {
+    let (reply, call) = match out.call {
+        Some((reply, id)) => (Some(reply), Some(id)),
+        None => (None, None),
     };
+    let size = out.body.len();
+    let message = OutboundMessage {
+        subject: out.subject,
+        reply,
+        payload: out.body,
+        headers: Some(out.headers).filter(|h| !h.is_empty()),
+    };
+    (message, call, size)
+}
+
+/// Fails the call whose request could not be published; logs a reply that could not be.
+fn settle(
+    inner: &Inner,
+    sent: Result<(), async_nats::client::PublishError>,
+    call: Option<u64>,
+    size: usize,
+) {
     match (sent, call) {
         (Ok(()), _) => {}
         (Err(e), Some(id)) => {
@@ -177,7 +239,7 @@ async fn publish(inner: &Inner, out: Outgoing) {
                 async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
                     BrokerError::PayloadTooLarge {
                         size,
-                        max: inner.max_payload.load(std::sync::atomic::Ordering::Relaxed),
+                        max: inner.max_payload.load(Ordering::Relaxed),
                     }
                 }
                 _ => super::lost(e),
