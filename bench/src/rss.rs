@@ -64,7 +64,7 @@ pub fn serve_examples(url: &str, basic: bool) -> anyhow::Result<()> {
                 crate::drive(
                     64,
                     Duration::from_millis(ms),
-                    crate::hello_call(client.clone()),
+                    hello_call!(client.clone()),
                 )
                 .await?;
                 stdout.write_all(b"done\n").await?;
@@ -128,7 +128,7 @@ pub async fn measure(
     } else {
         let caller = basidia::RpcProxy::new(basidia::connect(url).await?);
         let client = GreetingServiceClient::connect(&caller);
-        crate::drive(64, load, crate::hello_call(client)).await?;
+        crate::drive(64, load, hello_call!(client)).await?;
         caller.broker().close().await;
     }
     sampling.store(false, Ordering::Relaxed);
