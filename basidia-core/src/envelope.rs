@@ -131,19 +131,22 @@ pub fn encode_error_reply(format: Format, error: &RemoteError) -> Vec<u8> {
 
 /// Decodes a reply body into the result type, or the remote error it carries.
 pub fn decode_reply<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, RpcError> {
-    let entries = raw::map_entries(format, body).map_err(|e| RpcError::Decode(e.to_string()))?;
     let mut result = None;
-    for (key, range) in entries {
-        match key.as_ref() {
-            "error" if !raw::is_nil(format, body, range.clone()) => {
-                let err: RemoteError = format
-                    .decode(&body[range])
-                    .map_err(|e| RpcError::Decode(format!("undecodable error: {e}")))?;
-                return Err(RpcError::Remote(err));
-            }
+    let mut error = None;
+    raw::for_each_map_entry(format, body, |key, range| {
+        match key {
+            "error" if !raw::is_nil(format, body, range.clone()) => error = Some(range),
             "result" => result = Some(range),
             _ => {}
         }
+        Ok::<(), basidia_serializers::Error>(())
+    })
+    .map_err(|e| RpcError::Decode(e.to_string()))?;
+    if let Some(range) = error {
+        let err: RemoteError = format
+            .decode(&body[range])
+            .map_err(|e| RpcError::Decode(format!("undecodable error: {e}")))?;
+        return Err(RpcError::Remote(err));
     }
     let decoded = match result {
         Some(range) => format.decode(&body[range]),
@@ -159,13 +162,27 @@ fn null_of(format: Format) -> &'static [u8] {
     }
 }
 
+/// Why decoding a request envelope stopped.
+enum Failed {
+    Raw(basidia_serializers::Error),
+    Remote(RemoteError),
+}
+
+impl From<basidia_serializers::Error> for Failed {
+    fn from(e: basidia_serializers::Error) -> Self {
+        Failed::Raw(e)
+    }
+}
+
 /// The arguments of one request, still encoded; each parameter is decoded straight into its
 /// type when the handler takes it.
 #[derive(Debug, Clone)]
 pub struct Arguments {
     format: Format,
     body: Bytes,
-    args: Vec<Option<Range<usize>>>,
+    /// The positional arguments' ranges; an empty range is one already taken (no encoded value
+    /// is empty).
+    args: Vec<Range<usize>>,
     kwargs: Vec<(String, Range<usize>)>,
     metadata: RequestMetadata,
 }
@@ -178,16 +195,15 @@ impl Arguments {
         let malformed = |e: basidia_serializers::Error| {
             RemoteError::malformed(format!("undecodable request body: {e}"))
         };
-        let entries = raw::map_entries(format, &body).map_err(malformed)?;
         let mut args = None;
         let mut kwargs = None;
         let mut metadata = RequestMetadata::default();
-        for (key, range) in entries {
-            match key.as_ref() {
-                "args" => args = Some(raw::array_items(format, &body, range).map_err(malformed)?),
+        raw::for_each_map_entry(format, &body, |key, range| {
+            match key {
+                "args" => args = Some(raw::array_items(format, &body, range)?),
                 "kwargs" => {
                     let slice = &body[range.clone()];
-                    let entries = raw::map_entries(format, slice).map_err(malformed)?;
+                    let entries = raw::map_entries(format, slice)?;
                     kwargs = Some(
                         entries
                             .into_iter()
@@ -200,29 +216,36 @@ impl Arguments {
                 "deadline" => {
                     metadata.deadline_ms =
                         format.decode::<Option<i64>>(&body[range]).map_err(|e| {
-                            RemoteError::malformed(format!(
+                            Failed::Remote(RemoteError::malformed(format!(
                                 "`deadline` must be an integer of milliseconds since the Unix \
                                  epoch: {e}"
-                            ))
+                            )))
                         })?;
                 }
                 "context" => {
                     metadata.context = format
                         .decode::<Option<ContextData>>(&body[range])
                         .map_err(|e| {
-                            RemoteError::malformed(format!("`context` must be a map: {e}"))
+                            Failed::Remote(RemoteError::malformed(format!(
+                                "`context` must be a map: {e}"
+                            )))
                         })?
                         .unwrap_or_default()
                         .0;
                 }
                 _ => {}
             }
-        }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            Failed::Raw(e) => malformed(e),
+            Failed::Remote(e) => e,
+        })?;
         match (args, kwargs) {
             (Some(args), Some(kwargs)) => Ok(Arguments {
                 format,
                 body,
-                args: args.into_iter().map(Some).collect(),
+                args,
                 kwargs,
                 metadata,
             }),
@@ -284,7 +307,7 @@ impl Arguments {
         name: &str,
     ) -> Result<T, RemoteError> {
         let range = match self.args.get_mut(index) {
-            Some(slot) => slot.take(),
+            Some(slot) => Some(std::mem::replace(slot, 0..0)).filter(|r| !r.is_empty()),
             None => self
                 .kwargs
                 .iter()
@@ -315,7 +338,7 @@ impl Arguments {
         let args = self
             .args
             .iter()
-            .flatten()
+            .filter(|r| !r.is_empty())
             .map(|r| decode(r.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let kwargs = self

@@ -61,12 +61,7 @@ pub fn serve_examples(url: &str, basic: bool) -> anyhow::Result<()> {
         while let Some(line) = lines.next_line().await? {
             if let Some(ms) = line.strip_prefix("load ") {
                 let ms: u64 = ms.trim().parse()?;
-                crate::drive(
-                    64,
-                    Duration::from_millis(ms),
-                    hello_call!(client.clone()),
-                )
-                .await?;
+                crate::drive(64, Duration::from_millis(ms), hello_call!(client.clone())).await?;
                 stdout.write_all(b"done\n").await?;
                 stdout.flush().await?;
             }

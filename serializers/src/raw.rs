@@ -44,6 +44,34 @@ pub fn map_entries(format: Format, body: &[u8]) -> Result<Vec<(Cow<'_, str>, Ran
     }
 }
 
+/// Calls `f` with the key and value range of each entry of a top-level map, in order, without
+/// collecting them first (msgpack); stops at the first error.
+pub fn for_each_map_entry<E: From<Error>>(
+    format: Format,
+    body: &[u8],
+    mut f: impl FnMut(&str, Range<usize>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    match format {
+        Format::MsgPack => {
+            let mut pos = 0;
+            let n = msgpack_map_len(body, &mut pos)?;
+            for _ in 0..n {
+                let key = msgpack_str(body, &mut pos)?;
+                let start = pos;
+                skip(body, &mut pos, 0)?;
+                f(key, start..pos)?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            for (key, range) in map_entries(format, body)? {
+                f(&key, range)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The byte range of each item of an array found at `range` in `body`.
 pub fn array_items(format: Format, body: &[u8], range: Range<usize>) -> Result<Vec<Range<usize>>> {
     let slice = body
@@ -242,6 +270,38 @@ mod tests {
             assert!(is_nil(format, &body, items[3].clone()));
             let kw = map_entries(format, &body[entries[1].1.clone()]).unwrap();
             assert_eq!(kw[0].0, "k");
+        }
+    }
+
+    #[test]
+    fn map_entries_are_visited_in_order_as_collected() {
+        let env = Env {
+            args: ("x", -70000, vec![1, 2], None),
+            kwargs: [("k", 1.5)].into_iter().collect(),
+        };
+        for format in Format::ALL {
+            let body = format.encode(&env).unwrap();
+            let mut seen = Vec::new();
+            for_each_map_entry(format, &body, |k, r| {
+                seen.push((k.to_string(), r));
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+            let collected: Vec<(String, Range<usize>)> = map_entries(format, &body)
+                .unwrap()
+                .into_iter()
+                .map(|(k, r)| (k.into_owned(), r))
+                .collect();
+            assert_eq!(seen, collected, "{format:?}");
+            // The visitor's error stops the walk; so does a body cut short.
+            let mut calls = 0;
+            let stopped = for_each_map_entry(format, &body, |_, _| {
+                calls += 1;
+                Err(bad(format, "enough"))
+            });
+            assert!(stopped.is_err() && calls == 1);
+            let cut = &body[..body.len() - 1];
+            assert!(for_each_map_entry(format, cut, |_, _| Ok::<(), Error>(())).is_err());
         }
     }
 

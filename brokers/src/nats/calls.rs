@@ -269,7 +269,9 @@ impl Calls {
 
     /// The reply subject of call `id`.
     pub(super) fn reply_subject(&self, id: u64) -> Subject {
-        let mut subject = String::with_capacity(self.prefix.len() + 20);
+        // Exactly as long as it must be: the client takes such a buffer over as it is, where
+        // spare room would cost it a shared header of its own.
+        let mut subject = String::with_capacity(self.prefix.len() + decimal_len(id));
         subject.push_str(&self.prefix);
         push_decimal(&mut subject, id);
         Subject::from(subject)
@@ -295,6 +297,11 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// How many digits `n` has in decimal.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 /// Appends `n` in decimal, without the formatting machinery.
 pub(super) fn push_decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -317,6 +324,9 @@ mod tests {
 
     #[test]
     fn call_numbers_print_in_decimal() {
+        for n in [0, 7, 9, 10, 99, 100, 12_345, u64::MAX / 10, u64::MAX] {
+            assert_eq!(decimal_len(n), n.to_string().len(), "{n}");
+        }
         for n in [0u64, 7, 10, 12_345, u64::MAX] {
             let mut s = String::from("x.");
             push_decimal(&mut s, n);

@@ -869,7 +869,6 @@ impl Broker for NatsBroker {
                  non-empty, without whitespace, `*` or `>`"
             )));
         }
-        let subject = async_nats::Subject::from(rpc_subject(service, method));
         let size = request.body.len();
         let max = self.inner.max_payload.load(Ordering::Relaxed);
         if max > 0 && size > max {
@@ -903,7 +902,8 @@ impl Broker for NatsBroker {
                 }
                 // Boxed: the helper's future is large, and would otherwise make every call's
                 // future (moved and boxed whole) larger by as much.
-                let sent = Box::pin(inner.client.send_request(subject.clone(), req));
+                let subject = async_nats::Subject::from(rpc_subject(service, method));
+                let sent = Box::pin(inner.client.send_request(subject, req));
                 tokio::select! {
                     r = sent => match r {
                         Ok(reply) => Ok(Answer::Reply(reply)),
@@ -924,7 +924,9 @@ impl Broker for NatsBroker {
                 }
             } else {
                 let out = outbox::Outgoing {
-                    subject: subject.clone(),
+                    // Built for each attempt (there is seldom a second): a clone would cost the
+                    // subject's buffer a shared header of its own.
+                    subject: async_nats::Subject::from(rpc_subject(service, method)),
                     call: Some((inner.calls.reply_subject(call.id), call.id)),
                     headers,
                     body: request.body.clone(),
