@@ -692,7 +692,9 @@ struct CoreSettle {
     /// set for RPC requests, which the outbox also counts in flight until this is dropped.
     srv: Option<(Arc<srv::SrvInstance>, srv::Slot)>,
     /// The request's reply subject, kept as the client read it (no copy to publish to).
-    reply_to: Option<async_nats::Subject>,
+    /// Taken by the reply (a request has one answer): a clone would cost the subject's buffer a
+    /// shared header of its own.
+    reply_to: Mutex<Option<async_nats::Subject>>,
 }
 
 impl Drop for CoreSettle {
@@ -706,7 +708,7 @@ impl Drop for CoreSettle {
 #[async_trait]
 impl Settle for CoreSettle {
     async fn reply(&self, _request: &Message, reply: Message) -> Result<(), BrokerError> {
-        let Some(to) = self.reply_to.clone() else {
+        let Some(to) = lock(&self.reply_to).take() else {
             return Err(BrokerError::NoReplyTo);
         };
         if let Some((srv, slot)) = &self.srv {
@@ -1005,7 +1007,7 @@ impl Broker for NatsBroker {
                 dead_letter_subject: Arc::clone(&dead_letter_subject),
                 started: Instant::now(),
                 srv: Some((Arc::clone(&instance), instance.slot(&method))),
-                reply_to: msg.reply.take(),
+                reply_to: Mutex::new(msg.reply.take()),
             };
             Delivery::new(message, method, Box::new(settle))
         });
@@ -1074,7 +1076,7 @@ impl Broker for NatsBroker {
                         dead_letter_subject: Arc::clone(&dead_letter_subject),
                         started: Instant::now(),
                         srv: None,
-                        reply_to: None,
+                        reply_to: Mutex::new(None),
                     };
                     let mut message = message_of(&msg, 1);
                     message.reply_to = None;
