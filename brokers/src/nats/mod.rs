@@ -334,11 +334,14 @@ fn context_of(headers: Option<&HeaderMap>) -> (Headers, Option<i64>) {
     Meta::read(headers).context()
 }
 
-fn message_of(m: &async_nats::Message, delivered: u32) -> Message {
+/// The message Basidia reads from `m`, whose payload it takes (a clone would cost the buffer's
+/// reference count a round trip).
+fn message_of(m: &mut async_nats::Message, delivered: u32) -> Message {
+    let body = std::mem::take(&mut m.payload);
     let meta = Meta::read(m.headers.as_ref());
     let (headers, deadline) = meta.context();
     Message {
-        body: m.payload.clone(),
+        body,
         content_type: Some(match meta.content_type {
             Some(v) => std::borrow::Cow::Owned(v.to_string()),
             None => std::borrow::Cow::Borrowed(DEFAULT_CONTENT_TYPE),
@@ -952,7 +955,7 @@ impl Broker for NatsBroker {
                 // The registration's deadline passed.
                 Err(BrokerError::Timeout(_)) => return Err(BrokerError::Timeout(timeout)),
                 Err(e) => return Err(e),
-                Ok(Answer::Reply(reply)) => return Ok(message_of(&reply, 1)),
+                Ok(Answer::Reply(mut reply)) => return Ok(message_of(&mut reply, 1)),
                 Ok(Answer::NoResponders) if retried => {
                     return Err(BrokerError::UnknownService(service.to_string()))
                 }
@@ -1001,7 +1004,7 @@ impl Broker for NatsBroker {
                 .unwrap_or(msg.subject.as_str())
                 .to_string();
             broker.inner.outbox.started();
-            let message = message_of(&msg, 1);
+            let message = message_of(&mut msg, 1);
             let settle = CoreSettle {
                 broker: broker.clone(),
                 dead_letter_subject: Arc::clone(&dead_letter_subject),
@@ -1067,7 +1070,7 @@ impl Broker for NatsBroker {
             let task_cancel = cancel.clone();
             tokio::spawn(async move {
                 loop {
-                    let msg = tokio::select! {
+                    let mut msg = tokio::select! {
                         () = task_cancel.cancelled() => break,
                         m = sub.next() => match m { Some(m) => m, None => break },
                     };
@@ -1078,7 +1081,7 @@ impl Broker for NatsBroker {
                         srv: None,
                         reply_to: Mutex::new(None),
                     };
-                    let mut message = message_of(&msg, 1);
+                    let mut message = message_of(&mut msg, 1);
                     message.reply_to = None;
                     message.correlation_id = None;
                     if tx
@@ -1154,8 +1157,8 @@ impl Broker for NatsBroker {
                         .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
                         .unwrap_or(1);
                     let ack_subject = msg.reply.clone();
-                    let (core, acker) = msg.split();
-                    let message = message_of(&core, delivered);
+                    let (mut core, acker) = msg.split();
+                    let message = message_of(&mut core, delivered);
                     let keepalive = CancellationToken::new();
                     if let Some(subject) = ack_subject {
                         keep_alive(
@@ -1400,7 +1403,7 @@ mod tests {
         assert_eq!(context_of(Some(&bad)), (Headers::new(), None));
         // The deadline reaches the message as an instant.
         let received = message_of(
-            &async_nats::Message {
+            &mut async_nats::Message {
                 subject: "s".into(),
                 reply: None,
                 payload: bytes::Bytes::new(),
