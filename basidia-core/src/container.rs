@@ -351,7 +351,7 @@ impl Shared {
                             "the caller's deadline passed before the request was handled",
                         ))
                     } else {
-                        let service = Arc::clone(&self.service);
+                        let service = &self.service;
                         self.run_worker(method, EntrypointKind::Rpc, ctx, async move {
                             service.handle_rpc(method, args).await
                         })
@@ -417,7 +417,7 @@ impl Shared {
                     format,
                     body: msg.body.clone(),
                 };
-                let service = Arc::clone(&self.service);
+                let service = &self.service;
                 self.run_worker(handler, EntrypointKind::Event, ctx, async move {
                     service.handle_event(handler, payload).await
                 })
@@ -609,17 +609,19 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
         }
         let busy = Busy(Arc::clone(&s));
         let handler = handler.clone();
-        let mut job = Box::pin(s.tracker.track_future(async move {
+        // Tracked (for the stop to wait for) only if it goes on as a task of its own: while it
+        // runs on this loop, the stop waits for the loop.
+        let mut job = Box::pin(async move {
             let worker = &busy.0;
             match handler {
                 None => worker.handle_request(delivery).await,
                 Some(h) => worker.handle_event(&h, delivery).await,
             }
             drop(busy);
-        }));
+        });
         if cooldown > 0 {
             cooldown -= 1;
-            tokio::spawn(job);
+            tokio::spawn(s.tracker.track_future(job));
             continue;
         }
         let began = std::time::Instant::now();
@@ -631,7 +633,7 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
             cooldown = INLINE_COOLDOWN;
         }
         if !finished {
-            tokio::spawn(job);
+            tokio::spawn(s.tracker.track_future(job));
         }
     }
 }

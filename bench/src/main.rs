@@ -12,8 +12,10 @@
 macro_rules! hello_call {
     ($client:expr) => {{
         let client: basidia_example_services::GreetingServiceClient = $client;
+        // Shared as the raw clients are: one reference count per call.
+        let client = std::sync::Arc::new(client);
         move || {
-            let client = client.clone();
+            let client = std::sync::Arc::clone(&client);
             async move {
                 let r = client.hello("World".to_string()).await?;
                 anyhow::ensure!(r == "Hello, World!", "unexpected reply {r:?}");

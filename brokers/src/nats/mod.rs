@@ -685,15 +685,23 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What the deliveries of one core-NATS subscription share: one reference per delivery rather
+/// than one for each part (each a count both cores write to).
+struct CoreEndpoint {
+    broker: NatsBroker,
+    dead_letter_subject: String,
+    /// The service's figures for the services API; set for RPC requests, which the outbox also
+    /// counts in flight until their settle is dropped.
+    srv: Option<Arc<srv::SrvInstance>>,
+}
+
 /// Settles a core-NATS delivery (RPC requests, broadcast events): there is nothing to ack;
 /// replies go to the request's inbox; dead letters go to the dead-letter stream.
 struct CoreSettle {
-    broker: NatsBroker,
-    dead_letter_subject: Arc<str>,
+    endpoint: Arc<CoreEndpoint>,
     started: Instant,
-    /// The service's figures for the services API and where this request counts in them;
-    /// set for RPC requests, which the outbox also counts in flight until this is dropped.
-    srv: Option<(Arc<srv::SrvInstance>, srv::Slot)>,
+    /// Where this request counts in the services-API figures (RPC requests).
+    slot: Option<srv::Slot>,
     /// The request's reply subject, kept as the client read it (no copy to publish to).
     /// Taken by the reply (a request has one answer): a clone would cost the subject's buffer a
     /// shared header of its own.
@@ -702,8 +710,8 @@ struct CoreSettle {
 
 impl Drop for CoreSettle {
     fn drop(&mut self) {
-        if self.srv.is_some() {
-            self.broker.inner.outbox.finished();
+        if self.endpoint.srv.is_some() {
+            self.endpoint.broker.inner.outbox.finished();
         }
     }
 }
@@ -714,11 +722,12 @@ impl Settle for CoreSettle {
         let Some(to) = lock(&self.reply_to).take() else {
             return Err(BrokerError::NoReplyTo);
         };
-        if let Some((srv, slot)) = &self.srv {
+        let endpoint = &*self.endpoint;
+        if let (Some(srv), Some(slot)) = (&endpoint.srv, &self.slot) {
             srv.record(slot, self.started.elapsed(), reply.error.as_deref());
         }
-        self.broker.check()?;
-        let inner = &self.broker.inner;
+        endpoint.broker.check()?;
+        let inner = &endpoint.broker.inner;
         let reply = outbox::Outgoing {
             subject: to,
             call: None,
@@ -752,7 +761,14 @@ impl Settle for CoreSettle {
         message: Message,
         reason: &str,
     ) -> Result<(), BrokerError> {
-        publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await
+        let endpoint = &*self.endpoint;
+        publish_dead_letter(
+            &endpoint.broker,
+            &endpoint.dead_letter_subject,
+            message,
+            reason,
+        )
+        .await
     }
 
     fn abandon(self: Box<Self>, _message: Message) {}
@@ -995,7 +1011,11 @@ impl Broker for NatsBroker {
         // deadlines report it, as with any request core NATS could not deliver.
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
-        let dead_letter_subject: Arc<str> = format!("basidia.deadletter.rpc.{service}").into();
+        let endpoint = Arc::new(CoreEndpoint {
+            broker: self.clone(),
+            dead_letter_subject: format!("basidia.deadletter.rpc.{service}"),
+            srv: Some(Arc::clone(&instance)),
+        });
         let deliveries = until_cancelled(sub, cancel.clone()).map(move |mut msg| {
             let method = msg
                 .subject
@@ -1006,10 +1026,9 @@ impl Broker for NatsBroker {
             broker.inner.outbox.started();
             let message = message_of(&mut msg, 1);
             let settle = CoreSettle {
-                broker: broker.clone(),
-                dead_letter_subject: Arc::clone(&dead_letter_subject),
+                endpoint: Arc::clone(&endpoint),
                 started: Instant::now(),
-                srv: Some((Arc::clone(&instance), instance.slot(&method))),
+                slot: Some(instance.slot(&method)),
                 reply_to: Mutex::new(msg.reply.take()),
             };
             Delivery::new(message, method, Box::new(settle))
@@ -1064,9 +1083,12 @@ impl Broker for NatsBroker {
                 .subscribe(subject)
                 .await
                 .map_err(backend)?;
-            let broker = self.clone();
+            let endpoint = Arc::new(CoreEndpoint {
+                broker: self.clone(),
+                dead_letter_subject,
+                srv: None,
+            });
             let event_type = binding.event_type.clone();
-            let dead_letter_subject: Arc<str> = dead_letter_subject.into();
             let task_cancel = cancel.clone();
             tokio::spawn(async move {
                 loop {
@@ -1075,10 +1097,9 @@ impl Broker for NatsBroker {
                         m = sub.next() => match m { Some(m) => m, None => break },
                     };
                     let settle = CoreSettle {
-                        broker: broker.clone(),
-                        dead_letter_subject: Arc::clone(&dead_letter_subject),
+                        endpoint: Arc::clone(&endpoint),
                         started: Instant::now(),
-                        srv: None,
+                        slot: None,
                         reply_to: Mutex::new(None),
                     };
                     let mut message = message_of(&mut msg, 1);
