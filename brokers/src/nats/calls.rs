@@ -28,6 +28,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Padded;
+
 /// What a call receives: the reply, or why there will be none.
 pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
 
@@ -50,10 +52,10 @@ pub(super) const DEADLINE_PASSED: BrokerError = BrokerError::Timeout(Duration::Z
 /// The calls of one connection waiting for their replies.
 #[derive(Default)]
 pub(super) struct Pending {
-    shards: [Mutex<Shard>; SHARDS],
+    shards: [Padded<Mutex<Shard>>; SHARDS],
     /// When the watchdog will next look, in [`Clock`] ticks; `u64::MAX` while it looks (or
     /// waits for calls), so that every registration then wakes it.
-    watchdog_due: AtomicU64,
+    watchdog_due: Padded<AtomicU64>,
     watchdog: Notify,
 }
 
@@ -209,7 +211,7 @@ impl Hasher for IdHasher {
 pub(super) struct Calls {
     /// `<inbox>.`, the reply subject without the call number.
     prefix: String,
-    next: AtomicU64,
+    next: Padded<AtomicU64>,
     pub(super) pending: Arc<Pending>,
 }
 
@@ -230,7 +232,7 @@ impl Calls {
             .map_err(super::backend)?;
         let calls = Calls {
             prefix: prefix.clone(),
-            next: AtomicU64::new(1),
+            next: Padded(AtomicU64::new(1)),
             pending: Arc::clone(&pending),
         };
         let stop_watchdog = stop.clone();

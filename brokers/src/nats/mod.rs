@@ -57,6 +57,20 @@ const ERROR_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(E
 const ERROR_CODE_NAME: async_nats::HeaderName =
     async_nats::HeaderName::from_static(ERROR_CODE_HEADER);
 
+/// A value alone on its cache lines (two, which processors fetch in pairs), so that one core
+/// writing it does not take its neighbours away from the other core. For the counters and locks
+/// every call and request writes.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

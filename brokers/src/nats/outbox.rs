@@ -34,7 +34,7 @@ use basidia_core::BrokerError;
 use bytes::Bytes;
 use futures_util::Sink;
 
-use super::Inner;
+use super::{Inner, Padded};
 
 /// One request or reply waiting to be published.
 pub(super) struct Outgoing {
@@ -58,12 +58,12 @@ pub(super) enum Offer {
 
 /// The queue of requests and replies of one connection.
 pub(super) struct Outbox {
-    state: Mutex<State>,
+    state: Padded<Mutex<State>>,
     /// Requests received on the connection and not yet answered (or given up), and calls
     /// waiting for their replies.
-    in_flight: AtomicUsize,
+    in_flight: Padded<AtomicUsize>,
     /// A clone of the connection's client, used as a `Sink` (whose state is its own).
-    sink: Mutex<async_nats::Client>,
+    sink: Padded<Mutex<async_nats::Client>>,
 }
 
 #[derive(Default)]
@@ -78,9 +78,9 @@ impl Outbox {
     /// The outbox of `client`'s connection.
     pub(super) fn new(client: &async_nats::Client) -> Self {
         Outbox {
-            state: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
-            sink: Mutex::new(client.clone()),
+            state: Padded::default(),
+            in_flight: Padded::default(),
+            sink: Padded(Mutex::new(client.clone())),
         }
     }
 

@@ -17,8 +17,10 @@ struct EndpointStats {
     processing: Duration,
 }
 
-/// The figures of a declared endpoint, counted without a lock (every request records one).
+/// The figures of a declared endpoint, counted without a lock (every request records one), on
+/// cache lines of their own.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
