@@ -251,14 +251,19 @@ mod tests {
         kwargs: std::collections::BTreeMap<&'a str, f64>,
     }
 
-    #[test]
-    fn splits_maps_and_arrays_in_both_formats() {
+    /// An RPC envelope with one value of each kind, encoded.
+    fn sample(format: Format) -> Vec<u8> {
         let env = Env {
             args: ("x", -70000, vec![1, 2], None),
             kwargs: [("k", 1.5)].into_iter().collect(),
         };
+        format.encode(&env).unwrap()
+    }
+
+    #[test]
+    fn splits_maps_and_arrays_in_both_formats() {
         for format in Format::ALL {
-            let body = format.encode(&env).unwrap();
+            let body = sample(format);
             let entries = map_entries(format, &body).unwrap();
             assert_eq!(entries[0].0, "args");
             let items = array_items(format, &body, entries[0].1.clone()).unwrap();
@@ -275,12 +280,8 @@ mod tests {
 
     #[test]
     fn map_entries_are_visited_in_order_as_collected() {
-        let env = Env {
-            args: ("x", -70000, vec![1, 2], None),
-            kwargs: [("k", 1.5)].into_iter().collect(),
-        };
         for format in Format::ALL {
-            let body = format.encode(&env).unwrap();
+            let body = sample(format);
             let mut seen = Vec::new();
             for_each_map_entry(format, &body, |k, r| {
                 seen.push((k.to_string(), r));

@@ -22,6 +22,7 @@
 //! wait, on a boxed future of its own. So the futures of calls and replies, which are moved
 //! and boxed with everything they may hold, carry no publishing state.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +38,7 @@ use futures_util::Sink;
 use super::{Inner, Padded};
 
 /// One request or reply waiting to be published.
+#[derive(Clone)]
 pub(super) struct Outgoing {
     pub(super) subject: Subject,
     /// For a request: its reply subject and call number.
@@ -142,13 +144,31 @@ struct Leader<'a>(&'a Arc<Inner>);
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let batch = self.0.outbox.take();
-        if batch.is_empty() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(publish_owned(Arc::clone(self.0), batch));
-        }
+        publish_elsewhere(self.0, self.0.outbox.take());
+    }
+}
+
+/// Messages a publisher waits to hand over. Should its task be cancelled while it waits, the
+/// rest go out from a task of their own rather than be lost.
+struct Unsent<'a> {
+    inner: &'a Arc<Inner>,
+    /// In order; the first is the one waiting for room.
+    batch: VecDeque<Outgoing>,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        publish_elsewhere(self.inner, self.batch.drain(..).collect());
+    }
+}
+
+/// Publishes `batch` from a task of its own.
+fn publish_elsewhere(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(publish_owned(Arc::clone(inner), batch));
     }
 }
 
@@ -157,14 +177,14 @@ async fn publish_owned(inner: Arc<Inner>, batch: Vec<Outgoing>) {
 }
 
 /// Publishes one request or reply.
-pub(super) async fn publish(inner: &Inner, out: Outgoing) {
+pub(super) async fn publish(inner: &Arc<Inner>, out: Outgoing) {
     if let Some(rest) = hand_over(inner, std::iter::once(out)) {
         Box::pin(publish_waiting(inner, rest)).await;
     }
 }
 
 /// Publishes `batch`, in order.
-async fn publish_batch(inner: &Inner, batch: Vec<Outgoing>) {
+async fn publish_batch(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
     if let Some(rest) = hand_over(inner, batch) {
         Box::pin(publish_waiting(inner, rest)).await;
     }
@@ -197,12 +217,21 @@ fn hand_over(inner: &Inner, batch: impl IntoIterator<Item = Outgoing>) -> Option
 }
 
 /// Publishes `batch` one message after another, each waiting for room in the client's queue.
-fn publish_waiting(inner: &Inner, batch: Vec<Outgoing>) -> impl Future<Output = ()> + Send + '_ {
+fn publish_waiting(
+    inner: &Arc<Inner>,
+    batch: Vec<Outgoing>,
+) -> impl Future<Output = ()> + Send + '_ {
     use async_nats::client::traits::Publisher as _;
     async move {
-        for out in batch {
-            let (message, call, size) = outbound(out);
+        let mut unsent = Unsent {
+            inner,
+            batch: batch.into(),
+        };
+        while let Some(out) = unsent.batch.front() {
+            // A copy waits for room; the message stays unsent until the client has taken it.
+            let (message, call, size) = outbound(out.clone());
             let sent = inner.client.publish_message(message).await;
+            unsent.batch.pop_front();
             settle(inner, sent, call, size);
         }
     }
@@ -248,5 +277,55 @@ fn settle(
         }
         // Only a closed client refuses a reply; the caller's deadline reports it.
         (Err(e), None) => tracing::warn!("cannot publish an RPC reply: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// A publisher dropped while it waits for room (its task cancelled) leaves the messages it
+    /// had not handed over to a task of their own: all of them arrive.
+    #[tokio::test]
+    async fn a_publisher_dropped_while_waiting_for_room_loses_nothing() {
+        let Some(url) = crate::conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+            return;
+        };
+        let mut options = super::super::NatsOptions::new(&url);
+        options.command_queue = 1;
+        let broker = super::super::NatsBroker::connect_with(options)
+            .await
+            .expect("a connection");
+        let inner = &broker.inner;
+        let subject = format!("t.outbox.{}", std::process::id());
+        let watcher = async_nats::connect(url.as_str()).await.unwrap();
+        let mut seen = watcher.subscribe(subject.clone()).await.unwrap();
+        watcher.flush().await.unwrap();
+        const N: usize = 50;
+        let batch: Vec<Outgoing> = (0..N)
+            .map(|i| Outgoing {
+                subject: subject.as_str().into(),
+                call: None,
+                headers: HeaderMap::new(),
+                body: Bytes::from(i.to_string()),
+            })
+            .collect();
+        // One poll on this thread: the connection task cannot drain the queue meanwhile, so the
+        // publisher is left waiting for room with most of the batch; then it is dropped.
+        let mut publishing = Box::pin(publish_batch(inner, batch));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(publishing.as_mut().poll(&mut cx).is_pending());
+        drop(publishing);
+        let mut got = Vec::new();
+        while got.len() < N {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(5), seen.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {N} arrived: {got:?}", got.len()))
+                .expect("subscription open");
+            got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+        }
+        let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+        assert_eq!(got, expected, "all of them, in order");
     }
 }
