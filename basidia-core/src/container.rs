@@ -534,8 +534,6 @@ impl Drop for Busy {
     }
 }
 
-/// The next delivery of `sub`, or `None` once the service stops: a flag read for each
-/// delivery, the cancellation wait only polled while no delivery is ready.
 /// The context of a worker for the request `msg`, whose envelope carried `metadata`: the context
 /// data of both (the message's own entries win a clash) and the earlier of their deadlines.
 fn worker_context(
@@ -547,10 +545,7 @@ fn worker_context(
     let in_envelope = metadata
         .deadline_ms
         .map(crate::context::instant_from_epoch_ms);
-    let deadline = match (msg.deadline, in_envelope) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let deadline = crate::context::earlier(msg.deadline, in_envelope);
     if metadata.context.is_empty() {
         return Context::for_worker(service, method, &msg.headers, deadline);
     }
@@ -559,6 +554,8 @@ fn worker_context(
     Context::for_worker(service, method, &headers, deadline)
 }
 
+/// The next delivery of `sub`, or `None` once the service stops: a flag read for each
+/// delivery, the cancellation wait only polled while no delivery is ready.
 async fn next_delivery(
     s: &Shared,
     sub: &mut Subscription,

@@ -142,10 +142,7 @@ impl Context {
 
     /// The deadline an outgoing message carries: the earlier of the context's and `deadline`.
     pub fn outgoing_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
-        match (self.deadline, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earlier(self.deadline, deadline)
     }
 }
 
@@ -172,6 +169,14 @@ fn now_epoch_ms() -> i64 {
 pub fn instant_from_epoch_ms(ms: i64) -> Instant {
     let remaining = ms.saturating_sub(now_epoch_ms()).max(0);
     Instant::now() + Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
+}
+
+/// The earlier of two deadlines; either alone if only one is set.
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The epoch milliseconds `after` from now.

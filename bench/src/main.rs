@@ -342,9 +342,10 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     // The raw baseline: a queue-group echo server and a plain request, each on its own
     // connection, with a body the size of Basidia's request. BASIDIA_BENCH_RAW_HEADERS=1 makes
     // its requests carry a `Basidia-Deadline` header, to show what one header costs (Basidia's
-    // requests carry their deadline in the envelope, and neither they nor replies have headers). BASIDIA_BENCH_RAW_TARGET=service sends the
-    // raw requests to the Basidia service instead of the echo server: Basidia's caller against a
-    // raw caller, both calling the same service, which shows the caller's share of the cost.
+    // requests carry their deadline in the envelope, and neither they nor replies have
+    // headers). BASIDIA_BENCH_RAW_TARGET=service sends the raw requests to the Basidia service
+    // instead of the echo server: Basidia's caller against a raw caller, both calling the same
+    // service, which shows the caller's share of the cost.
     let raw_server = async_nats::connect(url).await?;
     let subject = format!("bench.raw.echo.{}", std::process::id());
     let mut sub = raw_server
@@ -373,7 +374,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     // Shared, not cloned per call (a client clone allocates), and the subject built once: the
     // baseline does no more per call than a lean caller would.
     let raw_call = {
-        let raw = Arc::new(raw_client.clone());
+        let raw = Arc::new(raw_client);
         let subject = async_nats::Subject::from(subject.as_str());
         move || {
             let raw = Arc::clone(&raw);
@@ -382,10 +383,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             async move {
                 let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
                     let mut h = async_nats::HeaderMap::new();
-                    let in_a_minute = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_millis()
-                        + 60_000;
+                    let in_a_minute = basidia::context::epoch_ms_after(Duration::from_secs(60));
                     h.insert("Basidia-Deadline", in_a_minute.to_string());
                     raw.request_with_headers(subject, h, body.clone()).await?
                 } else {

@@ -629,6 +629,12 @@ impl NatsBroker {
 
 struct CancelOnDrop(CancellationToken);
 
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// `stream` until `stop` is cancelled. Unlike `take_until`, which polls the cancellation before
 /// every item, this polls it while the stream has nothing ready and before every 32nd item:
 /// polling a token takes its lock (twice), which for every message cost more than the rest of
@@ -693,12 +699,6 @@ impl Drop for FinishOnDrop<'_> {
     }
 }
 
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
-}
-
 /// What the deliveries of one core-NATS subscription share: one reference per delivery rather
 /// than one for each part (each a count both cores write to).
 struct CoreEndpoint {
@@ -748,12 +748,7 @@ impl Settle for CoreSettle {
             headers: to_nats_headers(&reply),
             body: reply.body,
         };
-        match inner.outbox.offer(reply) {
-            outbox::Offer::Queued => {}
-            outbox::Offer::Alone(reply) => outbox::publish(inner, reply).await,
-            // Once per batch: boxed, so that every reply's future need not hold its state.
-            outbox::Offer::Lead => Box::pin(outbox::lead(inner)).await,
-        }
+        outbox::send(inner, reply).await;
         Ok(())
     }
 
@@ -966,12 +961,7 @@ impl Broker for NatsBroker {
                     headers,
                     body: request.body.clone(),
                 };
-                match inner.outbox.offer(out) {
-                    outbox::Offer::Queued => {}
-                    outbox::Offer::Alone(out) => outbox::publish(inner, out).await,
-                    // Once per batch: boxed, so that every call's future need not hold its state.
-                    outbox::Offer::Lead => Box::pin(outbox::lead(inner)).await,
-                }
+                outbox::send(inner, out).await;
                 match (&mut call.answer).await {
                     Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
                         Ok(Answer::NoResponders)

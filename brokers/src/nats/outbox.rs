@@ -49,13 +49,25 @@ pub(super) struct Outgoing {
 
 /// What the sender of a request or reply does after [`Outbox::offer`].
 #[must_use]
-pub(super) enum Offer {
+enum Offer {
     /// Nothing: a leader publishes it.
     Queued,
-    /// Publish it now with [`publish`].
+    /// Publish it now.
     Alone(Outgoing),
     /// Lead the batch it opened: [`lead`].
     Lead,
+}
+
+/// Sends a request or reply still counted in flight: queued for the batch's leader, published
+/// at once when nobody else will publish soon, or, when it opens a batch, published with the
+/// batch after a yield.
+pub(super) async fn send(inner: &Arc<Inner>, out: Outgoing) {
+    match inner.outbox.offer(out) {
+        Offer::Queued => {}
+        Offer::Alone(out) => publish(inner, std::iter::once(out)).await,
+        // Once per batch: boxed, so that every sender's future need not hold its state.
+        Offer::Lead => Box::pin(lead(inner)).await,
+    }
 }
 
 /// The queue of requests and replies of one connection.
@@ -100,7 +112,7 @@ impl Outbox {
     /// Offers a request or reply still counted in flight: queued for a leader to publish, or
     /// handed back to publish at once (nobody else will publish soon), or queued with the caller
     /// made the leader, who must then run [`lead`].
-    pub(super) fn offer(&self, out: Outgoing) -> Offer {
+    fn offer(&self, out: Outgoing) -> Offer {
         let mut state = super::lock(&self.state);
         if state.leader {
             // The leader publishes it.
@@ -117,7 +129,7 @@ impl Outbox {
 
     /// Publishes everything queued so far.
     pub(super) async fn flush(&self, inner: &Arc<Inner>) {
-        publish_batch(inner, self.take()).await;
+        publish(inner, self.take()).await;
     }
 
     /// Takes everything queued; whoever queues next starts a new batch.
@@ -130,11 +142,11 @@ impl Outbox {
 
 /// Leads a batch: lets the workers and callers that are ready to run queue their messages too,
 /// then publishes everything queued.
-pub(super) async fn lead(inner: &Arc<Inner>) {
+async fn lead(inner: &Arc<Inner>) {
     let leader = Leader(inner);
     tokio::task::yield_now().await;
     std::mem::forget(leader);
-    publish_batch(inner, inner.outbox.take()).await;
+    publish(inner, inner.outbox.take()).await;
 }
 
 /// The worker that is to publish a batch. Should its task be cancelled while it lets the others
@@ -173,18 +185,11 @@ fn publish_elsewhere(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
 }
 
 async fn publish_owned(inner: Arc<Inner>, batch: Vec<Outgoing>) {
-    publish_batch(&inner, batch).await;
-}
-
-/// Publishes one request or reply.
-pub(super) async fn publish(inner: &Arc<Inner>, out: Outgoing) {
-    if let Some(rest) = hand_over(inner, std::iter::once(out)) {
-        Box::pin(publish_waiting(inner, rest)).await;
-    }
+    publish(&inner, batch).await;
 }
 
 /// Publishes `batch`, in order.
-async fn publish_batch(inner: &Arc<Inner>, batch: Vec<Outgoing>) {
+async fn publish(inner: &Arc<Inner>, batch: impl IntoIterator<Item = Outgoing>) {
     if let Some(rest) = hand_over(inner, batch) {
         Box::pin(publish_waiting(inner, rest)).await;
     }
@@ -313,7 +318,7 @@ mod tests {
             .collect();
         // One poll on this thread: the connection task cannot drain the queue meanwhile, so the
         // publisher is left waiting for room with most of the batch; then it is dropped.
-        let mut publishing = Box::pin(publish_batch(inner, batch));
+        let mut publishing = Box::pin(publish(inner, batch));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(publishing.as_mut().poll(&mut cx).is_pending());
         drop(publishing);

@@ -151,16 +151,11 @@ impl SrvInstance {
                 c.processing_ns.fetch_add(nanos, Ordering::Relaxed);
                 if let Some(e) = error {
                     c.errors.fetch_add(1, Ordering::Relaxed);
-                    *c.last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = e.to_string();
+                    *super::lock(&c.last_error) = e.to_string();
                 }
             }
             Slot::Other(endpoint) => {
-                let mut others = self
-                    .others
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut others = super::lock(&self.others);
                 let s = match others.get_mut(endpoint) {
                     Some(s) => s,
                     None => others.entry(endpoint.clone()).or_default(),
@@ -177,22 +172,14 @@ impl SrvInstance {
 
     /// The figures of every endpoint, declared or met, by name.
     fn snapshot(&self) -> BTreeMap<String, EndpointStats> {
-        let mut all = self
-            .others
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let mut all = super::lock(&self.others).clone();
         for (name, c) in &self.declared {
             all.insert(
                 name.clone(),
                 EndpointStats {
                     requests: c.requests.load(Ordering::Relaxed),
                     errors: c.errors.load(Ordering::Relaxed),
-                    last_error: c
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone(),
+                    last_error: super::lock(&c.last_error).clone(),
                     processing: Duration::from_nanos(c.processing_ns.load(Ordering::Relaxed)),
                 },
             );
