@@ -1,6 +1,6 @@
 //! NATS authentication and TLS against private nats-server processes started here (on free
-//! ports, without JetStream): user and password, token, `tls://` with a configured CA, and clear
-//! errors that never show the secret. Needs `BASIDIA_TEST_NATS_URL` (for parity with the other
+//! ports, without JetStream): user and password, token, a `.creds` file under a server in
+//! operator mode, `tls://` with a configured CA, and clear errors that never show the secret. Needs `BASIDIA_TEST_NATS_URL` (for parity with the other
 //! NATS tests) and `/usr/sbin/nats-server`.
 #![cfg(feature = "nats")]
 
@@ -157,5 +157,119 @@ async fn tls_with_a_configured_ca() {
             .expect("tls with the CA"),
     )
     .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A NATS JWT (`header.claims.signature`, base64url without padding) of `claims`, which gain the
+/// issuer's and the subject's public keys, signed with the issuer's key.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::engine::{general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        "iat": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": name,
+        "nats": nats,
+    });
+    let signed = format!(
+        "{header}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let signature = URL_SAFE_NO_PAD.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+/// A `.creds` file for a user of `account`: the user's JWT and the user's seed.
+fn creds(account: &nkeys::KeyPair) -> (String, String) {
+    let user = nkeys::KeyPair::new_user();
+    let user_jwt = jwt(
+        account,
+        &user.public_key(),
+        "app",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2,
+        }),
+    );
+    let seed = user.seed().unwrap();
+    let file = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    (file, seed)
+}
+
+#[tokio::test]
+async fn credentials_file_under_operator_mode() {
+    if !enabled() {
+        return;
+    }
+    // An operator, one account it signed (preloaded into the server), and a user of that
+    // account: the decentralised setup a `.creds` file belongs to.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "basidia-test",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "APP",
+        serde_json::json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+            },
+            "default_permissions": {"pub": {}, "sub": {}},
+            "type": "account", "version": 2,
+        }),
+    );
+    let dir = std::env::temp_dir().join(format!("basidia-nats-creds-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n}}\n",
+            account.public_key()
+        ),
+    )
+    .unwrap();
+    let (_s, port) = start_server(&["-c", config.to_str().unwrap()]).await;
+    let url = format!("nats://127.0.0.1:{port}");
+
+    let (file, _) = creds(&account);
+    let good = dir.join("app.creds");
+    std::fs::write(&good, file).unwrap();
+    let mut options = NatsOptions::new(&url);
+    options.credentials_file = Some(good);
+    round_trip(
+        NatsBroker::connect_with(options)
+            .await
+            .expect("a user of the preloaded account connects"),
+    )
+    .await;
+
+    // A user signed by an account the server does not know is refused, promptly, and the
+    // error shows neither its seed nor its file's contents.
+    let (file, seed) = creds(&nkeys::KeyPair::new_account());
+    let stranger = dir.join("stranger.creds");
+    std::fs::write(&stranger, file).unwrap();
+    let mut options = NatsOptions::new(&url);
+    options.credentials_file = Some(stranger);
+    let err = tokio::time::timeout(Duration::from_secs(20), NatsBroker::connect_with(options))
+        .await
+        .expect("a prompt answer")
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::ConnectionLost(_)), "{err:?}");
+    assert!(!err.to_string().contains(&seed), "the seed leaked: {err}");
     let _ = std::fs::remove_dir_all(dir);
 }
