@@ -118,202 +118,279 @@ where
     Ok(hist)
 }
 
-/// Basidia: an `EventDispatcher` on `dispatch_broker`, `BenchSink` on `server`.
-pub async fn basidia_events(
-    server: SharedBroker,
-    dispatch_broker: SharedBroker,
-    concurrency: usize,
-    total: u64,
-) -> anyhow::Result<EventRun> {
-    let mut config = RunnerConfig::default();
-    config.defaults.max_workers = 64;
-    let mut runner = basidia::Runner::new(server).with_config(config);
-    runner.add::<BenchSink>();
-    let running = runner.start().await.context("starting bench_sink")?;
-    let dispatcher = EventDispatcher::new(dispatch_broker, "bench_source", Format::MsgPack);
-    let run = RUN.fetch_add(1, Ordering::Relaxed) + 1;
-    HANDLED.store(0, Ordering::Relaxed);
-    let result = run_events(
-        concurrency,
-        total,
-        move |seq| {
-            let dispatcher = dispatcher.clone();
-            async move {
-                dispatcher.dispatch("tick", &Tick { run, seq }).await?;
-                Ok(())
-            }
-        },
-        || HANDLED.load(Ordering::Relaxed),
-    )
-    .await;
-    running.stop().await;
-    result
+/// Basidia's side: `BenchSink` running on one broker connection, an `EventDispatcher` on another.
+pub struct BasidiaEvents {
+    running: basidia::RunningServices,
+    dispatcher: EventDispatcher,
+}
+
+impl BasidiaEvents {
+    /// Starts `BenchSink` on `server` and a dispatcher for `bench_source` on `dispatch_broker`.
+    pub async fn start(
+        server: SharedBroker,
+        dispatch_broker: SharedBroker,
+    ) -> anyhow::Result<Self> {
+        let mut config = RunnerConfig::default();
+        config.defaults.max_workers = 64;
+        let mut runner = basidia::Runner::new(server).with_config(config);
+        runner.add::<BenchSink>();
+        let running = runner.start().await.context("starting bench_sink")?;
+        let dispatcher = EventDispatcher::new(dispatch_broker, "bench_source", Format::MsgPack);
+        Ok(BasidiaEvents {
+            running,
+            dispatcher,
+        })
+    }
+
+    /// Dispatches `total` events from `concurrency` tasks and waits until all are handled.
+    pub async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
+        let run = RUN.fetch_add(1, Ordering::Relaxed) + 1;
+        HANDLED.store(0, Ordering::Relaxed);
+        let dispatcher = self.dispatcher.clone();
+        run_events(
+            concurrency,
+            total,
+            move |seq| {
+                let dispatcher = dispatcher.clone();
+                async move {
+                    dispatcher.dispatch("tick", &Tick { run, seq }).await?;
+                    Ok(())
+                }
+            },
+            || HANDLED.load(Ordering::Relaxed),
+        )
+        .await
+    }
+
+    /// Stops the handler service.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
 }
 
 /// Raw lapin: persistent messages with confirms through a topic exchange into a durable queue,
 /// consumed with manual acks and a prefetch of 64.
-pub async fn raw_amqp_events(url: &str, concurrency: usize, total: u64) -> anyhow::Result<f64> {
-    use lapin::options::*;
-    use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+pub struct RawAmqpEvents {
+    channel: lapin::Channel,
+    publisher: lapin::Channel,
+    handled: Arc<AtomicU64>,
+    consuming: tokio::task::JoinHandle<()>,
+    // Kept open for as long as the run lasts.
+    _connections: (lapin::Connection, lapin::Connection),
+}
 
-    const EXCHANGE: &str = "basidia-bench-raw-events";
-    const QUEUE: &str = "basidia-bench-raw-events";
-    let consumer_conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = consumer_conn.create_channel().await?;
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_purge(QUEUE.into(), QueuePurgeOptions::default())
-        .await?;
-    channel
-        .queue_bind(
-            QUEUE.into(),
-            EXCHANGE.into(),
-            "tick".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel.basic_qos(64, BasicQosOptions::default()).await?;
-    let mut consumer = channel
-        .basic_consume(
-            QUEUE.into(),
-            "basidia-bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let handled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&handled);
-    let consuming = tokio::spawn(async move {
-        while let Some(Ok(d)) = consumer.next().await {
-            if d.ack(BasicAckOptions::default()).await.is_err() {
-                break;
-            }
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+const RAW_AMQP_EXCHANGE: &str = "basidia-bench-raw-events";
+const RAW_AMQP_QUEUE: &str = "basidia-bench-raw-events";
 
-    let publisher_conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let publisher = publisher_conn.create_channel().await?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let body = basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?;
-    let body = Arc::new(body);
-    let per_s = run_events(
-        concurrency,
-        total,
-        move |_| {
-            let publisher = publisher.clone();
-            let body = Arc::clone(&body);
-            async move {
-                publisher
-                    .basic_publish(
-                        EXCHANGE.into(),
-                        "tick".into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        BasicProperties::default()
-                            .with_delivery_mode(2)
-                            .with_content_type("application/x-msgpack".into()),
-                    )
-                    .await?
-                    .await?;
-                Ok(())
+impl RawAmqpEvents {
+    /// Declares the exchange and queue, and starts the consumer.
+    pub async fn start(url: &str) -> anyhow::Result<Self> {
+        use lapin::options::*;
+        use lapin::types::FieldTable;
+        use lapin::{Connection, ConnectionProperties, ExchangeKind};
+
+        let consumer_conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let channel = consumer_conn.create_channel().await?;
+        channel
+            .exchange_declare(
+                RAW_AMQP_EXCHANGE.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                RAW_AMQP_QUEUE.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_purge(RAW_AMQP_QUEUE.into(), QueuePurgeOptions::default())
+            .await?;
+        channel
+            .queue_bind(
+                RAW_AMQP_QUEUE.into(),
+                RAW_AMQP_EXCHANGE.into(),
+                "tick".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel.basic_qos(64, BasicQosOptions::default()).await?;
+        let mut consumer = channel
+            .basic_consume(
+                RAW_AMQP_QUEUE.into(),
+                "basidia-bench".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let handled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&handled);
+        let consuming = tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                if d.ack(BasicAckOptions::default()).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
             }
-        },
-        || handled.load(Ordering::Relaxed),
-    )
-    .await?
-    .per_s;
-    consuming.abort();
-    let _ = channel
-        .queue_delete(QUEUE.into(), QueueDeleteOptions::default())
-        .await;
-    let _ = channel
-        .exchange_delete(EXCHANGE.into(), ExchangeDeleteOptions::default())
-        .await;
-    Ok(per_s)
+        });
+        let publisher_conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let publisher = publisher_conn.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(RawAmqpEvents {
+            channel,
+            publisher,
+            handled,
+            consuming,
+            _connections: (consumer_conn, publisher_conn),
+        })
+    }
+
+    /// Publishes `total` messages from `concurrency` tasks and waits until all are consumed.
+    pub async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
+        use lapin::options::BasicPublishOptions;
+        use lapin::BasicProperties;
+
+        let body = Arc::new(basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?);
+        let publisher = self.publisher.clone();
+        let start = self.handled.load(Ordering::Relaxed);
+        let handled = Arc::clone(&self.handled);
+        run_events(
+            concurrency,
+            total,
+            move |_| {
+                let publisher = publisher.clone();
+                let body = Arc::clone(&body);
+                async move {
+                    publisher
+                        .basic_publish(
+                            RAW_AMQP_EXCHANGE.into(),
+                            "tick".into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default()
+                                .with_delivery_mode(2)
+                                .with_content_type("application/x-msgpack".into()),
+                        )
+                        .await?
+                        .await?;
+                    Ok(())
+                }
+            },
+            move || handled.load(Ordering::Relaxed) - start,
+        )
+        .await
+    }
+
+    /// Stops the consumer and deletes the queue and exchange.
+    pub async fn stop(self) {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+
+        self.consuming.abort();
+        let _ = self
+            .channel
+            .queue_delete(RAW_AMQP_QUEUE.into(), QueueDeleteOptions::default())
+            .await;
+        let _ = self
+            .channel
+            .exchange_delete(RAW_AMQP_EXCHANGE.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
 }
 
 /// Raw async-nats: JetStream publishes awaiting their acks into a file-backed stream, and a
 /// durable pull consumer with explicit acks and at most 64 unacknowledged.
-pub async fn raw_nats_events(url: &str, concurrency: usize, total: u64) -> anyhow::Result<f64> {
-    use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
+pub struct RawNatsEvents {
+    js: async_nats::jetstream::Context,
+    publisher: async_nats::jetstream::Context,
+    handled: Arc<AtomicU64>,
+    consuming: tokio::task::JoinHandle<()>,
+}
 
-    let stream_name = "BASIDIA_BENCH_RAW_EVENTS";
-    let subject = "basidia.bench.raw.events";
-    let consumer_client = async_nats::connect(url).await?;
-    let js = jetstream::new(consumer_client.clone());
-    let _ = js.delete_stream(stream_name).await;
-    let stream = js
-        .create_stream(stream::Config {
-            name: stream_name.into(),
-            subjects: vec![subject.into()],
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::Limits,
-            ..Default::default()
-        })
-        .await?;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("bench".into()),
-            ack_policy: AckPolicy::Explicit,
-            max_ack_pending: 64,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    let handled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&handled);
-    let consuming = tokio::spawn(async move {
-        while let Some(Ok(m)) = messages.next().await {
-            if m.ack().await.is_err() {
-                break;
-            }
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+const RAW_NATS_STREAM: &str = "BASIDIA_BENCH_RAW_EVENTS";
+const RAW_NATS_SUBJECT: &str = "basidia.bench.raw.events";
 
-    let publisher = jetstream::new(async_nats::connect(url).await?);
-    let body = bytes::Bytes::from(basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?);
-    let per_s = run_events(
-        concurrency,
-        total,
-        move |_| {
-            let publisher = publisher.clone();
-            let body = body.clone();
-            async move {
-                publisher.publish(subject, body).await?.await?;
-                Ok(())
+impl RawNatsEvents {
+    /// Creates the stream and the consumer, and starts consuming.
+    pub async fn start(url: &str) -> anyhow::Result<Self> {
+        use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
+
+        let consumer_client = async_nats::connect(url).await?;
+        let js = jetstream::new(consumer_client.clone());
+        let _ = js.delete_stream(RAW_NATS_STREAM).await;
+        let stream = js
+            .create_stream(stream::Config {
+                name: RAW_NATS_STREAM.into(),
+                subjects: vec![RAW_NATS_SUBJECT.into()],
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                ..Default::default()
+            })
+            .await?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some("bench".into()),
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: 64,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let handled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&handled);
+        let consuming = tokio::spawn(async move {
+            while let Some(Ok(m)) = messages.next().await {
+                if m.ack().await.is_err() {
+                    break;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
             }
-        },
-        || handled.load(Ordering::Relaxed),
-    )
-    .await?
-    .per_s;
-    consuming.abort();
-    let _ = js.delete_stream(stream_name).await;
-    Ok(per_s)
+        });
+        let publisher = jetstream::new(async_nats::connect(url).await?);
+        Ok(RawNatsEvents {
+            js,
+            publisher,
+            handled,
+            consuming,
+        })
+    }
+
+    /// Publishes `total` messages from `concurrency` tasks and waits until all are consumed.
+    pub async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
+        let body = bytes::Bytes::from(basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?);
+        let publisher = self.publisher.clone();
+        let start = self.handled.load(Ordering::Relaxed);
+        let handled = Arc::clone(&self.handled);
+        run_events(
+            concurrency,
+            total,
+            move |_| {
+                let publisher = publisher.clone();
+                let body = body.clone();
+                async move {
+                    publisher.publish(RAW_NATS_SUBJECT, body).await?.await?;
+                    Ok(())
+                }
+            },
+            move || handled.load(Ordering::Relaxed) - start,
+        )
+        .await
+    }
+
+    /// Stops the consumer and deletes the stream.
+    pub async fn stop(self) {
+        self.consuming.abort();
+        let _ = self.js.delete_stream(RAW_NATS_STREAM).await;
+    }
 }

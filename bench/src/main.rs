@@ -208,27 +208,65 @@ fn event_total(quick: bool) -> u64 {
     if quick {
         1_000
     } else {
-        20_000
+        40_000
     }
 }
 
-/// Basidia's event run on a networked broker: the handler and the dispatcher on their own
+/// Basidia's event side on a networked broker: the handler and the dispatcher on their own
 /// connections, as the raw baselines have them.
-async fn networked_events(url: &str, total: u64) -> anyhow::Result<events::EventRun> {
-    events::basidia_events(
-        basidia::connect(url).await?,
-        basidia::connect(url).await?,
-        EVENT_PUBLISHERS,
-        total,
-    )
-    .await
+async fn networked_events(url: &str) -> anyhow::Result<events::BasidiaEvents> {
+    events::BasidiaEvents::start(basidia::connect(url).await?, basidia::connect(url).await?).await
 }
 
-fn event_measurement(
+/// Event throughput of Basidia and of the raw client, `total` events each, the two sides taking
+/// turns in rounds (as the RPC slices do) so that drift in the machine's speed falls on both
+/// alike; prints the CPU each event cost.
+async fn compare_events(
     broker: &'static str,
-    run: events::EventRun,
-    raw_per_s: Option<f64>,
-) -> Measurement {
+    server: &str,
+    basidia_side: &events::BasidiaEvents,
+    raw_side: impl AsyncFn(usize, u64) -> anyhow::Result<events::EventRun>,
+    total: u64,
+    quick: bool,
+) -> anyhow::Result<Measurement> {
+    let rounds = if quick { 1 } else { 4 };
+    let per_round = total / rounds;
+    let server_pid = cpu::server_pid(server);
+    let server_pid = server_pid.as_deref();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut secs, mut raw_secs) = (0.0, 0.0);
+    let (mut cpu, mut raw_cpu) = (cpu::Usage::default(), cpu::Usage::default());
+    for _ in 0..rounds {
+        let before = cpu::Usage::now(server_pid);
+        let run = basidia_side.run(EVENT_PUBLISHERS, per_round).await?;
+        cpu.add_since(&before, server_pid);
+        secs += per_round as f64 / run.per_s;
+        hist.add(run.hist)?;
+        let before = cpu::Usage::now(server_pid);
+        let raw = raw_side(EVENT_PUBLISHERS, per_round).await?;
+        raw_cpu.add_since(&before, server_pid);
+        raw_secs += per_round as f64 / raw.per_s;
+    }
+    let events = (per_round * rounds) as f64;
+    eprintln!(
+        "{broker} events x{EVENT_PUBLISHERS}: CPU per event (us), this process / {server}: \
+         Basidia {} | raw {}",
+        cpu.per_call(events),
+        raw_cpu.per_call(events)
+    );
+    Ok(Measurement {
+        broker,
+        workload: "events",
+        concurrency: EVENT_PUBLISHERS,
+        per_s: events / secs,
+        p50_us: hist.value_at_quantile(0.50) as f64,
+        p99_us: hist.value_at_quantile(0.99) as f64,
+        raw_per_s: Some(events / raw_secs),
+    })
+}
+
+/// The memory broker's event figures (there is no raw client to compare with).
+fn event_measurement(broker: &'static str, run: events::EventRun) -> Measurement {
     Measurement {
         broker,
         workload: "events",
@@ -236,7 +274,7 @@ fn event_measurement(
         per_s: run.per_s,
         p50_us: run.hist.value_at_quantile(0.50) as f64,
         p99_us: run.hist.value_at_quantile(0.99) as f64,
-        raw_per_s,
+        raw_per_s: None,
     }
 }
 
@@ -282,10 +320,20 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     if profiling_one_level() {
         return Ok(out);
     }
-    let total = event_total(quick);
-    let run = networked_events(url, total).await?;
-    let raw = events::raw_amqp_events(url, EVENT_PUBLISHERS, total).await?;
-    out.push(event_measurement("amqp", run, Some(raw)));
+    let basidia_side = networked_events(url).await?;
+    let raw_side = events::RawAmqpEvents::start(url).await?;
+    let compared = compare_events(
+        "amqp",
+        "beam.smp",
+        &basidia_side,
+        async |concurrency, total| raw_side.run(concurrency, total).await,
+        event_total(quick),
+        quick,
+    )
+    .await;
+    basidia_side.stop().await;
+    raw_side.stop().await;
+    out.push(compared?);
     Ok(out)
 }
 
@@ -319,14 +367,12 @@ async fn bench_memory(quick: bool) -> anyhow::Result<Vec<Measurement>> {
     }
     running.stop().await;
     let memory = MemoryBroker::new();
-    let run = events::basidia_events(
-        Arc::new(memory.clone()),
-        Arc::new(memory),
-        EVENT_PUBLISHERS,
-        if quick { 5_000 } else { 200_000 },
-    )
-    .await?;
-    out.push(event_measurement("memory", run, None));
+    let side = events::BasidiaEvents::start(Arc::new(memory.clone()), Arc::new(memory)).await?;
+    let run = side
+        .run(EVENT_PUBLISHERS, if quick { 5_000 } else { 200_000 })
+        .await;
+    side.stop().await;
+    out.push(event_measurement("memory", run?));
     Ok(out)
 }
 
@@ -407,10 +453,20 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     if profiling_one_level() {
         return Ok(out);
     }
-    let total = event_total(quick);
-    let run = networked_events(url, total).await?;
-    let raw = events::raw_nats_events(url, EVENT_PUBLISHERS, total).await?;
-    out.push(event_measurement("nats", run, Some(raw)));
+    let basidia_side = networked_events(url).await?;
+    let raw_side = events::RawNatsEvents::start(url).await?;
+    let compared = compare_events(
+        "nats",
+        "nats-server",
+        &basidia_side,
+        async |concurrency, total| raw_side.run(concurrency, total).await,
+        event_total(quick),
+        quick,
+    )
+    .await;
+    basidia_side.stop().await;
+    raw_side.stop().await;
+    out.push(compared?);
     Ok(out)
 }
 
