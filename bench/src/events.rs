@@ -168,6 +168,15 @@ impl BasidiaEvents {
     }
 }
 
+/// A raw client's side of the event comparison.
+pub trait RawEvents {
+    /// Publishes `total` messages from `concurrency` tasks and waits until all are consumed.
+    async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun>;
+
+    /// Stops consuming and removes what the side declared.
+    async fn stop(self);
+}
+
 /// Raw lapin: persistent messages with confirms through a topic exchange into a durable queue,
 /// consumed with manual acks and a prefetch of 64.
 pub struct RawAmqpEvents {
@@ -256,9 +265,10 @@ impl RawAmqpEvents {
             _connections: (consumer_conn, publisher_conn),
         })
     }
+}
 
-    /// Publishes `total` messages from `concurrency` tasks and waits until all are consumed.
-    pub async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
+impl RawEvents for RawAmqpEvents {
+    async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
         use lapin::options::BasicPublishOptions;
         use lapin::BasicProperties;
 
@@ -293,8 +303,7 @@ impl RawAmqpEvents {
         .await
     }
 
-    /// Stops the consumer and deletes the queue and exchange.
-    pub async fn stop(self) {
+    async fn stop(self) {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 
         self.consuming.abort();
@@ -365,9 +374,10 @@ impl RawNatsEvents {
             consuming,
         })
     }
+}
 
-    /// Publishes `total` messages from `concurrency` tasks and waits until all are consumed.
-    pub async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
+impl RawEvents for RawNatsEvents {
+    async fn run(&self, concurrency: usize, total: u64) -> anyhow::Result<EventRun> {
         let body = bytes::Bytes::from(basidia::Format::MsgPack.encode(&Tick { run: 0, seq: 0 })?);
         let publisher = self.publisher.clone();
         let start = self.handled.load(Ordering::Relaxed);
@@ -388,8 +398,7 @@ impl RawNatsEvents {
         .await
     }
 
-    /// Stops the consumer and deletes the stream.
-    pub async fn stop(self) {
+    async fn stop(self) {
         self.consuming.abort();
         let _ = self.js.delete_stream(RAW_NATS_STREAM).await;
     }

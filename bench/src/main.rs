@@ -203,34 +203,37 @@ fn networked_duration(quick: bool) -> Duration {
     }
 }
 
-/// Events per run on a networked broker.
-fn event_total(quick: bool) -> u64 {
-    if quick {
-        1_000
-    } else {
-        40_000
-    }
-}
-
-/// Basidia's event side on a networked broker: the handler and the dispatcher on their own
-/// connections, as the raw baselines have them.
-async fn networked_events(url: &str) -> anyhow::Result<events::BasidiaEvents> {
-    events::BasidiaEvents::start(basidia::connect(url).await?, basidia::connect(url).await?).await
-}
-
-/// Event throughput of Basidia and of the raw client, `total` events each, the two sides taking
-/// turns in rounds (as the RPC slices do) so that drift in the machine's speed falls on both
-/// alike; prints the CPU each event cost.
+/// Event throughput of Basidia and of the raw client `raw_side` on the broker at `url`, the two
+/// sides taking turns in rounds (as the RPC slices do) so that drift in the machine's speed falls
+/// on both alike; prints the CPU each event cost. Basidia's handler and dispatcher have
+/// connections of their own, as the raw side's consumer and publisher do.
 async fn compare_events(
     broker: &'static str,
     server: &str,
+    url: &str,
+    raw_side: impl events::RawEvents,
+    quick: bool,
+) -> anyhow::Result<Measurement> {
+    let basidia_side =
+        events::BasidiaEvents::start(basidia::connect(url).await?, basidia::connect(url).await?)
+            .await?;
+    let compared = alternate_events(broker, server, &basidia_side, &raw_side, quick).await;
+    basidia_side.stop().await;
+    raw_side.stop().await;
+    compared
+}
+
+/// The rounds of [`compare_events`]: four of 10,000 events per side (one of 1,000 with
+/// `--quick`).
+async fn alternate_events(
+    broker: &'static str,
+    server: &str,
     basidia_side: &events::BasidiaEvents,
-    raw_side: impl AsyncFn(usize, u64) -> anyhow::Result<events::EventRun>,
-    total: u64,
+    raw_side: &impl events::RawEvents,
     quick: bool,
 ) -> anyhow::Result<Measurement> {
     let rounds = if quick { 1 } else { 4 };
-    let per_round = total / rounds;
+    let per_round = if quick { 1_000 } else { 10_000 };
     let server_pid = cpu::server_pid(server);
     let server_pid = server_pid.as_deref();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -243,7 +246,7 @@ async fn compare_events(
         secs += per_round as f64 / run.per_s;
         hist.add(run.hist)?;
         let before = cpu::Usage::now(server_pid);
-        let raw = raw_side(EVENT_PUBLISHERS, per_round).await?;
+        let raw = raw_side.run(EVENT_PUBLISHERS, per_round).await?;
         raw_cpu.add_since(&before, server_pid);
         raw_secs += per_round as f64 / raw.per_s;
     }
@@ -320,20 +323,8 @@ async fn bench_amqp(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     if profiling_one_level() {
         return Ok(out);
     }
-    let basidia_side = networked_events(url).await?;
     let raw_side = events::RawAmqpEvents::start(url).await?;
-    let compared = compare_events(
-        "amqp",
-        "beam.smp",
-        &basidia_side,
-        async |concurrency, total| raw_side.run(concurrency, total).await,
-        event_total(quick),
-        quick,
-    )
-    .await;
-    basidia_side.stop().await;
-    raw_side.stop().await;
-    out.push(compared?);
+    out.push(compare_events("amqp", "beam.smp", url, raw_side, quick).await?);
     Ok(out)
 }
 
@@ -453,20 +444,8 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     if profiling_one_level() {
         return Ok(out);
     }
-    let basidia_side = networked_events(url).await?;
     let raw_side = events::RawNatsEvents::start(url).await?;
-    let compared = compare_events(
-        "nats",
-        "nats-server",
-        &basidia_side,
-        async |concurrency, total| raw_side.run(concurrency, total).await,
-        event_total(quick),
-        quick,
-    )
-    .await;
-    basidia_side.stop().await;
-    raw_side.stop().await;
-    out.push(compared?);
+    out.push(compare_events("nats", "nats-server", url, raw_side, quick).await?);
     Ok(out)
 }
 
