@@ -1124,11 +1124,8 @@ impl Broker for NatsBroker {
         let broker = self.clone();
         let event_type = binding.event_type.clone();
         let task_cancel = cancel.clone();
-        let progress = progress::Progress::start(
-            self.inner.client.clone(),
-            self.inner.options.ack_wait,
-            cancel.clone(),
-        );
+        let progress =
+            progress::Progress::start(self.inner.client.clone(), self.inner.options.ack_wait);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             'outer: loop {

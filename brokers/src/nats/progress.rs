@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use super::lock;
 
 /// One unsettled delivery: where its signals go and when the server last heard of it.
@@ -35,28 +33,26 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// Starts the ticker of a consumer whose deliveries must be settled within `ack_wait`; it
-    /// ends with `stop`. Each unsettled delivery is signalled at least every half `ack_wait`
-    /// (every 100 ms at the most often).
-    pub(crate) fn start(
-        client: async_nats::Client,
-        ack_wait: Duration,
-        stop: CancellationToken,
-    ) -> Self {
+    /// Starts the ticker of a consumer whose deliveries must be settled within `ack_wait`. Each
+    /// unsettled delivery is signalled at least every half `ack_wait` (every 100 ms at the most
+    /// often). The ticker lasts as long as the consumer holds this `Progress` or a delivery is
+    /// unsettled, so a handler still at work while its service stops keeps its event.
+    pub(crate) fn start(client: async_nats::Client, ack_wait: Duration) -> Self {
         let progress = Progress {
             unsettled: Arc::default(),
         };
         let period = (ack_wait / 3).max(Duration::from_millis(100));
-        let ticker = progress.clone();
+        let unsettled = Arc::downgrade(&progress.unsettled);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 2);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                for subject in ticker.due(Instant::now(), period) {
+                tick.tick().await;
+                let Some(unsettled) = unsettled.upgrade() else {
+                    break;
+                };
+                let due = Progress { unsettled }.due(Instant::now(), period);
+                for subject in due {
                     if client.publish(subject, "+WPI".into()).await.is_err() {
                         // The connection is gone: the server redelivers what is unsettled
                         // anyway, and the next tick tries again once it is back.
@@ -129,6 +125,40 @@ mod tests {
         Progress {
             unsettled: Arc::default(),
         }
+    }
+
+    /// Against the server at `BASIDIA_TEST_NATS_URL`: a delivery still unsettled after its
+    /// consumer stopped (a handler finishing during a graceful stop) is signalled, and a settled
+    /// one no more.
+    #[tokio::test]
+    async fn deliveries_outliving_their_consumer_are_signalled_until_settled() {
+        use futures_util::StreamExt;
+
+        let Some(url) = crate::conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+            return;
+        };
+        let client = async_nats::connect(&url)
+            .await
+            .expect("the server at BASIDIA_TEST_NATS_URL must answer");
+        let ack_subject = client.new_inbox();
+        let mut signals = client.subscribe(ack_subject.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        let consumer = Progress::start(client.clone(), Duration::from_millis(300));
+        let at_work = consumer.track(ack_subject.into());
+        drop(consumer);
+        let signal = tokio::time::timeout(Duration::from_secs(2), signals.next())
+            .await
+            .expect("a signal within 2 s")
+            .expect("the subscription is open");
+        assert_eq!(&signal.payload[..], b"+WPI");
+        drop(at_work);
+        // A signal already on its way may still arrive; then nothing more.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(10), signals.next()).await
+        {}
+        let later = tokio::time::timeout(Duration::from_millis(600), signals.next()).await;
+        assert!(later.is_err(), "signalled after being settled");
     }
 
     #[test]
