@@ -12,7 +12,6 @@
 
 mod calls;
 mod outbox;
-mod progress;
 mod srv;
 
 use std::collections::HashSet;
@@ -804,16 +803,41 @@ async fn publish_dead_letter(
     Ok(())
 }
 
-/// Settles a JetStream delivery. While it is unsettled, its consumer's [`progress::Progress`]
-/// tells the server the work is in progress, so `ack_wait` can stay short (a delivery lost with a
-/// dead connection comes back quickly) without redelivering events whose handlers simply take
-/// long.
+/// Settles a JetStream delivery. While it is unsettled, a keep-alive tells the server the work
+/// is in progress, so `ack_wait` can stay short (a delivery lost with a dead connection comes back
+/// quickly) without redelivering events whose handlers simply take long.
 struct JsSettle {
     broker: NatsBroker,
     acker: jetstream::message::Acker,
     dead_letter_subject: String,
-    /// Counts the delivery as at work until the settle is dropped.
-    at_work: Option<progress::AtWork>,
+    keepalive: CancellationToken,
+}
+
+impl Drop for JsSettle {
+    fn drop(&mut self) {
+        self.keepalive.cancel();
+    }
+}
+
+fn keep_alive(
+    client: async_nats::Client,
+    ack_subject: async_nats::Subject,
+    ack_wait: Duration,
+    stop: CancellationToken,
+) {
+    let period = (ack_wait / 3).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(period) => {
+                    if client.publish(ack_subject.clone(), "+WPI".into()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 #[async_trait]
@@ -839,8 +863,8 @@ impl Settle for JsSettle {
         self.acker.ack_with(AckKind::Term).await.map_err(lost)
     }
 
-    fn abandon(mut self: Box<Self>, _message: Message) {
-        self.at_work = None;
+    fn abandon(self: Box<Self>, _message: Message) {
+        self.keepalive.cancel();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = self.acker.ack_with(AckKind::Nak(None)).await;
@@ -1124,8 +1148,6 @@ impl Broker for NatsBroker {
         let broker = self.clone();
         let event_type = binding.event_type.clone();
         let task_cancel = cancel.clone();
-        let progress =
-            progress::Progress::start(self.inner.client.clone(), self.inner.options.ack_wait);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             'outer: loop {
@@ -1162,11 +1184,20 @@ impl Broker for NatsBroker {
                     let ack_subject = msg.reply.clone();
                     let (mut core, acker) = msg.split();
                     let message = message_of(&mut core, delivered);
+                    let keepalive = CancellationToken::new();
+                    if let Some(subject) = ack_subject {
+                        keep_alive(
+                            broker.inner.client.clone(),
+                            subject,
+                            broker.inner.options.ack_wait,
+                            keepalive.clone(),
+                        );
+                    }
                     let settle = JsSettle {
                         broker: broker.clone(),
                         acker,
                         dead_letter_subject: dead_letter_subject.clone(),
-                        at_work: ack_subject.map(|subject| progress.track(subject)),
+                        keepalive,
                     };
                     let mut message = message;
                     message.reply_to = None;
