@@ -65,6 +65,13 @@ impl Guarded {
     }
 }
 
+/// A fresh directory for one test's files (certificates, server configuration, credentials).
+fn scratch_dir(purpose: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("basidia-nats-{purpose}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 async fn round_trip(broker: NatsBroker) {
     let broker = Arc::new(broker);
     let mut runner = Runner::new(broker.clone());
@@ -129,8 +136,7 @@ async fn tls_with_a_configured_ca() {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("basidia-nats-tls-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("tls");
     let (cert_file, key_file, ca_file) = (
         dir.join("cert.pem"),
         dir.join("key.pem"),
@@ -232,8 +238,7 @@ async fn credentials_file_under_operator_mode() {
             "type": "account", "version": 2,
         }),
     );
-    let dir = std::env::temp_dir().join(format!("basidia-nats-creds-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("creds");
     let config = dir.join("server.conf");
     std::fs::write(
         &config,

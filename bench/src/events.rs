@@ -42,10 +42,19 @@ impl BenchSink {
     }
 }
 
-/// The result of one event run: events per second and dispatch latencies.
+/// The result of one event run: how long its events took from the first dispatch to the last
+/// handled, and the dispatch latencies.
 pub struct EventRun {
-    pub per_s: f64,
+    pub events: u64,
+    pub elapsed: Duration,
     pub hist: Histogram<u64>,
+}
+
+impl EventRun {
+    /// Events per second.
+    pub fn per_s(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 async fn wait_until(counter: impl Fn() -> u64, target: u64, limit: Duration) -> anyhow::Result<()> {
@@ -77,7 +86,8 @@ where
     let hist = publish_all(concurrency, total, publish).await?;
     wait_until(handled, total, Duration::from_secs(120)).await?;
     Ok(EventRun {
-        per_s: total as f64 / started.elapsed().as_secs_f64(),
+        events: total,
+        elapsed: started.elapsed(),
         hist,
     })
 }

@@ -237,18 +237,18 @@ async fn alternate_events(
     let server_pid = cpu::server_pid(server);
     let server_pid = server_pid.as_deref();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut secs, mut raw_secs) = (0.0, 0.0);
+    let (mut elapsed, mut raw_elapsed) = (Duration::ZERO, Duration::ZERO);
     let (mut cpu, mut raw_cpu) = (cpu::Usage::default(), cpu::Usage::default());
     for _ in 0..rounds {
         let before = cpu::Usage::now(server_pid);
         let run = basidia_side.run(EVENT_PUBLISHERS, per_round).await?;
         cpu.add_since(&before, server_pid);
-        secs += per_round as f64 / run.per_s;
+        elapsed += run.elapsed;
         hist.add(run.hist)?;
         let before = cpu::Usage::now(server_pid);
         let raw = raw_side.run(EVENT_PUBLISHERS, per_round).await?;
         raw_cpu.add_since(&before, server_pid);
-        raw_secs += per_round as f64 / raw.per_s;
+        raw_elapsed += raw.elapsed;
     }
     let events = (per_round * rounds) as f64;
     eprintln!(
@@ -261,10 +261,10 @@ async fn alternate_events(
         broker,
         workload: "events",
         concurrency: EVENT_PUBLISHERS,
-        per_s: events / secs,
+        per_s: events / elapsed.as_secs_f64(),
         p50_us: hist.value_at_quantile(0.50) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
-        raw_per_s: Some(events / raw_secs),
+        raw_per_s: Some(events / raw_elapsed.as_secs_f64()),
     })
 }
 
@@ -274,7 +274,7 @@ fn event_measurement(broker: &'static str, run: events::EventRun) -> Measurement
         broker,
         workload: "events",
         concurrency: EVENT_PUBLISHERS,
-        per_s: run.per_s,
+        per_s: run.per_s(),
         p50_us: run.hist.value_at_quantile(0.50) as f64,
         p99_us: run.hist.value_at_quantile(0.99) as f64,
         raw_per_s: None,
