@@ -306,8 +306,21 @@ mod tests {
         let subject = format!("t.outbox.{}", std::process::id());
         let watcher = async_nats::connect(url.as_str()).await.unwrap();
         let mut seen = watcher.subscribe(subject.clone()).await.unwrap();
-        watcher.flush().await.unwrap();
+        // A client's flush only writes the SUB out: the server surely has it once a message
+        // published after it arrives. Until then a publish could find no subscriber.
+        loop {
+            inner
+                .client
+                .publish(subject.clone(), Bytes::from_static(READY))
+                .await
+                .unwrap();
+            let probe = tokio::time::timeout(std::time::Duration::from_millis(200), seen.next());
+            if let Ok(Some(_)) = probe.await {
+                break;
+            }
+        }
         const N: usize = 50;
+        const READY: &[u8] = b"ready";
         let batch: Vec<Outgoing> = (0..N)
             .map(|i| Outgoing {
                 subject: subject.as_str().into(),
@@ -328,7 +341,10 @@ mod tests {
                 .await
                 .unwrap_or_else(|_| panic!("only {} of {N} arrived: {got:?}", got.len()))
                 .expect("subscription open");
-            got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+            if m.payload != READY {
+                // (A late probe is not one of the batch.)
+                got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+            }
         }
         let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
         assert_eq!(got, expected, "all of them, in order");
