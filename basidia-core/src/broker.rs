@@ -234,8 +234,11 @@ impl Delivery {
 /// A stream of deliveries for one consumer. Dropping it cancels the consumer; deliveries not yet
 /// taken from it go back to the queue.
 pub struct Subscription {
-    source: Source,
+    // Dropped first: the guard tells the backend the consumer is stopping before the deliveries
+    // still queued here are dropped, so that the backend can leave them to its own redelivery
+    // instead of sending them straight back to this consumer.
     _guard: Box<dyn Send + Sync>,
+    source: Source,
 }
 
 enum Source {

@@ -168,8 +168,14 @@ fn now_epoch_ms() -> i64 {
 /// Converts an epoch-milliseconds deadline into an instant on tokio's clock.
 pub fn instant_from_epoch_ms(ms: i64) -> Instant {
     let remaining = ms.saturating_sub(now_epoch_ms()).max(0);
-    Instant::now() + Duration::from_millis(u64::try_from(remaining).unwrap_or(0))
+    let remaining = Duration::from_millis(u64::try_from(remaining).unwrap_or(0));
+    // A peer may send any number; an instant that far ahead would overflow the clock.
+    Instant::now() + remaining.min(FARTHEST_DEADLINE)
 }
+
+/// The farthest ahead a deadline from the wire is taken to be; beyond it means "none to speak
+/// of", and keeps instant arithmetic from overflowing.
+const FARTHEST_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The earlier of two deadlines; either alone if only one is set.
 pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

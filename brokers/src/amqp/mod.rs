@@ -448,7 +448,7 @@ async fn route_replies(inner: Weak<Inner>, mut consumer: lapin::Consumer, _chann
         let waiter = lock(&inner.pending).remove(&id);
         match waiter {
             Some(tx) => {
-                let _ = tx.send(Ok(wire::message_of(&d.properties, d.data, false)));
+                let _ = tx.send(Ok(wire::message_of(&d.properties, d.data, false, false)));
             }
             None => tracing::debug!(correlation_id = %id, "late reply dropped: its caller gave up"),
         }
@@ -633,6 +633,27 @@ async fn open_consumer(
     Ok((channel, consumer))
 }
 
+/// A consumer's channel, closed once nothing needs it any more: neither the consumer's task nor
+/// any delivery still to be settled. Deliveries settle on the channel they came on, so a stop
+/// that cancels the consumer keeps the channel for the workers still at work; closing it then
+/// puts whatever was prefetched and never started back on the queue, once.
+struct ConsumerChannel {
+    channel: Channel,
+    /// Cancelled when the consumer stops (its subscription dropped, or the broker closed).
+    stopped: CancellationToken,
+}
+
+impl Drop for ConsumerChannel {
+    fn drop(&mut self) {
+        let channel = self.channel.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = channel.close(200, "consumer stopped".into()).await;
+            });
+        }
+    }
+}
+
 /// Moves deliveries of one consumer into its subscription until the consumer is cancelled or
 /// the connection drops (the supervisor then opens a new one).
 async fn forward(
@@ -642,13 +663,14 @@ async fn forward(
     (channel, mut consumer): (Channel, lapin::Consumer),
 ) {
     let queue = queue_of(&spec.kind);
+    let shared = Arc::new(ConsumerChannel {
+        channel,
+        stopped: spec.cancel.clone(),
+    });
     loop {
         let item = tokio::select! {
-            () = spec.cancel.cancelled() => {
-                let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-                let _ = channel.close(200, "consumer cancelled".into()).await;
-                return;
-            }
+            () = spec.cancel.cancelled() => break,
+            () = spec.tx.closed() => break,
             item = consumer.next() => item,
         };
         let d = match item {
@@ -659,49 +681,68 @@ async fn forward(
             }
             None => return,
         };
-        let table = d.properties.headers().as_ref();
-        let original_key = wire::str_header(table, wire::ROUTING_KEY_HEADER)
-            .unwrap_or_else(|| d.routing_key.as_str().to_string());
+        // The method (RPC) or event type is the routing key the broker delivered with; a
+        // republished retry names its queue there, and its event type is the binding's.
         let routing_key = match &spec.kind {
-            ConsumerKind::Rpc { service } => original_key
+            ConsumerKind::Rpc { service } => d
+                .routing_key
+                .as_str()
                 .strip_prefix(service.as_str())
                 .and_then(|k| k.strip_prefix('.'))
-                .unwrap_or(&original_key)
+                .unwrap_or(d.routing_key.as_str())
                 .to_string(),
-            ConsumerKind::Event(_) => original_key.clone(),
+            ConsumerKind::Event(binding) => binding.event_type.clone(),
         };
-        let message = wire::message_of(&d.properties, d.data, d.redelivered);
+        let original_key = match &spec.kind {
+            ConsumerKind::Rpc { service } => format!("{service}.{routing_key}"),
+            ConsumerKind::Event(_) => routing_key.clone(),
+        };
+        let republished = d.exchange.as_str().is_empty();
+        let message = wire::message_of(&d.properties, d.data, d.redelivered, republished);
         let settle = AmqpSettle {
             inner: inner.clone(),
             live: Arc::clone(&live),
-            channel: channel.clone(),
+            channel: Arc::clone(&shared),
             tag: d.delivery_tag,
             queue: queue.clone(),
             original_key,
+            rpc: matches!(spec.kind, ConsumerKind::Rpc { .. }),
         };
-        if spec
+        if let Err(unsent) = spec
             .tx
             .send(Delivery::new(message, routing_key, Box::new(settle)))
-            .is_err()
         {
-            // The subscription is gone; its drop requeues what it held.
-            return;
+            // The subscription is gone; what it did not take stays unacked until the channel
+            // closes, and goes back to the queue then.
+            drop(unsent);
+            break;
         }
     }
+    // No new deliveries; the channel stays open while deliveries already handed over are
+    // settled. Anything the broker sent before the cancel took effect is left unacked for the
+    // close to requeue.
+    let _ = shared
+        .channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
 }
 
 struct AmqpSettle {
     inner: Weak<Inner>,
     live: Arc<Live>,
-    channel: Channel,
+    channel: Arc<ConsumerChannel>,
     tag: u64,
     queue: String,
     original_key: String,
+    /// A request rather than an event: requeued in place, keeping the routing key that names
+    /// its method.
+    rpc: bool,
 }
 
 impl AmqpSettle {
     async fn ack_original(&self) -> Result<(), BrokerError> {
         self.channel
+            .channel
             .basic_ack(self.tag, BasicAckOptions::default())
             .await
             .map_err(lost)
@@ -742,6 +783,20 @@ impl Settle for AmqpSettle {
     }
 
     async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError> {
+        if self.rpc {
+            return self
+                .channel
+                .channel
+                .basic_nack(
+                    self.tag,
+                    BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    },
+                )
+                .await
+                .map_err(lost);
+        }
         let extra = [
             (
                 wire::DELIVERY_COUNT_HEADER,
@@ -791,9 +846,15 @@ impl Settle for AmqpSettle {
     }
 
     fn abandon(self: Box<Self>, _message: Message) {
+        if self.channel.stopped.is_cancelled() {
+            // The consumer is stopping: a requeue now could come straight back to it. The
+            // channel's close requeues this delivery with the others left unsettled.
+            return;
+        }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = self
+                    .channel
                     .channel
                     .basic_nack(
                         self.tag,

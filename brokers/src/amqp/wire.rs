@@ -110,11 +110,6 @@ pub fn int_header(table: Option<&FieldTable>, key: &str) -> Option<i64> {
         .and_then(|v| int_of(v).or_else(|| text_of(v).and_then(|s| s.parse().ok())))
 }
 
-/// Reads a string header.
-pub fn str_header(table: Option<&FieldTable>, key: &str) -> Option<String> {
-    table.and_then(|t| t.inner().get(key)).and_then(text_of)
-}
-
 /// The AMQP properties of an outgoing message.
 pub fn properties(message: &Message, extra: &[(&str, AMQPValue)]) -> BasicProperties {
     let mut table = headers_to_table(&message.headers, extra);
@@ -149,11 +144,27 @@ pub fn properties(message: &Message, extra: &[(&str, AMQPValue)]) -> BasicProper
     props
 }
 
-/// A [`Message`] from a delivery's properties and body.
-pub fn message_of(props: &BasicProperties, body: Vec<u8>, redelivered: bool) -> Message {
+/// A [`Message`] from a delivery's properties and body. `republished` says the message came
+/// through the default exchange, the way Basidia republishes a retry straight to its queue:
+/// only then is its delivery-count header read, so that a message published to a service's
+/// exchange cannot claim deliveries it never had.
+pub fn message_of(
+    props: &BasicProperties,
+    body: Vec<u8>,
+    redelivered: bool,
+    republished: bool,
+) -> Message {
     let table = props.headers().as_ref();
-    let earlier = u32::try_from(int_header(table, DELIVERY_COUNT_HEADER).unwrap_or(0)).unwrap_or(0);
-    let delivery_count = earlier + 1 + u32::from(redelivered);
+    let earlier = if republished {
+        int_header(table, DELIVERY_COUNT_HEADER)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let delivery_count = earlier
+        .saturating_add(1)
+        .saturating_add(u32::from(redelivered));
     let mut headers = table_to_headers(table);
     let deadline = headers
         .remove(basidia_core::context::DEADLINE)
@@ -203,7 +214,7 @@ mod tests {
             "the deadline travels as epoch milliseconds"
         );
         assert_eq!(props.content_encoding().as_ref().unwrap().as_str(), "utf-8");
-        let back = message_of(&props, b"{}".to_vec(), false);
+        let back = message_of(&props, b"{}".to_vec(), false, true);
         assert_eq!(back.headers, m.headers);
         let at = back.deadline.expect("the deadline comes back");
         let off = at.max(in_a_minute) - at.min(in_a_minute);

@@ -1,0 +1,269 @@
+//! A service host in a process of its own: this test binary started again with the ignored
+//! test [`host_child`] selected, hosting the services below until it gets a signal. What the
+//! handlers do is appended to a log file the parent reads, so runs can be counted across
+//! processes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use basidia::prelude::*;
+use basidia::RunnerConfig;
+
+const URL_VAR: &str = "BASIDIA_FAULT_CHILD_URL";
+const LOG_VAR: &str = "BASIDIA_FAULT_CHILD_LOG";
+const GRACE_VAR: &str = "BASIDIA_FAULT_CHILD_GRACE_MS";
+
+/// No positional arguments.
+pub const NO_ARGS: [u8; 0] = [];
+/// No keyword arguments.
+pub const NO_KWARGS: std::collections::BTreeMap<String, u8> = std::collections::BTreeMap::new();
+
+/// How long the slow handlers work.
+pub const WORK: Duration = Duration::from_secs(3);
+
+fn record(what: &str, id: &str) {
+    let Some(path) = std::env::var_os(LOG_VAR) else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the run log opens");
+    writeln!(f, "{what} {id}").expect("the run log takes a line");
+}
+
+/// Slow work, counted.
+#[service]
+pub struct DrainProbe;
+
+#[service(name = "drain_probe")]
+impl DrainProbe {
+    /// Answers at once: the parent waits for this before it starts.
+    #[rpc]
+    async fn ping(&self) -> String {
+        "pong".into()
+    }
+
+    /// Works for [`WORK`], recording its start and end.
+    #[rpc]
+    async fn work(&self, id: String) -> String {
+        record("start", &id);
+        tokio::time::sleep(WORK).await;
+        record("done", &id);
+        id
+    }
+
+    /// Works for `secs` seconds, longer than a grace period if need be.
+    #[rpc]
+    async fn linger(&self, id: String, secs: u64) -> String {
+        record("start", &id);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        record("done", &id);
+        id
+    }
+
+    /// The same for an event.
+    #[event_handler("drain_source", "job")]
+    async fn on_job(&self, id: String) {
+        record("start", &id);
+        tokio::time::sleep(WORK).await;
+        record("done", &id);
+    }
+}
+
+/// A second service in the same process, so that a stop drains several at once.
+#[service]
+pub struct DrainPeer;
+
+#[service(name = "drain_peer")]
+impl DrainPeer {
+    /// Works for [`WORK`], recording its start and end.
+    #[rpc]
+    async fn work(&self, id: String) -> String {
+        record("start", &id);
+        tokio::time::sleep(WORK).await;
+        record("done", &id);
+        id
+    }
+
+    /// Works for `secs` seconds.
+    #[rpc]
+    async fn linger(&self, id: String, secs: u64) -> String {
+        record("start", &id);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        record("done", &id);
+        id
+    }
+}
+
+/// The child's side: hosts the services on the broker named in the environment until SIGTERM,
+/// as `basidia run` does. Selected explicitly by [`Host::start`]; ignored otherwise.
+#[test]
+#[ignore = "run by the fault tests in a process of its own"]
+fn host_child() {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    runtime.block_on(async move {
+        let broker = basidia::brokers::connect(&url)
+            .await
+            .expect("the broker answers");
+        let mut config = RunnerConfig::default();
+        let grace_ms = std::env::var(GRACE_VAR).map_or(10_000, |g| g.parse().unwrap());
+        config.defaults.shutdown_grace = Duration::from_millis(grace_ms);
+        let mut runner = Runner::new(broker.clone()).with_config(config);
+        runner.add::<DrainProbe>().add::<DrainPeer>();
+        runner.run().await.expect("the services run");
+        broker.close().await;
+    });
+}
+
+/// A running child host.
+pub struct Host {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Host {
+    /// Starts a host on `url` that records runs in `log`, and waits until it answers.
+    pub async fn start(url: &str, log: &Path, caller: &RpcProxy) -> Host {
+        Self::start_with_grace(url, log, caller, Duration::from_secs(10)).await
+    }
+
+    /// [`Host::start`] with a shutdown grace of `grace`.
+    pub async fn start_with_grace(
+        url: &str,
+        log: &Path,
+        caller: &RpcProxy,
+        grace: Duration,
+    ) -> Host {
+        let stderr = log.with_extension(format!("stderr-{}", uuid::Uuid::new_v4().simple()));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "child::host_child", "--nocapture"])
+            .env(URL_VAR, url)
+            .env(LOG_VAR, log)
+            .env(GRACE_VAR, grace.as_millis().to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("the child host starts");
+        let host = Host { child, stderr };
+        let quick = caller.clone().with_timeout(Duration::from_secs(1));
+        let mut last = None;
+        for _ in 0..60 {
+            let pong: Result<String, _> = quick
+                .call("drain_probe", "ping", &NO_ARGS, &NO_KWARGS)
+                .await;
+            if pong.is_ok() {
+                // The event handlers subscribe right after the RPC consumer.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return host;
+            }
+            last = pong.err();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "the child host never answered ({last:?}); its log:\n{}",
+            host.log()
+        );
+    }
+
+    /// Sends SIGTERM, as a deploy does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end, at most `limit`; its exit status.
+    pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let end = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the child host did not stop within {limit:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the host logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // A graceful stop, so that nothing this host holds is left for the next test's hosts.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+            let end = std::time::Instant::now() + Duration::from_secs(15);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// How many lines of the run log read `<what> <id>`.
+pub fn count(log: &Path, what: &str, id: &str) -> usize {
+    let line = format!("{what} {id}");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == line)
+        .count()
+}
+
+/// Waits until the run log has `<what> <id>`, at most `limit`.
+pub async fn wait_for(log: &Path, what: &str, id: &str, limit: Duration) {
+    let end = tokio::time::Instant::now() + limit;
+    while count(log, what, id) == 0 {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no {what:?} of {id} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh path for a run log.
+pub fn scratch_log(label: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "basidia-{label}-{}.log",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by every test that starts hosts: they share service names and queues, so one test's
+/// host must not take another's work.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,8 @@
+//! The fault suite: services driven from outside as operators, deploys and hostile peers drive
+//! them (a SIGTERM in the middle of work, raw clients sending what they like), on the real
+//! brokers. Needs `BASIDIA_TEST_AMQP_URL` and `BASIDIA_TEST_NATS_URL` (both set in CI; outside
+//! CI a missing one skips with a message).
+#![cfg(all(feature = "amqp", feature = "nats"))]
+
+mod child;
+mod drain;
