@@ -4,5 +4,7 @@
 //! CI a missing one skips with a message).
 #![cfg(all(feature = "amqp", feature = "nats"))]
 
+mod amqp_wire;
 mod child;
 mod drain;
+mod headers;

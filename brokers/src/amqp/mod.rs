@@ -67,9 +67,6 @@ pub struct AmqpOptions {
     pub max_reconnect_backoff: Duration,
     /// The largest message body accepted before sending.
     pub max_payload: usize,
-    /// The AMQP frame size asked for (a `frame_max` in the URL wins). The client buffers 64
-    /// frames per connection, so this sets its memory: 16 KiB frames take 1 MiB.
-    pub frame_max: u32,
 }
 
 impl AmqpOptions {
@@ -81,7 +78,6 @@ impl AmqpOptions {
             tls_ca_file: None,
             max_reconnect_backoff: Duration::from_secs(5),
             max_payload: 128 * 1024 * 1024,
-            frame_max: 16 * 1024,
         }
     }
 }
@@ -295,17 +291,6 @@ impl Live {
     }
 }
 
-/// The URL with a `frame_max` query parameter, unless it has one. The client keeps read and write
-/// buffers of 32 frames each, so RabbitMQ's default of 128 KiB would hold 8 MiB per connection;
-/// larger messages simply travel in more frames.
-fn with_frame_max(url: &str, frame_max: u32) -> String {
-    if url.contains("frame_max=") {
-        return url.to_string();
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}frame_max={frame_max}")
-}
-
 async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, BrokerError> {
     let opts = &inner.options;
     let props = ConnectionProperties::default().with_connection_name(LongString::from(format!(
@@ -320,8 +305,9 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         tls.cert_chain = Some(pem);
     }
     let runtime = lapin::runtime::default_runtime().map_err(backend)?;
-    let url = with_frame_max(&opts.url, opts.frame_max);
-    let connection = Connection::connect_with_config(&url, props, tls, runtime)
+    // The frame size is the server's: RabbitMQ sends a message's content header as one frame,
+    // so a client that asks for smaller frames than its peers use cannot take their messages.
+    let connection = Connection::connect_with_config(&opts.url, props, tls, runtime)
         .await
         .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&opts.url))))?;
     let publish = connection.create_channel().await.map_err(lost)?;

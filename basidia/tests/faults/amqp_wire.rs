@@ -1,7 +1,6 @@
 //! What arrives on a service's RabbitMQ queue from arbitrary peers: malformed messages never
 //! crash or stall the consumer; an error reply goes back where a reply is possible, otherwise
 //! the message is dead-lettered. Also priorities. Needs `BASIDIA_TEST_AMQP_URL`.
-#![cfg(feature = "amqp")]
 
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-fn url() -> Option<String> {
+pub fn url() -> Option<String> {
     basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL")
 }
 
@@ -46,15 +45,17 @@ impl Prio {
 }
 
 /// A raw AMQP peer with its own reply queue bound to `nameko-rpc`.
-struct RawPeer {
-    channel: Channel,
+pub struct RawPeer {
+    /// Its channel, for publishing what it likes.
+    pub channel: Channel,
     reply_key: String,
     replies: lapin::Consumer,
     _conn: Connection,
 }
 
 impl RawPeer {
-    async fn new(url: &str) -> RawPeer {
+    /// Connects, with a reply queue of its own.
+    pub async fn new(url: &str) -> RawPeer {
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap();
@@ -102,7 +103,8 @@ impl RawPeer {
         }
     }
 
-    async fn publish(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
+    /// Publishes to `nameko-rpc` and waits for the confirm-less publish to be written.
+    pub async fn publish(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
         self.channel
             .basic_publish(
                 "nameko-rpc".into(),
@@ -117,7 +119,8 @@ impl RawPeer {
             .unwrap();
     }
 
-    fn props(&self, content_type: Option<&str>, correlation_id: &str) -> BasicProperties {
+    /// Request properties: reply-to its queue, the correlation id and content type given.
+    pub fn props(&self, content_type: Option<&str>, correlation_id: &str) -> BasicProperties {
         let mut p = BasicProperties::default()
             .with_reply_to(self.reply_key.as_str().into())
             .with_correlation_id(correlation_id.into());
@@ -127,7 +130,8 @@ impl RawPeer {
         p
     }
 
-    async fn reply(&mut self) -> (Option<String>, serde_json::Value) {
+    /// The next reply, within 10 s: content type and body as JSON.
+    pub async fn reply(&mut self) -> (Option<String>, serde_json::Value) {
         let d = tokio::time::timeout(Duration::from_secs(10), self.replies.next())
             .await
             .expect("a reply within 10 s")
@@ -195,7 +199,8 @@ async fn await_dead_letter(channel: &Channel, tap: &str, body: &[u8]) -> FieldTa
     panic!("no dead letter arrived on {tap}");
 }
 
-async fn start<S: Service + basidia::NamedService + basidia::Inject>(
+/// Starts `S` alone on the AMQP broker at `url`.
+pub async fn start<S: Service + basidia::NamedService + basidia::Inject>(
     url: &str,
     max_priority: Option<u8>,
     max_workers: usize,
