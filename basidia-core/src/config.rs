@@ -23,11 +23,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(format!("invalid duration {text:?}"))
-        };
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!("invalid duration {text:?}: not a length of time Basidia can wait")
+        });
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -53,7 +51,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86400.0,
             other => return Err(format!("unknown unit {other:?} in duration {text:?}")),
         };
-        total += Duration::from_secs_f64(number * scale);
+        total = Duration::try_from_secs_f64(number * scale)
+            .ok()
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(|| format!("invalid duration {text:?}: too long"))?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -72,12 +73,18 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => format!("{scheme}://***@{host}{path}"),
-        },
+    // The user information ends at the last `@` before the query: a password with an unencoded
+    // `/` or `@` must not be taken for the path or the host. (A `@` in a path masks too much,
+    // which is the safe way to be wrong.)
+    let before_query = rest.find('?').unwrap_or(rest.len());
+    match rest[..before_query].rfind('@') {
+        Some(at) => {
+            let (userinfo, host_and_path) = (&rest[..at], &rest[at + 1..]);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host_and_path}"),
+                None => format!("{scheme}://***@{host_and_path}"),
+            }
+        }
         None => url.to_string(),
     }
 }
@@ -220,5 +227,57 @@ impl RunnerConfig {
     pub fn with_section(mut self, name: &str, value: serde_json::Value) -> Self {
         self.sections.insert(name.to_string(), value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_too_long_or_odd_are_errors_not_panics() {
+        for text in [
+            "1e30",
+            "1e30s",
+            "-1",
+            "NaN",
+            "inf",
+            "1e300d",
+            "99999999999999999999d",
+            "18446744073709551615s18446744073709551615s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text:?} was accepted");
+        }
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1e3").unwrap(), Duration::from_secs(1000));
+    }
+
+    #[test]
+    fn passwords_with_unencoded_delimiters_are_masked() {
+        for (url, shown) in [
+            (
+                "amqp://app:pa/ss@rabbit:5672/%2f",
+                "amqp://app:***@rabbit:5672/%2f",
+            ),
+            (
+                "amqp://app:p@ss/w@rabbit/vhost",
+                "amqp://app:***@rabbit/vhost",
+            ),
+            ("amqp://app:pa?ss@rabbit/", "amqp://app:pa?ss@rabbit/"),
+            ("nats://tok/en@nats:4222", "nats://***@nats:4222"),
+            (
+                "amqp://rabbit/vhost?heartbeat=5",
+                "amqp://rabbit/vhost?heartbeat=5",
+            ),
+        ] {
+            let masked = redact_url(url);
+            if url.contains('?') && url.find('?') < url.find('@') {
+                // A `?` before the `@` reads as a query, so the URL has no user information
+                // there; such a password must be percent-encoded to be a password at all.
+                continue;
+            }
+            assert_eq!(masked, shown, "{url}");
+            assert!(!masked.contains("ss"), "{masked}");
+        }
     }
 }

@@ -188,6 +188,15 @@ pub enum BrokerError {
     /// The broker handle was closed.
     #[error("the broker is closed")]
     Closed,
+    /// The broker refuses to take messages for now (RabbitMQ blocks publishing connections
+    /// under a memory or disk alarm) and the deadline passed while waiting.
+    #[error("the broker is not taking messages ({reason}); gave up after {after:?}")]
+    Blocked {
+        /// What the broker said.
+        reason: String,
+        /// How long the publish waited.
+        after: Duration,
+    },
     /// A payload exceeds what the broker accepts.
     #[error("payload of {size} bytes exceeds the broker's limit of {max} bytes")]
     PayloadTooLarge {

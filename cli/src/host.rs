@@ -136,7 +136,7 @@ pub async fn run(args: HostArgs, registrations: &[Registration]) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("basidia: cannot start the services: {e}");
-            broker.close().await;
+            close(&broker).await;
             return ExitCode::FAILURE;
         }
     };
@@ -186,6 +186,20 @@ pub async fn run(args: HostArgs, registrations: &[Registration]) -> ExitCode {
             }
         }
     };
-    broker.close().await;
+    close(&broker).await;
     code
+}
+
+/// How long closing the broker may take: after a forced stop (or a broker that no longer
+/// answers) the process must still end.
+const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `broker`, giving up after [`CLOSE_LIMIT`].
+pub async fn close(broker: &basidia::SharedBroker) {
+    if tokio::time::timeout(CLOSE_LIMIT, broker.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the broker connection did not close within {CLOSE_LIMIT:?}; leaving it");
+    }
 }

@@ -276,7 +276,7 @@ where
             }
         };
         let ok = f(settings, broker.clone()).await;
-        broker.close().await;
+        basidia_cli::host::close(&broker).await;
         ok
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -49,13 +49,37 @@ pub enum ShellError {
     Rpc(RpcError),
 }
 
-/// `ExcType: message` for a remote error, the error itself otherwise.
+/// `ExcType: message` for a remote error, the error itself otherwise; made [`printable`],
+/// since what a remote service says is not to be trusted with a terminal.
 pub fn describe_rpc_error(error: &RpcError) -> String {
-    match error {
+    let text = match error {
         RpcError::Remote(r) if r.value.is_empty() => r.exc_type.clone(),
         RpcError::Remote(r) => format!("{}: {}", r.exc_type, r.value),
         other => other.to_string(),
+    };
+    printable(&text)
+}
+
+/// `text` with control characters (escape sequences, carriage returns, bells) and bidirectional
+/// overrides written out as `\u{..}`, so that text from the wire cannot move the cursor,
+/// rewrite lines or change the terminal. Line breaks and tabs stay.
+pub fn printable(text: &str) -> String {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text.to_string();
     }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Evaluates shell lines against one broker.
@@ -485,11 +509,11 @@ fn report(result: Result<Output, ShellError>, failed: &mut bool) -> bool {
     match result {
         Ok(Output::Exit) => return true,
         Ok(Output::Nothing) => {}
-        Ok(Output::Text(t)) => println!("{t}"),
+        Ok(Output::Text(t)) => println!("{}", printable(&t)),
         Ok(Output::Value(v)) => println!("{}", render_value(&v)),
         Err(e) => {
             *failed = true;
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
         }
     }
     let _ = std::io::stdout().flush();
@@ -599,6 +623,29 @@ fn interactive_loop(session: Session, handle: tokio::runtime::Handle, banner: &s
 mod tests {
     use super::*;
     use basidia::service::{MethodDescription, ParamDescription};
+
+    #[test]
+    fn remote_text_cannot_drive_the_terminal() {
+        let hostile = basidia::RemoteError {
+            exc_type: "Boom\u{1b}]0;pwned\u{7}".into(),
+            exc_path: "x.Boom".into(),
+            exc_args: Vec::new(),
+            value: "line\r\u{1b}[2Kfaked\u{202e}txt.exe\nsecond\tline".into(),
+        };
+        let shown = describe_rpc_error(&RpcError::Remote(hostile));
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(
+            shown.contains("\\u{1b}[2K") && shown.contains("second\tline"),
+            "{shown:?}"
+        );
+        assert_eq!(printable("plain text\n"), "plain text\n");
+    }
 
     fn catalog() -> Catalog {
         let method = |name: &str, params: &[&str]| MethodDescription {

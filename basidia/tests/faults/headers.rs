@@ -21,8 +21,9 @@ use crate::amqp_wire::{start, url, RawPeer};
 static GOODBYES: AtomicUsize = AtomicUsize::new(0);
 static EVENTS: AtomicUsize = AtomicUsize::new(0);
 
+/// A service with a method no forged header may select.
 #[service]
-struct Forged;
+pub struct Forged;
 
 #[service(name = "t_forged")]
 impl Forged {

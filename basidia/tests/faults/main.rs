@@ -4,6 +4,7 @@
 //! CI a missing one skips with a message).
 #![cfg(all(feature = "amqp", feature = "nats"))]
 
+mod alarm;
 mod amqp_wire;
 mod child;
 mod drain;

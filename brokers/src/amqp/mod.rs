@@ -67,6 +67,10 @@ pub struct AmqpOptions {
     pub max_reconnect_backoff: Duration,
     /// The largest message body accepted before sending.
     pub max_payload: usize,
+    /// The longest a publish (an event, a retry, a dead letter) waits for the broker's confirm
+    /// when the message has no earlier deadline. A broker under an alarm takes nothing until it
+    /// clears; this bounds how long a dispatcher waits for that.
+    pub publish_timeout: Duration,
 }
 
 impl AmqpOptions {
@@ -78,6 +82,7 @@ impl AmqpOptions {
             tls_ca_file: None,
             max_reconnect_backoff: Duration::from_secs(5),
             max_payload: 128 * 1024 * 1024,
+            publish_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +132,9 @@ struct Inner {
     consumers: Mutex<HashMap<u64, Arc<ConsumerSpec>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Set while the broker has blocked the connection, with its reason.
+    blocked: AtomicBool,
+    blocked_reason: Mutex<String>,
     shutdown: CancellationToken,
 }
 
@@ -166,6 +174,8 @@ impl AmqpBroker {
             consumers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+            blocked_reason: Mutex::new(String::new()),
             shutdown: CancellationToken::new(),
         });
         let live = connect_live(&inner, 1).await?;
@@ -260,9 +270,50 @@ impl Drop for ConsumerGuard {
     }
 }
 
+impl Inner {
+    /// How long a publish of `message` may wait: until its deadline, and never longer than
+    /// the publish timeout.
+    fn publish_limit(&self, message: &Message) -> Duration {
+        let limit = self.options.publish_timeout;
+        message.deadline.map_or(limit, |at| {
+            at.saturating_duration_since(tokio::time::Instant::now())
+                .min(limit)
+        })
+    }
+
+    /// The error for a publish that waited `after` in vain.
+    fn publish_timed_out(&self, after: Duration) -> BrokerError {
+        if self.blocked.load(Ordering::Acquire) {
+            BrokerError::Blocked {
+                reason: lock(&self.blocked_reason).clone(),
+                after,
+            }
+        } else {
+            BrokerError::Timeout(after)
+        }
+    }
+}
+
 impl Live {
-    /// Publishes on the confirm channel and waits for the broker's confirm.
+    /// Publishes on the confirm channel and waits for the broker's confirm, at most `limit`.
     async fn publish_confirmed(
+        &self,
+        inner: &Inner,
+        limit: Duration,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        extra: &[(&str, AMQPValue)],
+    ) -> Result<(), BrokerError> {
+        tokio::time::timeout(
+            limit,
+            self.publish_confirmed_unbounded(exchange, routing_key, message, extra),
+        )
+        .await
+        .unwrap_or_else(|_| Err(inner.publish_timed_out(limit)))
+    }
+
+    async fn publish_confirmed_unbounded(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -488,6 +539,19 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
                 () = shutdown.cancelled() => return,
                 ev = events.next() => match ev {
                     Some(lapin::Event::Error(e)) => break e.to_string(),
+                    Some(lapin::Event::ConnectionBlocked(reason)) => {
+                        if let Some(strong) = inner.upgrade() {
+                            tracing::warn!(%reason, "the broker blocked the connection: publishes wait until it unblocks or their deadline passes");
+                            *lock(&strong.blocked_reason) = reason;
+                            strong.blocked.store(true, Ordering::Release);
+                        }
+                    }
+                    Some(lapin::Event::ConnectionUnblocked) => {
+                        if let Some(strong) = inner.upgrade() {
+                            strong.blocked.store(false, Ordering::Release);
+                            tracing::info!("the broker unblocked the connection");
+                        }
+                    }
                     Some(_) => {}
                     None => break "connection closed".to_string(),
                 },
@@ -498,6 +562,7 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
         };
         tracing::warn!("AMQP connection lost ({failure}); reconnecting");
         strong.state.send_replace(None);
+        strong.blocked.store(false, Ordering::Release);
         // Dropping the senders fails every call in flight with ConnectionLost.
         lock(&strong.pending).clear();
         let mut backoff = Duration::from_millis(100);
@@ -793,9 +858,19 @@ impl Settle for AmqpSettle {
                 AMQPValue::LongString(LongString::from(self.original_key.as_str())),
             ),
         ];
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(BrokerError::Closed);
+        };
         // Republish first, then ack: a failure in between duplicates, never loses.
         self.live
-            .publish_confirmed("", &self.queue, &message, &extra)
+            .publish_confirmed(
+                &inner,
+                inner.options.publish_timeout,
+                "",
+                &self.queue,
+                &message,
+                &extra,
+            )
             .await?;
         self.ack_original().await
     }
@@ -825,8 +900,18 @@ impl Settle for AmqpSettle {
             ),
         ];
         let key = format!("{}.{}", self.queue, self.original_key);
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(BrokerError::Closed);
+        };
         self.live
-            .publish_confirmed(DEAD_LETTER_EXCHANGE, &key, &message, &extra)
+            .publish_confirmed(
+                &inner,
+                inner.options.publish_timeout,
+                DEAD_LETTER_EXCHANGE,
+                &key,
+                &message,
+                &extra,
+            )
             .await?;
         self.ack_original().await
     }
@@ -872,36 +957,42 @@ impl Broker for AmqpBroker {
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(correlation_id.clone(), tx);
+        // However the call ends, even with its future dropped by the caller, its entry goes.
+        let registration = Registration {
+            pending: &self.inner.pending,
+            id: correlation_id,
+        };
         let mut message = request;
-        message.correlation_id = Some(correlation_id.clone());
+        message.correlation_id = Some(registration.id.clone());
         message.reply_to = Some(self.inner.reply_key.clone());
         let props = wire::properties(&message, &[]).with_delivery_mode(wire::TRANSIENT);
-        let published = live
-            .rpc
-            .basic_publish(
-                self.inner.options.rpc_exchange.as_str().into(),
-                format!("{service}.{method}").into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &message.body,
-                props,
-            )
-            .await;
-        if let Err(e) = published {
-            lock(&self.inner.pending).remove(&correlation_id);
-            return Err(lost(e));
-        }
-        let outcome = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(lost("the connection dropped while the call was in flight")),
-            Err(_) => Err(BrokerError::Timeout(timeout)),
+        // The deadline covers the publish too: a connection the broker has blocked (a memory or
+        // disk alarm) takes no frames, and the publish would wait for the alarm to clear.
+        let exchange = self.inner.options.rpc_exchange.as_str();
+        let routing_key = format!("{service}.{method}");
+        let exchange_call = async {
+            live.rpc
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message.body,
+                    props,
+                )
+                .await
+                .map_err(lost)?;
+            match rx.await {
+                Ok(result) => result,
+                Err(_) => Err(lost("the connection dropped while the call was in flight")),
+            }
         };
-        if outcome.is_err() {
-            lock(&self.inner.pending).remove(&correlation_id);
+        match tokio::time::timeout(timeout, exchange_call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.inner.publish_timed_out(timeout)),
         }
-        outcome
     }
 
     async fn serve(
@@ -926,12 +1017,15 @@ impl Broker for AmqpBroker {
     ) -> Result<(), BrokerError> {
         let live = self.live()?;
         let exchange = event_exchange_name(source);
+        let limit = self.inner.publish_limit(&message);
         let known = lock(&live.declared).contains(&exchange);
         if !known {
-            declare_exchange(&live.publish, &exchange).await?;
+            tokio::time::timeout(limit, declare_exchange(&live.publish, &exchange))
+                .await
+                .unwrap_or_else(|_| Err(self.inner.publish_timed_out(limit)))?;
             lock(&live.declared).insert(exchange.clone());
         }
-        live.publish_confirmed(&exchange, event_type, &message, &[])
+        live.publish_confirmed(&self.inner, limit, &exchange, event_type, &message, &[])
             .await
     }
 
@@ -956,8 +1050,22 @@ impl Broker for AmqpBroker {
         lock(&self.inner.pending).clear();
         let live = self.inner.state.send_replace(None);
         if let Some(live) = live {
-            let _ = live.connection.close(200, "closed".into()).await;
+            // A blocked connection takes no close either; the socket goes with the process.
+            let limit = self.inner.options.publish_timeout;
+            let _ = tokio::time::timeout(limit, live.connection.close(200, "closed".into())).await;
         }
+    }
+}
+
+/// A call's place in the pending map, given up when the call ends however it ends.
+struct Registration<'a> {
+    pending: &'a Mutex<PendingMap>,
+    id: String,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        lock(self.pending).remove(&self.id);
     }
 }
 
@@ -974,5 +1082,41 @@ mod tests {
         assert_eq!(redact_url("amqp://rabbit/"), "amqp://rabbit/");
         let opts = AmqpOptions::new("amqps://app:s3cret@rabbit/");
         assert!(!format!("{opts:?}").contains("s3cret"));
+    }
+
+    /// A call whose future the caller drops (a `tokio::time::timeout` around it, a cancelled
+    /// task) leaves nothing in the pending map, nor do calls that time out or are answered.
+    #[tokio::test]
+    async fn dropped_calls_leave_no_registration_behind() {
+        let Some(url) = crate::conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL") else {
+            return;
+        };
+        let broker = AmqpBroker::connect(&url).await.expect("connect");
+        let service = format!("t_dropped_{}", std::process::id());
+        // Served but never answered: requests are routed and wait.
+        let sub = broker
+            .serve(&service, ConsumeOptions::default())
+            .await
+            .expect("serve");
+        let request = || Message::new(b"{}".to_vec(), "application/json");
+        for _ in 0..20 {
+            let call = broker.call(&service, "m", request(), Duration::from_secs(30));
+            let dropped = tokio::time::timeout(Duration::from_millis(20), call).await;
+            assert!(dropped.is_err(), "the call was cut short");
+        }
+        let timed_out = broker
+            .call(&service, "m", request(), Duration::from_millis(50))
+            .await;
+        assert!(
+            matches!(timed_out, Err(BrokerError::Timeout(_))),
+            "{timed_out:?}"
+        );
+        assert_eq!(
+            lock(&broker.inner.pending).len(),
+            0,
+            "calls left registered"
+        );
+        drop(sub);
+        broker.close().await;
     }
 }
