@@ -135,8 +135,11 @@ pub trait Settle: Send + Sync {
     fn acks(&self) -> bool {
         true
     }
-    /// Put the message back for redelivery (its delivery count goes up).
-    async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError>;
+    /// Put the message back for redelivery (its delivery count goes up), after `delay`. The
+    /// broker holds the message while it waits, not the consumer: a retry that waits must not
+    /// keep a worker or a prefetch place, nor hold back a stop.
+    async fn requeue(self: Box<Self>, message: Message, delay: Duration)
+        -> Result<(), BrokerError>;
     /// Move the message to the dead-letter queue, with a reason.
     async fn dead_letter(
         self: Box<Self>,
@@ -220,8 +223,14 @@ impl Delivery {
 
     /// Returns the delivery to its queue for redelivery.
     pub async fn requeue(self) -> Result<(), BrokerError> {
+        self.requeue_after(Duration::ZERO).await
+    }
+
+    /// Returns the delivery to its queue, to be redelivered once `delay` has passed; the broker
+    /// keeps it meanwhile.
+    pub async fn requeue_after(self, delay: Duration) -> Result<(), BrokerError> {
         let (message, _, settle) = self.into_parts();
-        settle.requeue(message).await
+        settle.requeue(message, delay).await
     }
 
     /// Dead-letters the delivery.

@@ -133,11 +133,22 @@ pub struct ServiceSettings {
     pub shutdown_grace: Duration,
     /// The format of outgoing requests and events.
     pub serializer: Format,
-    /// How many times an event is delivered to a failing handler before it is dead-lettered.
+    /// How many times an event is delivered to a handler before it is dead-lettered: after a
+    /// failure at this count, or before running it, should the count be higher already (its
+    /// handler crashed the process each time, on brokers that count deliveries).
     pub event_max_deliveries: u32,
-    /// The pause before a failed event is retried (multiplied by the attempt, at most 30 s).
+    /// The pause before a failed event is first retried; each further retry waits twice as long
+    /// as the one before, up to `event_retry_max_delay`. The broker keeps the event meanwhile.
     #[serde(with = "duration_serde")]
     pub event_retry_delay: Duration,
+    /// The longest pause between two retries of an event.
+    #[serde(with = "duration_serde")]
+    pub event_retry_max_delay: Duration,
+    /// How long one run of an event handler may take (a handler's `timeout = "..."` wins). It is
+    /// also the deadline of the calls the handler makes, counted from when the event is taken
+    /// up, however long the event waited in its queue.
+    #[serde(with = "duration_serde")]
+    pub event_handler_timeout: Duration,
     /// The RPC queue's maximum priority, on brokers with priorities.
     pub max_priority: Option<u8>,
 }
@@ -150,7 +161,9 @@ impl Default for ServiceSettings {
             shutdown_grace: Duration::from_secs(10),
             serializer: Format::MsgPack,
             event_max_deliveries: 5,
-            event_retry_delay: Duration::from_millis(200),
+            event_retry_delay: Duration::from_secs(2),
+            event_retry_max_delay: Duration::from_secs(300),
+            event_handler_timeout: Duration::from_secs(300),
             max_priority: None,
         }
     }
@@ -230,9 +243,30 @@ impl RunnerConfig {
     }
 }
 
+impl ServiceSettings {
+    /// The pause before retrying an event that failed on its `delivery`-th delivery:
+    /// `event_retry_delay` doubled per earlier failure, at most `event_retry_max_delay`.
+    pub fn retry_delay(&self, delivery: u32) -> Duration {
+        let doublings = delivery.saturating_sub(1).min(31);
+        self.event_retry_delay
+            .checked_mul(1 << doublings)
+            .unwrap_or(Duration::MAX)
+            .min(self.event_retry_max_delay)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let s = ServiceSettings::default();
+        let delays: Vec<u64> = (1..=10).map(|n| s.retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(s.retry_delay(0), Duration::from_secs(2));
+        assert_eq!(s.retry_delay(u32::MAX), Duration::from_secs(300));
+    }
 
     #[test]
     fn durations_too_long_or_odd_are_errors_not_panics() {

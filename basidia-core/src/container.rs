@@ -396,12 +396,41 @@ impl Shared {
     }
 
     async fn handle_event(&self, handler: &str, delivery: Delivery) {
+        let count = delivery.message.delivery_count;
+        let max = self.settings.event_max_deliveries;
+        if count > max {
+            // Delivered more often than it may run, without a failure being seen: its handler
+            // ended the process (or outlived its lease) each time. Running it again would only
+            // do that again.
+            tracing::error!(
+                service = %self.name,
+                handler,
+                deliveries = count,
+                "event delivered more than event_max_deliveries ({max}) times, dead-lettered without running"
+            );
+            let reason =
+                format!("delivered {count} times, more than the limit of {max}, without finishing");
+            if let Err(e) = delivery.dead_letter(&reason).await {
+                tracing::warn!(service = %self.name, handler, "cannot settle event: {e}");
+            }
+            return;
+        }
+        let timeout = self
+            .description
+            .events
+            .iter()
+            .find(|h| h.name == handler)
+            .and_then(|h| h.timeout_ms)
+            .map_or(self.settings.event_handler_timeout, Duration::from_millis);
         let msg = &delivery.message;
+        // The handler's own deadline, from now: the dispatcher's deadline bounded the dispatch,
+        // and an event may have waited in its queue far longer than that. Call ids and context
+        // data still flow on.
         let ctx = Arc::new(Context::for_worker(
             &self.name,
             handler,
             &msg.headers,
-            msg.deadline,
+            Some(Instant::now() + timeout),
         ));
         let format = msg
             .content_type
@@ -419,12 +448,19 @@ impl Shared {
                 };
                 let service = &self.service;
                 self.run_worker(handler, EntrypointKind::Event, ctx, async move {
-                    service.handle_event(handler, payload).await
+                    match tokio::time::timeout(timeout, service.handle_event(handler, payload))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(RemoteError::new(
+                            ErrorKind::Timeout,
+                            format!("the handler ran past its timeout of {timeout:?}"),
+                        )),
+                    }
                 })
                 .await
             }
         };
-        let count = delivery.message.delivery_count;
         let settle = match outcome {
             Ok(()) => delivery.ack().await,
             Err(e)
@@ -436,7 +472,7 @@ impl Shared {
                 tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
                 delivery.dead_letter(&e.to_string()).await
             }
-            Err(e) if count >= self.settings.event_max_deliveries => {
+            Err(e) if count >= max => {
                 tracing::error!(
                     service = %self.name,
                     handler,
@@ -448,12 +484,10 @@ impl Shared {
                     .await
             }
             Err(e) => {
-                let attempt = count.max(1);
-                let delay =
-                    (self.settings.event_retry_delay * attempt).min(Duration::from_secs(30));
-                tracing::warn!(service = %self.name, handler, attempt, "event handler failed, retrying in {delay:?}: {e}");
-                tokio::time::sleep(delay).await;
-                delivery.requeue().await
+                let delay = self.settings.retry_delay(count);
+                tracing::warn!(service = %self.name, handler, attempt = count, "event handler failed, retrying in {delay:?}: {e}");
+                // The broker keeps the event for the delay; this worker's place is free now.
+                delivery.requeue_after(delay).await
             }
         };
         if let Err(e) = settle {

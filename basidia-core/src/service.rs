@@ -114,6 +114,11 @@ pub struct EventHandlerDescription {
     pub handler_type: HandlerType,
     /// The payload type, as written.
     pub payload: String,
+    /// How long one run of the handler may take, in milliseconds (`timeout = "..."` on the
+    /// attribute); `None` takes the service's `event_handler_timeout`. The handler's calls get
+    /// this as their deadline, counted from when the event is taken up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// One timer.

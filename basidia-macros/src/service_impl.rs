@@ -24,6 +24,7 @@ enum Kind {
         source: LitStr,
         event_type: LitStr,
         handler_type: String,
+        timeout_ms: Option<u64>,
     },
     Timer {
         interval_ms: u64,
@@ -101,9 +102,18 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
             let mut source = None;
             let mut event_type = None;
             let mut handler_type = "service_pool".to_string();
+            let mut timeout_ms = None;
             for a in args {
                 match a {
                     Arg::Lit(l) => lits.push(l),
+                    Arg::KeyValue(k, v) if k == "timeout" => match lit_str(&v) {
+                        Ok(s) => match parse_duration_ms(&s.value()) {
+                            Ok(0) => errors.at(s.span(), "a handler timeout must be longer than zero"),
+                            Ok(ms) => timeout_ms = Some(ms),
+                            Err(e) => errors.at(s.span(), e),
+                        },
+                        Err(e) => errors.push(e),
+                    },
                     Arg::KeyValue(k, v) if k == "source" => source = lit_str(&v).map_err(|e| errors.push(e)).ok(),
                     Arg::KeyValue(k, v) if k == "event_type" => {
                         event_type = lit_str(&v).map_err(|e| errors.push(e)).ok();
@@ -121,7 +131,7 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
                     },
                     Arg::KeyValue(k, _) | Arg::Flag(k) => errors.at(
                         k.span(),
-                        format!("unknown argument `{k}`: expected source, event_type and handler_type"),
+                        format!("unknown argument `{k}`: expected source, event_type, handler_type and timeout"),
                     ),
                 }
             }
@@ -136,6 +146,7 @@ fn parse_kind(name: &str, attr: &syn::Attribute, errors: &mut Errors) -> Option<
                     source,
                     event_type,
                     handler_type,
+                    timeout_ms,
                 }),
                 _ => {
                     errors.at(
@@ -382,6 +393,7 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                 source,
                 event_type,
                 handler_type,
+                timeout_ms,
             } => {
                 if params.len() > 1 {
                     errors.at(
@@ -419,6 +431,10 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                         _ => "ServicePool",
                     }
                 );
+                let timeout = match timeout_ms {
+                    Some(ms) => quote!(::core::option::Option::Some(#ms)),
+                    None => quote!(::core::option::Option::None),
+                };
                 event_descs.push(quote! {
                     #p::EventHandlerDescription {
                         name: #wire.into(),
@@ -426,6 +442,7 @@ pub fn expand(attr: TokenStream, mut imp: syn::ItemImpl) -> syn::Result<TokenStr
                         event_type: #event_type.into(),
                         handler_type: #p::HandlerType::#ht,
                         payload: #payload_ty.into(),
+                        timeout_ms: #timeout,
                     }
                 });
             }

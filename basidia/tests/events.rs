@@ -46,6 +46,7 @@ impl Broken {
 
 fn config(max: u32) -> RunnerConfig {
     let mut c = RunnerConfig::default();
+    c.defaults.event_retry_delay = Duration::from_millis(10);
     for s in ["flaky", "broken"] {
         c.services.insert(
             s.into(),

@@ -444,8 +444,46 @@ impl Settle for MemorySettle {
         Ok(())
     }
 
-    async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError> {
-        self.put_back(message);
+    async fn requeue(
+        self: Box<Self>,
+        message: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        if delay.is_zero() {
+            self.put_back(message);
+            return Ok(());
+        }
+        // As a broker's delay queue would: the consumer's place is free at once, and the message
+        // is back in its queue once the delay has passed.
+        {
+            let mut st = lock(&self.queue.state);
+            self.release(&mut st);
+            pump(&self.queue, &mut st);
+        }
+        let queue = Arc::clone(&self.queue);
+        let routing_key = self.routing_key;
+        let requeue = move || {
+            let mut st = lock(&queue.state);
+            enqueue(
+                &queue,
+                &mut st,
+                Entry {
+                    message,
+                    routing_key,
+                },
+                false,
+            );
+            pump(&queue, &mut st);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    requeue();
+                });
+            }
+            Err(_) => requeue(),
+        }
         Ok(())
     }
 

@@ -47,6 +47,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "shutdown_grace",
     "event_max_deliveries",
     "event_retry_delay",
+    "event_retry_max_delay",
+    "event_handler_timeout",
     "max_priority",
     "services",
 ];
@@ -74,9 +76,15 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How many times an event reaches a failing handler before it is dead-lettered.
     pub event_max_deliveries: u32,
-    /// The pause before a failed event is retried.
+    /// The pause before a failed event is first retried (doubled per retry).
     #[serde(with = "human_duration")]
     pub event_retry_delay: Duration,
+    /// The longest pause between two retries of an event.
+    #[serde(with = "human_duration")]
+    pub event_retry_max_delay: Duration,
+    /// How long one run of an event handler may take.
+    #[serde(with = "human_duration")]
+    pub event_handler_timeout: Duration,
     /// The RPC queues' maximum priority, on brokers with priorities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_priority: Option<u8>,
@@ -101,6 +109,8 @@ impl Default for Settings {
             shutdown_grace: d.shutdown_grace,
             event_max_deliveries: d.event_max_deliveries,
             event_retry_delay: d.event_retry_delay,
+            event_retry_max_delay: d.event_retry_max_delay,
+            event_handler_timeout: d.event_handler_timeout,
             max_priority: d.max_priority,
             services: BTreeMap::new(),
             sections: serde_json::Map::new(),
@@ -119,6 +129,8 @@ impl Settings {
                 serializer: self.serializer,
                 event_max_deliveries: self.event_max_deliveries,
                 event_retry_delay: self.event_retry_delay,
+                event_retry_max_delay: self.event_retry_max_delay,
+                event_handler_timeout: self.event_handler_timeout,
                 max_priority: self.max_priority,
             },
             services: self
@@ -457,6 +469,16 @@ pub fn render(loaded: &Loaded) -> String {
         &mut out,
         "event_retry_delay",
         toml::Value::String(human_duration::format(s.event_retry_delay)),
+    );
+    line(
+        &mut out,
+        "event_retry_max_delay",
+        toml::Value::String(human_duration::format(s.event_retry_max_delay)),
+    );
+    line(
+        &mut out,
+        "event_handler_timeout",
+        toml::Value::String(human_duration::format(s.event_handler_timeout)),
     );
     if let Some(p) = s.max_priority {
         line(&mut out, "max_priority", toml::Value::Integer(p.into()));

@@ -45,6 +45,12 @@ pub use wire::HEADER_PREFIX;
 pub const DEAD_LETTER_EXCHANGE: &str = "basidia.dead-letter";
 /// The queue that keeps dead letters (bound to [`DEAD_LETTER_EXCHANGE`] with `#`).
 pub const DEAD_LETTER_QUEUE: &str = "basidia.dead-letters";
+/// Retries that wait are published here, routed `<delay ms>.<queue>` to the delay queue
+/// `basidia.delay.<delay ms>`, whose message TTL is that delay.
+pub const DELAY_EXCHANGE: &str = "basidia.delay";
+/// Delay queues dead-letter their expired messages here, with the key they were published with;
+/// every event queue is bound by `*.<queue>`, so a retry comes back to the queue it left.
+pub const RETRY_EXCHANGE: &str = "basidia.retry";
 /// Nameko's default RPC exchange.
 pub const DEFAULT_RPC_EXCHANGE: &str = "nameko-rpc";
 /// How long an idle reply queue lives (Nameko's value).
@@ -367,6 +373,8 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         .await
         .map_err(lost)?;
     declare_exchange(&publish, &opts.rpc_exchange).await?;
+    declare_exchange(&publish, DELAY_EXCHANGE).await?;
+    declare_exchange(&publish, RETRY_EXCHANGE).await?;
     // Dead letters.
     publish
         .exchange_declare(
@@ -670,6 +678,16 @@ async fn open_consumer(
                 )
                 .await
                 .map_err(backend)?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    RETRY_EXCHANGE.into(),
+                    format!("*.{queue}").into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
         }
     }
     let consumer = channel
@@ -748,7 +766,7 @@ async fn forward(
             ConsumerKind::Rpc { service } => format!("{service}.{routing_key}"),
             ConsumerKind::Event(_) => routing_key.clone(),
         };
-        let republished = d.exchange.as_str().is_empty();
+        let republished = matches!(d.exchange.as_str(), "" | RETRY_EXCHANGE);
         let message = wire::message_of(&d.properties, d.data, d.redelivered, republished);
         let settle = AmqpSettle {
             inner: inner.clone(),
@@ -833,7 +851,11 @@ impl Settle for AmqpSettle {
         self.ack_original().await
     }
 
-    async fn requeue(self: Box<Self>, message: Message) -> Result<(), BrokerError> {
+    async fn requeue(
+        self: Box<Self>,
+        message: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
         if self.rpc {
             return self
                 .channel
@@ -861,13 +883,19 @@ impl Settle for AmqpSettle {
         let Some(inner) = self.inner.upgrade() else {
             return Err(BrokerError::Closed);
         };
+        let (exchange, key) = if delay.is_zero() {
+            (String::new(), self.queue.clone())
+        } else {
+            let ms = delay_queue(&inner, &self.live, delay).await?;
+            (DELAY_EXCHANGE.to_string(), format!("{ms}.{}", self.queue))
+        };
         // Republish first, then ack: a failure in between duplicates, never loses.
         self.live
             .publish_confirmed(
                 &inner,
                 inner.options.publish_timeout,
-                "",
-                &self.queue,
+                &exchange,
+                &key,
                 &message,
                 &extra,
             )
@@ -1055,6 +1083,54 @@ impl Broker for AmqpBroker {
             let _ = tokio::time::timeout(limit, live.connection.close(200, "closed".into())).await;
         }
     }
+}
+
+/// Declares (once per connection) the delay queue for `delay`, rounded to milliseconds, and
+/// returns those milliseconds.
+async fn delay_queue(inner: &Inner, live: &Live, delay: Duration) -> Result<u128, BrokerError> {
+    let ms = delay.as_millis().max(1);
+    let name = format!("{DELAY_EXCHANGE}.{ms}");
+    if lock(&live.declared).contains(&name) {
+        return Ok(ms);
+    }
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(RETRY_EXCHANGE)),
+    );
+    let declare = async {
+        live.publish
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(backend)?;
+        live.publish
+            .queue_bind(
+                name.as_str().into(),
+                DELAY_EXCHANGE.into(),
+                format!("{ms}.#").into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(backend)
+    };
+    let limit = inner.options.publish_timeout;
+    tokio::time::timeout(limit, declare)
+        .await
+        .unwrap_or_else(|_| Err(inner.publish_timed_out(limit)))?;
+    lock(&live.declared).insert(name);
+    Ok(ms)
 }
 
 /// A call's place in the pending map, given up when the call ends however it ends.

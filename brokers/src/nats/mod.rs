@@ -760,7 +760,11 @@ impl Settle for CoreSettle {
         false
     }
 
-    async fn requeue(self: Box<Self>, _message: Message) -> Result<(), BrokerError> {
+    async fn requeue(
+        self: Box<Self>,
+        _message: Message,
+        _delay: Duration,
+    ) -> Result<(), BrokerError> {
         // Core NATS keeps no copy to redeliver; the caller's deadline covers a lost request.
         Ok(())
     }
@@ -850,8 +854,14 @@ impl Settle for JsSettle {
         self.acker.ack().await.map_err(lost)
     }
 
-    async fn requeue(self: Box<Self>, _message: Message) -> Result<(), BrokerError> {
-        self.acker.ack_with(AckKind::Nak(None)).await.map_err(lost)
+    async fn requeue(
+        self: Box<Self>,
+        _message: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        // The server holds a NAK'd message for its delay before redelivering it.
+        let delay = (!delay.is_zero()).then_some(delay);
+        self.acker.ack_with(AckKind::Nak(delay)).await.map_err(lost)
     }
 
     async fn dead_letter(
