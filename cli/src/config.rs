@@ -41,6 +41,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "broker",
     "tls_ca_file",
     "nats_credentials_file",
+    "amqp_quorum_queues",
     "serializer",
     "max_workers",
     "rpc_timeout",
@@ -64,6 +65,10 @@ pub struct Settings {
     /// A NATS `.creds` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats_credentials_file: Option<PathBuf>,
+    /// On AMQP: declare durable event queues as quorum queues (see
+    /// `AmqpOptions::quorum_event_queues`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub amqp_quorum_queues: bool,
     /// The format of outgoing requests and events.
     pub serializer: Format,
     /// How many workers each service runs at once.
@@ -103,6 +108,7 @@ impl Default for Settings {
             broker: "memory://".into(),
             tls_ca_file: None,
             nats_credentials_file: None,
+            amqp_quorum_queues: false,
             serializer: d.serializer,
             max_workers: d.max_workers,
             rpc_timeout: d.rpc_timeout,
@@ -390,9 +396,10 @@ pub async fn connect(settings: &Settings) -> Result<basidia::SharedBroker, basid
     let url = settings.broker.as_str();
     let scheme = url.split_once("://").map_or(url, |(s, _)| s);
     match scheme {
-        "amqp" | "amqps" if settings.tls_ca_file.is_some() => {
+        "amqp" | "amqps" if settings.tls_ca_file.is_some() || settings.amqp_quorum_queues => {
             let mut options = basidia::AmqpOptions::new(url);
             options.tls_ca_file = settings.tls_ca_file.clone();
+            options.quorum_event_queues = settings.amqp_quorum_queues;
             Ok(std::sync::Arc::new(
                 basidia::AmqpBroker::connect_with(options).await?,
             ))
@@ -439,6 +446,9 @@ pub fn render(loaded: &Loaded) -> String {
             "nats_credentials_file",
             toml::Value::String(p.display().to_string()),
         );
+    }
+    if s.amqp_quorum_queues {
+        line(&mut out, "amqp_quorum_queues", toml::Value::Boolean(true));
     }
     line(
         &mut out,

@@ -57,7 +57,7 @@ impl Drop for MemoryAlarm {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_ends_calls_and_publishes_by_their_deadline() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let running = start::<Forged>(&url, None, 4).await;
     let mut options = AmqpOptions::new(&url);
     options.publish_timeout = Duration::from_secs(2);

@@ -222,7 +222,7 @@ pub async fn start<S: Service + basidia::NamedService + basidia::Inject>(
 #[tokio::test]
 async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let running = start::<Probe>(&url, None, 4).await;
     let mut peer = RawPeer::new(&url).await;
     let ok = br#"{"args": [1, 2], "kwargs": {}}"#;
@@ -301,7 +301,7 @@ async fn malformed_messages_get_error_replies_or_are_dead_lettered() {
 #[tokio::test]
 async fn priorities_order_waiting_requests() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     // A queue declared with priorities keeps its arguments: start from a fresh queue.
     let conn = Connection::connect(&url, ConnectionProperties::default())
         .await
@@ -357,7 +357,7 @@ impl Doomed {
 #[tokio::test]
 async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let mut config = RunnerConfig::default();
     config.defaults.event_max_deliveries = 3;
     config.defaults.event_retry_delay = Duration::from_millis(10);

@@ -99,8 +99,102 @@ impl DrainPeer {
     }
 }
 
+/// Takes its process down in the middle of an event, as a segfaulting library or an OOM kill
+/// would. Hosted only by children started with [`Mode::poison`].
+#[service]
+pub struct PoisonProbe;
+
+#[service(name = "poison_probe")]
+impl PoisonProbe {
+    /// Records its start, then aborts the process.
+    #[event_handler("poison_source", "job")]
+    async fn on_job(&self, id: String) {
+        record("start", &id);
+        std::process::abort();
+    }
+}
+
+/// How a child host is set up.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    /// The shutdown grace.
+    pub grace: Duration,
+    /// Host [`PoisonProbe`], with this `event_max_deliveries`.
+    pub poison: Option<u32>,
+    /// On AMQP: quorum event queues.
+    pub quorum: bool,
+    /// On NATS: the JetStream ack wait.
+    pub ack_wait: Option<Duration>,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode {
+            grace: Duration::from_secs(10),
+            poison: None,
+            quorum: false,
+            ack_wait: None,
+        }
+    }
+}
+
+impl Mode {
+    /// Hosts the poison service, dead-lettering past `max_deliveries`.
+    pub fn poison(max_deliveries: u32) -> Self {
+        Mode {
+            poison: Some(max_deliveries),
+            ..Mode::default()
+        }
+    }
+
+    fn to_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(GRACE_VAR, self.grace.as_millis().to_string())];
+        if let Some(max) = self.poison {
+            env.push((POISON_VAR, max.to_string()));
+        }
+        if self.quorum {
+            env.push((QUORUM_VAR, "1".into()));
+        }
+        if let Some(wait) = self.ack_wait {
+            env.push((ACK_WAIT_VAR, wait.as_millis().to_string()));
+        }
+        env
+    }
+}
+
+const POISON_VAR: &str = "BASIDIA_FAULT_CHILD_POISON";
+const QUORUM_VAR: &str = "BASIDIA_FAULT_CHILD_QUORUM";
+const ACK_WAIT_VAR: &str = "BASIDIA_FAULT_CHILD_ACK_WAIT_MS";
+
+fn env_ms(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .map(|v| Duration::from_millis(v.parse().unwrap()))
+}
+
+async fn connect_child(url: &str) -> basidia::SharedBroker {
+    if url.starts_with("amqp") {
+        let mut options = basidia::brokers::AmqpOptions::new(url);
+        options.quorum_event_queues = std::env::var_os(QUORUM_VAR).is_some();
+        return std::sync::Arc::new(
+            basidia::brokers::AmqpBroker::connect_with(options)
+                .await
+                .expect("RabbitMQ answers"),
+        );
+    }
+    let mut options = basidia::brokers::NatsOptions::new(url);
+    if let Some(wait) = env_ms(ACK_WAIT_VAR) {
+        options.ack_wait = wait;
+    }
+    std::sync::Arc::new(
+        basidia::brokers::NatsBroker::connect_with(options)
+            .await
+            .expect("NATS answers"),
+    )
+}
+
 /// The child's side: hosts the services on the broker named in the environment until SIGTERM,
-/// as `basidia run` does. Selected explicitly by [`Host::start`]; ignored otherwise.
+/// as `basidia run` does. Selected explicitly by [`Host::spawn`]; ignored otherwise.
 #[test]
 #[ignore = "run by the fault tests in a process of its own"]
 fn host_child() {
@@ -117,14 +211,19 @@ fn host_child() {
         .with_writer(std::io::stderr)
         .init();
     runtime.block_on(async move {
-        let broker = basidia::brokers::connect(&url)
-            .await
-            .expect("the broker answers");
+        let broker = connect_child(&url).await;
         let mut config = RunnerConfig::default();
-        let grace_ms = std::env::var(GRACE_VAR).map_or(10_000, |g| g.parse().unwrap());
-        config.defaults.shutdown_grace = Duration::from_millis(grace_ms);
-        let mut runner = Runner::new(broker.clone()).with_config(config);
+        config.defaults.shutdown_grace = env_ms(GRACE_VAR).unwrap_or(Duration::from_secs(10));
+        let mut runner = Runner::new(broker.clone()).with_config(config.clone());
         runner.add::<DrainProbe>().add::<DrainPeer>();
+        if let Ok(max) = std::env::var(POISON_VAR) {
+            config.defaults.event_max_deliveries = max.parse().unwrap();
+            runner = Runner::new(broker.clone()).with_config(config);
+            // Only the probe's ping: its event queue may be of the other queue type.
+            runner
+                .add_with::<DrainProbe>(basidia::ServiceOptions::new().only_entrypoints(["ping"]))
+                .add::<PoisonProbe>();
+        }
         runner.run().await.expect("the services run");
         broker.close().await;
     });
@@ -139,7 +238,7 @@ pub struct Host {
 impl Host {
     /// Starts a host on `url` that records runs in `log`, and waits until it answers.
     pub async fn start(url: &str, log: &Path, caller: &RpcProxy) -> Host {
-        Self::start_with_grace(url, log, caller, Duration::from_secs(10)).await
+        Self::start_with(url, log, caller, &Mode::default()).await
     }
 
     /// [`Host::start`] with a shutdown grace of `grace`.
@@ -149,18 +248,39 @@ impl Host {
         caller: &RpcProxy,
         grace: Duration,
     ) -> Host {
+        let mode = Mode {
+            grace,
+            ..Mode::default()
+        };
+        Self::start_with(url, log, caller, &mode).await
+    }
+
+    /// Starts a host without waiting for it to answer.
+    pub fn spawn(url: &str, log: &Path, mode: &Mode) -> Host {
         let stderr = log.with_extension(format!("stderr-{}", uuid::Uuid::new_v4().simple()));
-        let child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--ignored", "--exact", "child::host_child", "--nocapture"])
             .env(URL_VAR, url)
             .env(LOG_VAR, log)
-            .env(GRACE_VAR, grace.as_millis().to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("the child host starts");
-        let host = Host { child, stderr };
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, v) in mode.to_env() {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("the child host starts");
+        Host { child, stderr }
+    }
+
+    /// Whether the process has ended.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Starts a host in `mode` and waits until it answers.
+    pub async fn start_with(url: &str, log: &Path, caller: &RpcProxy, mode: &Mode) -> Host {
+        let host = Self::spawn(url, log, mode);
         let quick = caller.clone().with_timeout(Duration::from_secs(1));
         let mut last = None;
         for _ in 0..60 {
@@ -258,12 +378,10 @@ pub fn scratch_log(label: &str) -> PathBuf {
     ))
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Held by every test that starts hosts: they share service names and queues, so one test's
-/// host must not take another's work.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Held by every test of this binary: they share service names, queues and the brokers' state
+/// (an alarm blocks every connection), so one test's hosts must not take another's work.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }

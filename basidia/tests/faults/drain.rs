@@ -32,7 +32,7 @@ async fn ran_once(url: &str, log: &Path, proxy: &RpcProxy, id: &str) {
 }
 
 async fn request_survives_sigterm(url: &str) {
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let log = scratch_log("drain-rpc");
     let proxy = caller(url).await;
     let mut host = Host::start(url, &log, &proxy).await;
@@ -67,7 +67,7 @@ async fn request_survives_sigterm(url: &str) {
 }
 
 async fn event_survives_sigterm(url: &str) {
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let log = scratch_log("drain-event");
     let proxy = caller(url).await;
     let mut host = Host::start(url, &log, &proxy).await;
@@ -107,7 +107,7 @@ async fn event_survives_sigterm(url: &str) {
 /// Two services each with a worker that outlasts the grace: the process stops after about one
 /// grace, not one per service.
 async fn services_drain_side_by_side(url: &str) {
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let log = scratch_log("drain-both");
     let proxy = caller(url).await;
     let grace = Duration::from_secs(2);

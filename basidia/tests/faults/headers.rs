@@ -101,7 +101,7 @@ async fn events_reach(n: usize) {
 #[tokio::test]
 async fn large_header_blocks_are_taken() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let running = start::<Forged>(&url, None, 4).await;
     let mut peer = RawPeer::new(&url).await;
 
@@ -143,7 +143,7 @@ async fn large_header_blocks_are_taken() {
 #[tokio::test]
 async fn forged_bookkeeping_headers_change_nothing() {
     let Some(url) = url() else { return };
-    let _serial = crate::child::serial();
+    let _serial = crate::child::serial().await;
     let running = start::<Forged>(&url, None, 4).await;
     let mut peer = RawPeer::new(&url).await;
 

@@ -9,3 +9,5 @@ mod amqp_wire;
 mod child;
 mod drain;
 mod headers;
+mod late_events;
+mod poison;

@@ -77,6 +77,12 @@ pub struct AmqpOptions {
     /// when the message has no earlier deadline. A broker under an alarm takes nothing until it
     /// clears; this bounds how long a dispatcher waits for that.
     pub publish_timeout: Duration,
+    /// Declare durable event queues (service pool and singleton handlers) as quorum queues:
+    /// replicated across a cluster's nodes, and counting deliveries themselves, so that
+    /// `event_max_deliveries` holds even when a handler takes its process down each time. Off by
+    /// default: an existing classic queue cannot change its type (delete it first), and Nameko
+    /// peers sharing the queue must declare it the same way.
+    pub quorum_event_queues: bool,
 }
 
 impl AmqpOptions {
@@ -89,6 +95,7 @@ impl AmqpOptions {
             max_reconnect_backoff: Duration::from_secs(5),
             max_payload: 128 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
+            quorum_event_queues: false,
         }
     }
 }
@@ -655,6 +662,13 @@ async fn open_consumer(
             let exchange = event_exchange_name(&binding.source);
             declare_exchange(&channel, &exchange).await?;
             let broadcast = binding.handler_type == HandlerType::Broadcast;
+            let mut args = FieldTable::default();
+            if inner.options.quorum_event_queues && !broadcast {
+                args.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString(LongString::from("quorum")),
+                );
+            }
             channel
                 .queue_declare(
                     queue.as_str().into(),
@@ -664,7 +678,7 @@ async fn open_consumer(
                         exclusive: broadcast,
                         ..QueueDeclareOptions::default()
                     },
-                    FieldTable::default(),
+                    args,
                 )
                 .await
                 .map_err(backend)?;

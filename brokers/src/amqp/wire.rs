@@ -12,6 +12,8 @@ pub const HEADER_PREFIX: &str = "nameko.";
 pub const DELIVERY_COUNT_HEADER: &str = "x-basidia-delivery-count";
 /// The routing key a republished message originally had.
 pub const ROUTING_KEY_HEADER: &str = "x-basidia-routing-key";
+/// How often a quorum queue delivered the message before (RabbitMQ sets it on redeliveries).
+pub const QUORUM_DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 /// Why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-basidia-reason";
 /// The queue a dead-lettered message came from.
@@ -162,9 +164,18 @@ pub fn message_of(
     } else {
         0
     };
-    let delivery_count = earlier
-        .saturating_add(1)
-        .saturating_add(u32::from(redelivered));
+    // A quorum queue counts the deliveries of a message itself, crashes of its consumers
+    // included; on a classic queue a redelivery is known only by its flag. The header is read
+    // only on redeliveries, which the broker marks: a first delivery's header is the
+    // publisher's.
+    let earlier_here = if redelivered {
+        int_header(table, QUORUM_DELIVERY_COUNT_HEADER)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1)
+    } else {
+        0
+    };
+    let delivery_count = earlier.saturating_add(earlier_here).saturating_add(1);
     let mut headers = table_to_headers(table);
     let deadline = headers
         .remove(basidia_core::context::DEADLINE)
