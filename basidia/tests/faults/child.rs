@@ -263,7 +263,10 @@ impl Host {
             .args(["--ignored", "--exact", "child::host_child", "--nocapture"])
             .env(URL_VAR, url)
             .env(LOG_VAR, log)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("BASIDIA_FAULT_CHILD_LOG_FILTER").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());
         for (k, v) in mode.to_env() {

@@ -627,6 +627,9 @@ impl NatsBroker {
     }
 }
 
+/// How long closing waits for queued messages to be written.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
 struct CancelOnDrop(CancellationToken);
 
 impl Drop for CancelOnDrop {
@@ -1262,8 +1265,16 @@ impl Broker for NatsBroker {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Replies of workers that finished just before count as sent.
+        // Replies of workers that finished just before count as sent: handed to the client, and
+        // written out. The client's drain only queues its own command and returns, so without the
+        // flush a process that ends right after closing loses what was still queued.
         self.inner.outbox.flush(&self.inner).await;
+        let written = tokio::time::timeout(CLOSE_FLUSH_LIMIT, self.inner.client.flush()).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::warn!(
+                "messages still queued when the connection closed may not have been sent"
+            );
+        }
         self.inner.shutdown.cancel();
         self.inner.calls.pending.fail_all(|| BrokerError::Closed);
         let _ = self.inner.client.drain().await;
