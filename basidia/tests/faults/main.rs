@@ -10,4 +10,5 @@ mod child;
 mod drain;
 mod headers;
 mod late_events;
+mod operator;
 mod poison;

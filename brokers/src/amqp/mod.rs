@@ -15,6 +15,7 @@
 //!   redeclares what it needs and resumes every consumer; calls in flight at the drop fail with
 //!   `ConnectionLost`.
 
+mod channels;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -31,8 +32,8 @@ use basidia_core::{
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -115,10 +116,9 @@ type PendingMap = HashMap<String, oneshot::Sender<Result<Message, BrokerError>>>
 /// A live connection and its publishing channels.
 struct Live {
     connection: Connection,
-    /// Confirm mode: events, retries and dead letters, each awaited.
-    publish: Channel,
-    /// No confirms: RPC requests (mandatory) and replies, the hot path.
-    rpc: Channel,
+    /// The two channels every publisher shares; the broker may close either with a channel
+    /// error, and then it is replaced on this same connection.
+    channels: channels::Shared,
     generation: u64,
     declared: Mutex<HashSet<String>>,
 }
@@ -195,6 +195,17 @@ impl AmqpBroker {
         inner.state.send_replace(Some(Arc::clone(&live)));
         tokio::spawn(supervise(Arc::downgrade(&inner), live));
         Ok(AmqpBroker { inner })
+    }
+
+    /// The name this handle's connection carries at the broker (its `connection_name` client
+    /// property, as `rabbitmqctl list_connections client_properties` shows it).
+    pub fn connection_name(&self) -> String {
+        format!("basidia-{}", &self.inner.reply_key[..8])
+    }
+
+    /// The queue replies to this handle's calls arrive on.
+    pub fn reply_queue(&self) -> &str {
+        &self.inner.reply_queue
     }
 
     /// Whether a connection is up right now.
@@ -334,7 +345,8 @@ impl Live {
         extra: &[(&str, AMQPValue)],
     ) -> Result<(), BrokerError> {
         let confirm = self
-            .publish
+            .channels
+            .publish()
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -361,6 +373,7 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         "basidia-{}",
         &inner.reply_key[..8]
     )));
+    debug_assert_eq!(inner.reply_key.len(), 36);
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
     if let Some(path) = &opts.tls_ca_file {
         let pem = std::fs::read_to_string(path).map_err(|e| {
@@ -374,27 +387,12 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     let connection = Connection::connect_with_config(&opts.url, props, tls, runtime)
         .await
         .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&opts.url))))?;
-    let publish = connection.create_channel().await.map_err(lost)?;
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(lost)?;
+    let publish = channels::open_publish(&connection).await?;
     declare_exchange(&publish, &opts.rpc_exchange).await?;
     declare_exchange(&publish, DELAY_EXCHANGE).await?;
     declare_exchange(&publish, RETRY_EXCHANGE).await?;
     // Dead letters.
-    publish
-        .exchange_declare(
-            DEAD_LETTER_EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
+    declare_exchange(&publish, DEAD_LETTER_EXCHANGE).await?;
     publish
         .queue_declare(
             DEAD_LETTER_QUEUE.into(),
@@ -416,56 +414,20 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         )
         .await
         .map_err(backend)?;
-    // The reply queue and its consumer.
-    let replies = connection.create_channel().await.map_err(lost)?;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-expires".into(),
-        AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS),
-    );
-    replies
-        .queue_declare(
-            inner.reply_queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
-        .await
-        .map_err(backend)?;
-    replies
-        .queue_bind(
-            inner.reply_queue.as_str().into(),
-            opts.rpc_exchange.as_str().into(),
-            inner.reply_key.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
-    let consumer = replies
-        .basic_consume(
-            inner.reply_queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
-    tokio::spawn(route_replies(Arc::downgrade(inner), consumer, replies));
-    let rpc = connection.create_channel().await.map_err(lost)?;
-    tokio::spawn(route_returns(Arc::downgrade(inner), rpc.clone()));
-    Ok(Arc::new(Live {
+    let replies = channels::open_replies(inner, &connection).await?;
+    let rpc = channels::open_rpc(inner, &connection).await?;
+    let live = Arc::new(Live {
         connection,
-        publish,
-        rpc,
+        channels: channels::Shared::new(publish, rpc),
         generation,
         declared: Mutex::new(HashSet::new()),
-    }))
+    });
+    tokio::spawn(channels::route_replies(
+        Arc::downgrade(inner),
+        Arc::downgrade(&live),
+        replies,
+    ));
+    Ok(live)
 }
 
 /// Declares a durable topic exchange, with the flags Nameko uses.
@@ -484,62 +446,6 @@ async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), BrokerErr
         .map_err(backend)
 }
 
-async fn route_replies(inner: Weak<Inner>, mut consumer: lapin::Consumer, _channel: Channel) {
-    while let Some(item) = consumer.next().await {
-        let Ok(d) = item else { break };
-        let Some(inner) = inner.upgrade() else { break };
-        let Some(id) = d
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-        else {
-            tracing::warn!("reply without correlation id dropped");
-            continue;
-        };
-        let waiter = lock(&inner.pending).remove(&id);
-        match waiter {
-            Some(tx) => {
-                let _ = tx.send(Ok(wire::message_of(&d.properties, d.data, false, false)));
-            }
-            None => tracing::debug!(correlation_id = %id, "late reply dropped: its caller gave up"),
-        }
-    }
-}
-
-/// Requests are published `mandatory` on a channel without publisher confirms; the broker
-/// returns a request nothing is bound for, and this task fails its call with `UnknownService`.
-async fn route_returns(inner: Weak<Inner>, rpc: Channel) {
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !rpc.status().connected() {
-            return;
-        }
-        let Ok(returned) = rpc.wait_for_confirms().await else {
-            return;
-        };
-        let Some(inner) = inner.upgrade() else { return };
-        for r in returned {
-            let Some(id) = r.properties.correlation_id().as_ref() else {
-                continue;
-            };
-            let waiter = lock(&inner.pending).remove(id.as_str());
-            if let Some(tx) = waiter {
-                let service = r
-                    .routing_key
-                    .as_str()
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                let _ = tx.send(Err(BrokerError::UnknownService(service)));
-            }
-        }
-    }
-}
-
 /// Watches the connection; after a drop, fails calls in flight and reconnects with back-off.
 async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
     loop {
@@ -553,7 +459,18 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 ev = events.next() => match ev {
-                    Some(lapin::Event::Error(e)) => break e.to_string(),
+                    Some(lapin::Event::Error(e)) => {
+                        // A channel the broker closed is reported here as well; the connection's
+                        // state tells the two apart.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if !live.connection.status().connected() {
+                            break e.to_string();
+                        }
+                        tracing::warn!("the broker closed a channel: {e}");
+                        if let Some(strong) = inner.upgrade() {
+                            live.channels.repair(&strong, &live.connection).await;
+                        }
+                    }
                     Some(lapin::Event::ConnectionBlocked(reason)) => {
                         if let Some(strong) = inner.upgrade() {
                             tracing::warn!(%reason, "the broker blocked the connection: publishes wait until it unblocks or their deadline passes");
@@ -577,6 +494,13 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
         };
         tracing::warn!("AMQP connection lost ({failure}); reconnecting");
         strong.state.send_replace(None);
+        // Whatever is left of the old connection goes before a new one is made, so that the
+        // broker never holds two for this process.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            live.connection.close(200, "replaced".into()),
+        )
+        .await;
         strong.blocked.store(false, Ordering::Release);
         // Dropping the senders fails every call in flight with ConnectionLost.
         lock(&strong.pending).clear();
@@ -737,15 +661,70 @@ impl Drop for ConsumerChannel {
     }
 }
 
-/// Moves deliveries of one consumer into its subscription until the consumer is cancelled or
-/// the connection drops (the supervisor then opens a new one).
+/// Why [`forward_deliveries`] ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// The subscription was dropped or the broker handle closed.
+    Stopped,
+    /// The consumer's stream ended from the broker's side: the consumer cancelled (its queue
+    /// deleted), its channel closed, or the connection lost.
+    ByBroker,
+}
+
+/// Moves deliveries of one consumer into its subscription until the subscription stops. When
+/// the broker ends the consumer while the connection stays up (an operator deleted the queue,
+/// or a channel error), the queue is declared and consumed again; after a lost connection the
+/// supervisor resumes every consumer.
 async fn forward(
     inner: Weak<Inner>,
     live: Arc<Live>,
     spec: Arc<ConsumerSpec>,
-    (channel, mut consumer): (Channel, lapin::Consumer),
+    first: (Channel, lapin::Consumer),
 ) {
     let queue = queue_of(&spec.kind);
+    let mut current = first;
+    loop {
+        let (channel, consumer) = current;
+        if forward_deliveries(&inner, &live, &spec, &queue, channel, consumer).await
+            == Ended::Stopped
+        {
+            return;
+        }
+        match inner.upgrade() {
+            Some(strong) if channels::still_current(&strong, &live) => {}
+            _ => return,
+        }
+        tracing::warn!(
+            queue,
+            "the broker stopped this consumer (its queue deleted, or its channel closed); declaring and consuming it again"
+        );
+        let stopped = || spec.cancel.is_cancelled() || spec.tx.is_closed();
+        let next = channels::reopen(
+            &inner,
+            &Arc::downgrade(&live),
+            &queue,
+            stopped,
+            |strong, l| {
+                let spec = Arc::clone(&spec);
+                async move { open_consumer(&strong, &l, &spec).await }
+            },
+        )
+        .await;
+        match next {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+}
+
+async fn forward_deliveries(
+    inner: &Weak<Inner>,
+    live: &Arc<Live>,
+    spec: &ConsumerSpec,
+    queue: &str,
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+) -> Ended {
     let shared = Arc::new(ConsumerChannel {
         channel,
         stopped: spec.cancel.clone(),
@@ -760,9 +739,9 @@ async fn forward(
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 tracing::debug!(queue, "consumer stream error: {e}");
-                return;
+                return Ended::ByBroker;
             }
-            None => return,
+            None => return Ended::ByBroker,
         };
         // The method (RPC) or event type is the routing key the broker delivered with; a
         // republished retry names its queue there, and its event type is the binding's.
@@ -784,10 +763,10 @@ async fn forward(
         let message = wire::message_of(&d.properties, d.data, d.redelivered, republished);
         let settle = AmqpSettle {
             inner: inner.clone(),
-            live: Arc::clone(&live),
+            live: Arc::clone(live),
             channel: Arc::clone(&shared),
             tag: d.delivery_tag,
-            queue: queue.clone(),
+            queue: queue.to_string(),
             original_key,
             rpc: matches!(spec.kind, ConsumerKind::Rpc { .. }),
         };
@@ -808,6 +787,7 @@ async fn forward(
         .channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await;
+    Ended::Stopped
 }
 
 struct AmqpSettle {
@@ -848,7 +828,8 @@ impl Settle for AmqpSettle {
         // The reply is not confirmed: the request is acked right after, and a caller that misses
         // its reply through a broker failure sees ConnectionLost or its deadline.
         self.live
-            .rpc
+            .channels
+            .rpc()
             .basic_publish(
                 inner.options.rpc_exchange.as_str().into(),
                 reply_to.as_str().into(),
@@ -1013,7 +994,8 @@ impl Broker for AmqpBroker {
         let exchange = self.inner.options.rpc_exchange.as_str();
         let routing_key = format!("{service}.{method}");
         let exchange_call = async {
-            live.rpc
+            live.channels
+                .rpc()
                 .basic_publish(
                     exchange.into(),
                     routing_key.as_str().into(),
@@ -1062,13 +1044,20 @@ impl Broker for AmqpBroker {
         let limit = self.inner.publish_limit(&message);
         let known = lock(&live.declared).contains(&exchange);
         if !known {
-            tokio::time::timeout(limit, declare_exchange(&live.publish, &exchange))
+            tokio::time::timeout(limit, declare_exchange(&live.channels.publish(), &exchange))
                 .await
                 .unwrap_or_else(|_| Err(self.inner.publish_timed_out(limit)))?;
             lock(&live.declared).insert(exchange.clone());
         }
-        live.publish_confirmed(&self.inner, limit, &exchange, event_type, &message, &[])
-            .await
+        let published = live
+            .publish_confirmed(&self.inner, limit, &exchange, event_type, &message, &[])
+            .await;
+        if published.is_err() {
+            // Perhaps the exchange is gone (an operator deleted it, and the broker closed the
+            // channel for it): declare it again next time.
+            lock(&live.declared).remove(&exchange);
+        }
+        published
     }
 
     async fn subscribe(
@@ -1116,8 +1105,9 @@ async fn delay_queue(inner: &Inner, live: &Live, delay: Duration) -> Result<u128
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(LongString::from(RETRY_EXCHANGE)),
     );
+    let channel = live.channels.publish();
     let declare = async {
-        live.publish
+        channel
             .queue_declare(
                 name.as_str().into(),
                 QueueDeclareOptions {
@@ -1128,7 +1118,7 @@ async fn delay_queue(inner: &Inner, live: &Live, delay: Duration) -> Result<u128
             )
             .await
             .map_err(backend)?;
-        live.publish
+        channel
             .queue_bind(
                 name.as_str().into(),
                 DELAY_EXCHANGE.into(),
