@@ -88,13 +88,27 @@ pub fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
 /// Installs a log subscriber on standard error: `info` by default, `warn` while running
 /// expressions or the shell; `RUST_LOG` overrides.
 pub fn init_tracing(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(quiet)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Log targets of client libraries that print whole messages, headers and all (and so context
+/// data such as `auth_token`), switched off by default. lapin logs every message the broker
+/// returns (a call to a service nothing serves) at warn; Basidia reports those calls itself as
+/// `UnknownService`.
+const MESSAGE_DUMPING_TARGETS: &[&str] = &["lapin::returned_messages"];
+
+/// The log filter used when `RUST_LOG` is not set.
+pub fn default_filter(quiet: bool) -> String {
+    let mut filter = String::from(if quiet { "warn" } else { "info" });
+    for target in MESSAGE_DUMPING_TARGETS {
+        filter.push_str(&format!(",{target}=off"));
+    }
+    filter
 }
 
 /// Hosts the services until a signal, or runs expressions or the shell against them.
