@@ -57,6 +57,41 @@ struct Shared {
     observers: broadcast::Sender<WorkerEvent>,
     description: ServiceDescription,
     broadcast_id: String,
+    /// Requests dropped for want of a reply address.
+    unanswerable: RateLimited,
+}
+
+/// Counts occurrences of something worth a log line, and says when to write one: for the first,
+/// then at most once per [`RateLimited::EVERY`], with how many there were since the last.
+struct RateLimited {
+    since_report: AtomicUsize,
+    last_report: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RateLimited {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        RateLimited {
+            since_report: AtomicUsize::new(0),
+            last_report: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Counts one; `Some(count)` when a log line is due.
+    fn note(&self) -> Option<usize> {
+        self.since_report.fetch_add(1, Ordering::Relaxed);
+        let mut last = self
+            .last_report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < Self::EVERY) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.since_report.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// Hosts one service.
@@ -99,6 +134,7 @@ impl ServiceContainer {
             observers,
             description,
             broadcast_id: uuid::Uuid::new_v4().simple().to_string(),
+            unanswerable: RateLimited::new(),
         };
         ServiceContainer {
             shared: Arc::new(shared),
@@ -313,11 +349,19 @@ impl Shared {
         let method_owned = std::mem::take(&mut delivery.routing_key);
         let method = method_owned.as_str();
         if delivery.message.reply_to.is_none() {
-            // Nowhere to answer: running the work would produce a result nobody can receive,
-            // so keep the request for inspection instead.
-            tracing::warn!(service = %self.name, method, "request without reply_to: dead-lettered");
-            if let Err(e) = delivery.dead_letter("request without reply_to").await {
-                tracing::warn!(service = %self.name, "cannot dead-letter: {e}");
+            // Nowhere to answer: running the work would produce a result nobody can receive.
+            // Nor is it kept: anyone able to publish could fill the dead letters with such
+            // messages at no cost. It is counted, and reported at most every few seconds.
+            if let Some(dropped) = self.unanswerable.note() {
+                tracing::warn!(
+                    service = %self.name,
+                    method,
+                    dropped,
+                    "requests without a reply address dropped unrun"
+                );
+            }
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(service = %self.name, "cannot ack: {e}");
             }
             return;
         }

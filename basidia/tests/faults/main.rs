@@ -10,5 +10,6 @@ mod child;
 mod drain;
 mod headers;
 mod late_events;
+mod nats_peers;
 mod operator;
 mod poison;

@@ -1,8 +1,11 @@
 //! RPC calls with their replies routed by Basidia rather than by the client's request helper.
 //!
 //! Each connection subscribes once to `<inbox>.*`, where `<inbox>` is a fresh `_INBOX.<nuid>`,
-//! and every call publishes its request with the reply subject `<inbox>.<n>`, `n` a number
-//! unique on the connection. A dispatcher task hands each reply to the call waiting for `n`.
+//! and every call publishes its request with the reply subject `<inbox>.<n>`, `n` a random
+//! 64-bit number of its own. A dispatcher task hands each reply to the call waiting for `n`.
+//! The number is random rather than counted so that a service which has seen one request from
+//! a caller (and so its inbox) cannot answer that caller's next calls before their services do:
+//! anything published to a subject no call is waiting for is ignored.
 //! The server sees the same request/reply exchange as with any NATS client; what it buys is
 //! that requests are ordinary publishes, which the outbox can gather into one write when many
 //! calls start at once (see `outbox`), and that a dropped connection fails every call in flight
@@ -211,7 +214,6 @@ impl Hasher for IdHasher {
 pub(super) struct Calls {
     /// `<inbox>.`, the reply subject without the call number.
     prefix: String,
-    next: Padded<AtomicU64>,
     pub(super) pending: Arc<Pending>,
 }
 
@@ -232,7 +234,6 @@ impl Calls {
             .map_err(super::backend)?;
         let calls = Calls {
             prefix: prefix.clone(),
-            next: Padded(AtomicU64::new(1)),
             pending: Arc::clone(&pending),
         };
         let stop_watchdog = stop.clone();
@@ -259,7 +260,7 @@ impl Calls {
     /// Registers a new call: its number and where its reply (or its failure, among them
     /// [`DEADLINE_PASSED`] once `deadline` passes) will arrive.
     pub(super) fn register(&self, deadline: Instant) -> Registration<'_> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = unguessable_id();
         let (tx, answer) = oneshot::channel();
         self.pending.insert(id, Clock::ticks(deadline), tx);
         Registration {
@@ -297,6 +298,14 @@ impl Drop for Registration<'_> {
             self.calls.pending.forget(self.id);
         }
     }
+}
+
+/// A call number nobody can predict from the ones seen before: 64 bits from a
+/// cryptographically secure generator (the one behind uuid's v4).
+fn unguessable_id() -> u64 {
+    let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+    // The version and variant bits are fixed; folding both halves keeps 64 random ones.
+    low ^ high.rotate_left(32)
 }
 
 /// How many digits `n` has in decimal.

@@ -627,6 +627,12 @@ impl NatsBroker {
     }
 }
 
+/// Whether `subject` belongs to the server's own APIs (`$JS.`, `$SYS.`, `$KV.`, `$SRV.`,
+/// `$O.` and whatever else the server reserves with a leading `$`).
+fn is_server_api(subject: &str) -> bool {
+    subject.starts_with('$')
+}
+
 /// How long closing waits for queued messages to be written.
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -739,6 +745,13 @@ impl Settle for CoreSettle {
         let Some(to) = lock(&self.reply_to).take() else {
             return Err(BrokerError::NoReplyTo);
         };
+        if is_server_api(&to) {
+            // A reply there would be a request to the server itself: `$JS.API.STREAM.PURGE.<s>`
+            // purges a stream, `$JS.API.STREAM.DELETE.<s>` deletes one, in the name of this
+            // service's credentials. Callers' inboxes never start with `$`.
+            tracing::warn!(subject = %to, "refusing to reply to a server API subject");
+            return Err(BrokerError::NoReplyTo);
+        }
         let endpoint = &*self.endpoint;
         if let (Some(srv), Some(slot)) = (&endpoint.srv, &self.slot) {
             srv.record(slot, self.started.elapsed(), reply.error.as_deref());
@@ -1041,12 +1054,18 @@ impl Broker for NatsBroker {
                 .unwrap_or(msg.subject.as_str())
                 .to_string();
             broker.inner.outbox.started();
-            let message = message_of(&mut msg, 1);
+            let mut message = message_of(&mut msg, 1);
+            // A "reply subject" of the server's own API is no caller's inbox: such a request has
+            // nowhere to be answered.
+            let reply_to = msg.reply.take().filter(|r| !is_server_api(r));
+            if reply_to.is_none() {
+                message.reply_to = None;
+            }
             let settle = CoreSettle {
                 endpoint: Arc::clone(&endpoint),
                 started: Instant::now(),
                 slot: Some(instance.slot(&method)),
-                reply_to: Mutex::new(msg.reply.take()),
+                reply_to: Mutex::new(reply_to),
             };
             Delivery::new(message, method, Box::new(settle))
         });

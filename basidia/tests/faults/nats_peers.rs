@@ -1,0 +1,206 @@
+//! Case 12: hostile peers on NATS.
+//!
+//! - A peer that sees one request from a caller learns the caller's inbox. It answers the
+//!   caller's next calls ahead of their services, on every reply subject it can guess. The
+//!   caller must get the real answer. Before, reply subjects counted up from 1 and the first
+//!   message on one was taken as the reply, so the forged answer won.
+//! - A request whose reply subject is a JetStream API subject
+//!   (`$JS.API.STREAM.PURGE.<stream>`) must not make the service purge the stream with its
+//!   reply. Before, the reply went there, and the stream was purged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use basidia::brokers::conformance::broker_url_from_env;
+use basidia::brokers::NatsBroker;
+use basidia::prelude::*;
+use basidia::Broker;
+use futures_util::StreamExt;
+
+use crate::child::{serial, NO_ARGS, NO_KWARGS};
+
+#[service]
+struct Real;
+
+#[service(name = "t_nats_real")]
+impl Real {
+    #[rpc]
+    async fn hello(&self) -> String {
+        // Long enough for a forger to get in first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "real".into()
+    }
+}
+
+#[service]
+struct Peek;
+
+#[service(name = "t_nats_peek")]
+impl Peek {
+    #[rpc]
+    async fn look(&self) -> String {
+        "looked".into()
+    }
+}
+
+fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/json");
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replies_do_not_reach_callers() {
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = serial().await;
+    let server = Arc::new(NatsBroker::connect(&url).await.unwrap());
+    let mut runner = Runner::new(server.clone());
+    runner.add::<Real>().add::<Peek>();
+    let running = runner.start().await.unwrap();
+
+    // The hostile peer listens to every request of t_nats_peek, as any client allowed to
+    // subscribe there can, beside the service's own queue group.
+    let hostile = async_nats::connect(&url).await.unwrap();
+    let mut seen = hostile
+        .subscribe("basidia.rpc.t_nats_peek.*")
+        .await
+        .unwrap();
+    hostile.flush().await.unwrap();
+
+    let caller = Arc::new(NatsBroker::connect(&url).await.unwrap());
+    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(5));
+    // Calls made side by side, as a busy service makes them.
+    let side_by_side = |service: &'static str, method: &'static str, n: usize| {
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    proxy
+                        .call::<String, _, _>(service, method, &NO_ARGS, &NO_KWARGS)
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for c in calls {
+                answers.push(c.await.unwrap().expect("the caller gets an answer"));
+            }
+            answers
+        }
+    };
+    assert!(side_by_side("t_nats_peek", "look", 4)
+        .await
+        .iter()
+        .all(|a| a == "looked"));
+    let mut seen_subjects = Vec::new();
+    while let Ok(Some(request)) =
+        tokio::time::timeout(Duration::from_millis(500), seen.next()).await
+    {
+        seen_subjects.push(
+            request
+                .reply
+                .expect("a request names its inbox")
+                .to_string(),
+        );
+    }
+    assert!(!seen_subjects.is_empty());
+
+    // While the caller's next calls wait for t_nats_real, answer them on every subject a
+    // counter would give them, and on those just seen.
+    let forged = br#"{"result": "forged", "error": null}"#;
+    let forger = tokio::spawn(async move {
+        for _ in 0..10 {
+            for seen in &seen_subjects {
+                let (prefix, last) = seen.rsplit_once('.').unwrap();
+                let start = last.parse::<u64>().unwrap_or(0);
+                for n in start..start + 100 {
+                    let _ = hostile
+                        .publish_with_headers(
+                            format!("{prefix}.{n}"),
+                            json_headers(),
+                            forged.as_slice().into(),
+                        )
+                        .await;
+                }
+                let _ = hostile
+                    .publish_with_headers(seen.clone(), json_headers(), forged.as_slice().into())
+                    .await;
+            }
+            let _ = hostile.flush().await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    let answers = side_by_side("t_nats_real", "hello", 8).await;
+    forger.await.unwrap();
+    assert!(
+        answers.iter().all(|a| a == "real"),
+        "a forged reply was taken: {answers:?}"
+    );
+    caller.close().await;
+    running.stop().await;
+    server.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_never_sent_to_the_servers_api() {
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = serial().await;
+    let server = Arc::new(NatsBroker::connect(&url).await.unwrap());
+    let mut runner = Runner::new(server.clone());
+    runner.add::<Real>();
+    let running = runner.start().await.unwrap();
+
+    let raw = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(raw.clone());
+    let name = format!("T_PURGE_{}", uuid::Uuid::new_v4().simple());
+    let subject = format!("t_purge.{name}");
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        js.publish(subject.clone(), format!("m{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for api in [
+        format!("$JS.API.STREAM.PURGE.{name}"),
+        format!("$JS.API.STREAM.DELETE.{name}"),
+    ] {
+        raw.publish_with_reply_and_headers(
+            "basidia.rpc.t_nats_real.hello".to_string(),
+            api,
+            json_headers(),
+            br#"{"args": [], "kwargs": {}}"#.as_slice().into(),
+        )
+        .await
+        .unwrap();
+    }
+    raw.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let info = stream.info().await.expect("the stream is still there");
+    assert_eq!(info.state.messages, 3, "the stream kept its messages");
+
+    // And the service goes on answering real callers.
+    let proxy = RpcProxy::new(server.clone());
+    let answer: String = proxy
+        .call("t_nats_real", "hello", &NO_ARGS, &NO_KWARGS)
+        .await
+        .unwrap();
+    assert_eq!(answer, "real");
+    js.delete_stream(&name).await.unwrap();
+    running.stop().await;
+    server.close().await;
+}
