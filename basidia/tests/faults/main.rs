@@ -8,6 +8,7 @@ mod alarm;
 mod amqp_wire;
 mod child;
 mod drain;
+mod flood;
 mod headers;
 mod late_events;
 mod nats_peers;

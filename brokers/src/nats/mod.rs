@@ -136,7 +136,17 @@ pub struct NatsOptions {
     /// How many messages the client queues for its connection before publishers wait for room
     /// (2,048 by default).
     pub command_queue: usize,
+    /// How many bytes of messages one subscription (a service's requests, a broadcast handler's
+    /// events) may hold before the service takes them, 1 GiB by default. The client bounds its
+    /// buffers by message count, so this is turned into a count of messages of the server's
+    /// default `max_payload` (1 MiB); raise it with a larger `max_payload`. Messages beyond it
+    /// are dropped by the client and reported as a slow consumer; their callers' deadlines
+    /// report them.
+    pub subscription_buffer_bytes: usize,
 }
+
+/// The `max_payload` the server has by default, which sizes subscription buffers.
+const ASSUMED_MAX_PAYLOAD: usize = 1024 * 1024;
 
 impl NatsOptions {
     /// Options for `url` with defaults.
@@ -148,6 +158,7 @@ impl NatsOptions {
             ack_wait: Duration::from_secs(10),
             max_event_age: Duration::from_secs(7 * 24 * 3600),
             command_queue: 2048,
+            subscription_buffer_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -398,6 +409,9 @@ impl NatsBroker {
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(None)
             .client_capacity(options.command_queue.max(1))
+            .subscription_capacity(
+                (options.subscription_buffer_bytes / ASSUMED_MAX_PAYLOAD).max(64),
+            )
             .max_reconnects(None::<usize>)
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
@@ -1113,7 +1127,7 @@ impl Broker for NatsBroker {
         let cancel = self.inner.shutdown.child_token();
         let (tx, rx) = mpsc::unbounded_channel();
         if binding.handler_type == HandlerType::Broadcast {
-            let mut sub = self
+            let sub = self
                 .inner
                 .client
                 .subscribe(subject)
@@ -1125,32 +1139,21 @@ impl Broker for NatsBroker {
                 srv: None,
             });
             let event_type = binding.event_type.clone();
-            let task_cancel = cancel.clone();
-            tokio::spawn(async move {
-                loop {
-                    let mut msg = tokio::select! {
-                        () = task_cancel.cancelled() => break,
-                        m = sub.next() => match m { Some(m) => m, None => break },
-                    };
-                    let settle = CoreSettle {
-                        endpoint: Arc::clone(&endpoint),
-                        started: Instant::now(),
-                        slot: None,
-                        reply_to: Mutex::new(None),
-                    };
-                    let mut message = message_of(&mut msg, 1);
-                    message.reply_to = None;
-                    message.correlation_id = None;
-                    if tx
-                        .send(Delivery::new(message, event_type.clone(), Box::new(settle)))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                let _ = sub.unsubscribe().await;
+            // Straight from the client's subscription, whose buffer is bounded, with no queue of
+            // our own between (dropping the subscriber unsubscribes).
+            let deliveries = until_cancelled(sub, cancel.clone()).map(move |mut msg| {
+                let settle = CoreSettle {
+                    endpoint: Arc::clone(&endpoint),
+                    started: Instant::now(),
+                    slot: None,
+                    reply_to: Mutex::new(None),
+                };
+                let mut message = message_of(&mut msg, 1);
+                message.reply_to = None;
+                message.correlation_id = None;
+                Delivery::new(message, event_type.clone(), Box::new(settle))
             });
-            return Ok(Subscription::new(rx, self.guard(cancel)));
+            return Ok(Subscription::from_stream(deliveries, self.guard(cancel)));
         }
         self.ensure_event_stream(&binding.source).await?;
         let stream = self

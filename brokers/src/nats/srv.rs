@@ -33,9 +33,14 @@ struct Counters {
 pub enum Slot {
     /// A declared endpoint, by its place in the instance's list.
     Declared(usize),
-    /// A method the service does not declare (the introspection call, unknown methods).
-    Other(String),
+    /// The introspection call, or (all in one bucket) methods the service does not have.
+    Other(&'static str),
 }
+
+/// The bucket every request to a method the service does not have is counted in. Not a name a
+/// method can have (`#` is refused in method names), and one bucket however many names peers
+/// try: figures per unknown name would grow with whatever peers send.
+pub const UNKNOWN_METHODS: &str = "#unknown";
 
 /// One running service instance as the services API describes it.
 #[derive(Debug)]
@@ -47,7 +52,8 @@ pub struct SrvInstance {
     pub queue_group: String,
     /// The declared endpoints, sorted by name.
     declared: Vec<(String, Counters)>,
-    others: Mutex<BTreeMap<String, EndpointStats>>,
+    /// The introspection call and [`UNKNOWN_METHODS`]: at most two entries.
+    others: Mutex<BTreeMap<&'static str, EndpointStats>>,
 }
 
 #[derive(Serialize)]
@@ -135,7 +141,10 @@ impl SrvInstance {
             .binary_search_by(|(name, _)| name.as_str().cmp(endpoint))
         {
             Ok(at) => Slot::Declared(at),
-            Err(_) => Slot::Other(endpoint.to_string()),
+            Err(_) if endpoint == basidia_core::DESCRIBE_METHOD => {
+                Slot::Other(basidia_core::DESCRIBE_METHOD)
+            }
+            Err(_) => Slot::Other(UNKNOWN_METHODS),
         }
     }
 
@@ -156,10 +165,7 @@ impl SrvInstance {
             }
             Slot::Other(endpoint) => {
                 let mut others = super::lock(&self.others);
-                let s = match others.get_mut(endpoint) {
-                    Some(s) => s,
-                    None => others.entry(endpoint.clone()).or_default(),
-                };
+                let s = others.entry(endpoint).or_default();
                 s.requests += 1;
                 s.processing += elapsed;
                 if let Some(e) = error {
@@ -172,7 +178,10 @@ impl SrvInstance {
 
     /// The figures of every endpoint, declared or met, by name.
     fn snapshot(&self) -> BTreeMap<String, EndpointStats> {
-        let mut all = super::lock(&self.others).clone();
+        let mut all: BTreeMap<String, EndpointStats> = super::lock(&self.others)
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
         for (name, c) in &self.declared {
             all.insert(
                 name.clone(),
