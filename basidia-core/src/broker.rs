@@ -233,9 +233,12 @@ impl Delivery {
         settle.requeue(message, delay).await
     }
 
-    /// Dead-letters the delivery.
+    /// Dead-letters the delivery. Its secret context data (`auth_token` and the like, see
+    /// [`crate::message::mask_secrets`]) is masked first: dead letters are kept for days and
+    /// shown to operators, and a token kept there outlives its purpose.
     pub async fn dead_letter(self, reason: &str) -> Result<(), BrokerError> {
-        let (message, _, settle) = self.into_parts();
+        let (mut message, _, settle) = self.into_parts();
+        crate::message::mask_secrets(&mut message.headers);
         settle.dead_letter(message, reason).await
     }
 }

@@ -84,6 +84,36 @@ impl serde::Serialize for HeaderValue {
 /// Context headers, keyed without any transport prefix (the AMQP transport adds `nameko.`).
 pub type Headers = BTreeMap<String, HeaderValue>;
 
+/// What a masked secret reads as.
+pub const MASKED: &str = "***";
+
+/// Words that mark a context key as secret (`auth_token`, `api_key`, `password`, ...).
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "credential",
+    "key",
+    "auth",
+];
+
+/// Whether the context key `key` holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// Replaces the values of secret context keys (see [`is_secret_key`]) with [`MASKED`], for
+/// what is kept or shown: dead letters, listings.
+pub fn mask_secrets(headers: &mut Headers) {
+    for (k, v) in headers.iter_mut() {
+        if is_secret_key(k) {
+            *v = HeaderValue::Str(MASKED.to_string());
+        }
+    }
+}
+
 /// Context data read from a self-describing map (a JSON object, a msgpack map), as peers in any
 /// language write it: strings, booleans and lists keep their kind, integers that fit an `i64`
 /// become integers and other numbers their text, list items other than strings their JSON
@@ -218,5 +248,27 @@ impl Message {
             content_type: Some(Cow::Borrowed(content_type)),
             ..Message::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_are_masked_and_others_kept() {
+        let mut h = Headers::new();
+        h.insert("auth_token".into(), "eyJhbGciOi".into());
+        h.insert("X-Api-Key".into(), "k".into());
+        h.insert("user_id".into(), "42".into());
+        h.insert(
+            "call_id_stack".into(),
+            HeaderValue::List(vec!["a.b.1".into()]),
+        );
+        mask_secrets(&mut h);
+        assert_eq!(h["auth_token"], HeaderValue::Str(MASKED.into()));
+        assert_eq!(h["X-Api-Key"], HeaderValue::Str(MASKED.into()));
+        assert_eq!(h["user_id"], HeaderValue::Str("42".into()));
+        assert_eq!(h["call_id_stack"], HeaderValue::List(vec!["a.b.1".into()]));
     }
 }

@@ -357,10 +357,30 @@ impl Doomed {
     }
 }
 
+/// The arguments RabbitMQ holds for the dead-letter queue, as `rabbitmqctl` prints them.
+fn dead_letter_queue_arguments() -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "arguments"])
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("basidia.dead-letters\t"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Case 11: dead letters are kept within limits, and without the secrets of their context.
 #[tokio::test]
 async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     let Some(url) = url() else { return };
     let _serial = crate::child::serial().await;
+    if !dead_letter_queue_arguments().contains("x-max-length") {
+        // Declared before it had limits: let the service declare it again, as documented.
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_queue", "basidia.dead-letters"])
+            .output();
+    }
     let mut config = RunnerConfig::default();
     config.defaults.event_max_deliveries = 3;
     config.defaults.event_retry_delay = Duration::from_millis(10);
@@ -370,14 +390,19 @@ async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     let peer = RawPeer::new(&url).await;
     let tap = dead_letter_tap(&peer.channel, "evt-t_doomed_src-boom--t_doomed.on_boom.#").await;
     let marker = format!("boom-{}", uuid::Uuid::new_v4());
-    basidia::EventDispatcher::new(
+    let dispatcher = basidia::EventDispatcher::new(
         basidia::connect(&url).await.unwrap(),
         "t_doomed_src",
         basidia::Format::Json,
-    )
-    .dispatch("boom", &marker)
-    .await
-    .unwrap();
+    );
+    let ctx = std::sync::Arc::new(
+        basidia::Context::new()
+            .with("auth_token", "eyJ-a-real-looking-token")
+            .with("user_id", "42"),
+    );
+    basidia::Context::scope(ctx, dispatcher.dispatch("boom", &marker))
+        .await
+        .unwrap();
     let expected_body = serde_json::to_vec(&marker).unwrap();
     let headers = await_dead_letter(&peer.channel, &tap, &expected_body).await;
     let text = |k: &str| match headers.inner().get(k) {
@@ -397,6 +422,13 @@ async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     assert_eq!(
         headers.inner().get("x-basidia-delivery-count"),
         Some(&AMQPValue::LongLongInt(3))
+    );
+    assert_eq!(text("nameko.auth_token"), "***", "the token is not kept");
+    assert_eq!(text("nameko.user_id"), "42", "the rest of the context is");
+    let arguments = dead_letter_queue_arguments();
+    assert!(
+        arguments.contains("x-max-length") && arguments.contains("x-max-length-bytes"),
+        "the dead-letter queue has limits: {arguments}"
     );
     running.stop().await;
 }

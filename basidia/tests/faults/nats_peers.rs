@@ -204,3 +204,97 @@ async fn replies_are_never_sent_to_the_servers_api() {
     running.stop().await;
     server.close().await;
 }
+
+static DOOMED_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[service]
+struct NatsDoomed;
+
+#[service(name = "t_nats_doomed")]
+impl NatsDoomed {
+    #[event_handler("t_nats_doomed_src", "boom")]
+    async fn on_boom(&self, marker: String) -> Result<(), String> {
+        DOOMED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(format!("cannot handle {marker}"))
+    }
+}
+
+/// Case 11 on NATS: the dead-letter stream has limits; requests without a reply subject are
+/// not written to it; what is kept has its secrets masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_bounded_masked_and_not_free_to_fill() {
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = serial().await;
+    let server = Arc::new(NatsBroker::connect(&url).await.unwrap());
+    let mut config = basidia::RunnerConfig::default();
+    config.defaults.event_max_deliveries = 1;
+    let mut runner = Runner::new(server.clone()).with_config(config);
+    runner.add::<Real>().add::<NatsDoomed>();
+    let running = runner.start().await.unwrap();
+
+    let raw = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(raw.clone());
+    let mut stream = js
+        .get_stream(basidia::brokers::nats::DEAD_LETTER_STREAM)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.max_messages, 100_000);
+    assert_eq!(info.config.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(
+        info.config.discard,
+        async_nats::jetstream::stream::DiscardPolicy::Old
+    );
+    let before = info.state.messages;
+
+    // Requests nobody can answer cost the service a count, not a durable write each.
+    for _ in 0..50 {
+        raw.publish_with_headers(
+            "basidia.rpc.t_nats_real.hello",
+            json_headers(),
+            br#"{"args": [], "kwargs": {}}"#.as_slice().into(),
+        )
+        .await
+        .unwrap();
+    }
+    raw.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(stream.info().await.unwrap().state.messages, before);
+
+    let marker = format!("boom-{}", uuid::Uuid::new_v4().simple());
+    let dispatcher =
+        basidia::EventDispatcher::new(server.clone(), "t_nats_doomed_src", basidia::Format::Json);
+    let ctx = Arc::new(
+        basidia::Context::new()
+            .with("auth_token", "eyJ-a-real-looking-token")
+            .with("user_id", "42"),
+    );
+    basidia::Context::scope(ctx, dispatcher.dispatch("boom", &marker))
+        .await
+        .unwrap();
+    let subject = format!(
+        "basidia.deadletter.events.{}",
+        basidia::brokers::nats::js_name("evt-t_nats_doomed_src-boom--t_nats_doomed.on_boom")
+    );
+    let mut kept = None;
+    for _ in 0..100 {
+        if let Ok(m) = stream.get_last_raw_message_by_subject(&subject).await {
+            if m.payload.as_ref() == serde_json::to_vec(&marker).unwrap().as_slice() {
+                kept = Some(m);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = kept.expect("the event was dead-lettered");
+    let headers = format!("{:?}", kept.headers);
+    assert!(!headers.contains("eyJ-a-real-looking-token"), "{headers}");
+    assert!(
+        headers.contains("***") && headers.contains("42"),
+        "{headers}"
+    );
+    running.stop().await;
+    server.close().await;
+}

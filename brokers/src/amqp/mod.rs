@@ -84,6 +84,12 @@ pub struct AmqpOptions {
     /// default: an existing classic queue cannot change its type (delete it first), and Nameko
     /// peers sharing the queue must declare it the same way.
     pub quorum_event_queues: bool,
+    /// The most dead letters the dead-letter queue keeps (`x-max-length`); past it RabbitMQ
+    /// drops the oldest.
+    pub dead_letter_max_count: i64,
+    /// The most bytes of message bodies the dead-letter queue keeps (`x-max-length-bytes`);
+    /// past it RabbitMQ drops the oldest.
+    pub dead_letter_max_bytes: i64,
 }
 
 impl AmqpOptions {
@@ -97,6 +103,8 @@ impl AmqpOptions {
             max_payload: 128 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
             quorum_event_queues: false,
+            dead_letter_max_count: 100_000,
+            dead_letter_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -393,17 +401,7 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     declare_exchange(&publish, RETRY_EXCHANGE).await?;
     // Dead letters.
     declare_exchange(&publish, DEAD_LETTER_EXCHANGE).await?;
-    publish
-        .queue_declare(
-            DEAD_LETTER_QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
+    declare_dead_letter_queue(&connection, opts).await?;
     publish
         .queue_bind(
             DEAD_LETTER_QUEUE.into(),
@@ -428,6 +426,66 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         replies,
     ));
     Ok(live)
+}
+
+/// Declares the dead-letter queue with its limits (the oldest dead letters go first once one is
+/// reached). A queue declared earlier with other limits (or none) cannot take new ones by
+/// declaration; it is used as it is, with a warning that an operator policy can set them.
+async fn declare_dead_letter_queue(
+    connection: &Connection,
+    opts: &AmqpOptions,
+) -> Result<(), BrokerError> {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(opts.dead_letter_max_count),
+    );
+    args.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongLongInt(opts.dead_letter_max_bytes),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("drop-head")),
+    );
+    // On a channel of its own: a refused declaration closes the channel it was made on.
+    let channel = connection.create_channel().await.map_err(lost)?;
+    let declared = channel
+        .queue_declare(
+            DEAD_LETTER_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await;
+    match declared {
+        Ok(_) => {
+            let _ = channel.close(200, "declared".into()).await;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                queue = DEAD_LETTER_QUEUE,
+                "the dead-letter queue exists with other limits than configured ({e}); keeping it as it is: delete it to have it declared again, or set its limits with a policy"
+            );
+            let channel = connection.create_channel().await.map_err(lost)?;
+            channel
+                .queue_declare(
+                    DEAD_LETTER_QUEUE.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
+            let _ = channel.close(200, "declared".into()).await;
+            Ok(())
+        }
+    }
 }
 
 /// Declares a durable topic exchange, with the flags Nameko uses.

@@ -143,6 +143,12 @@ pub struct NatsOptions {
     /// are dropped by the client and reported as a slow consumer; their callers' deadlines
     /// report them.
     pub subscription_buffer_bytes: usize,
+    /// The most dead letters the dead-letter stream keeps; past it the oldest go first.
+    pub dead_letter_max_count: i64,
+    /// The most bytes the dead-letter stream keeps; past it the oldest go first.
+    pub dead_letter_max_bytes: i64,
+    /// How long a dead letter is kept.
+    pub dead_letter_max_age: Duration,
 }
 
 /// The `max_payload` the server has by default, which sizes subscription buffers.
@@ -159,6 +165,9 @@ impl NatsOptions {
             max_event_age: Duration::from_secs(7 * 24 * 3600),
             command_queue: 2048,
             subscription_buffer_bytes: 1024 * 1024 * 1024,
+            dead_letter_max_count: 100_000,
+            dead_letter_max_bytes: 256 * 1024 * 1024,
+            dead_letter_max_age: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }
@@ -494,14 +503,7 @@ impl NatsBroker {
         });
         let broker = NatsBroker { inner };
         // RPC needs no JetStream; events and dead letters do, and fail clearly without it.
-        if let Err(e) = broker
-            .ensure_stream(
-                DEAD_LETTER_STREAM,
-                "basidia.deadletter.>",
-                jetstream::stream::RetentionPolicy::Limits,
-            )
-            .await
-        {
+        if let Err(e) = broker.ensure_dead_letter_stream().await {
             tracing::warn!("{e}: events and dead letters need JetStream (nats-server -js)");
         }
         Ok(broker)
@@ -583,6 +585,29 @@ impl NatsBroker {
             .await
             .map_err(|e| backend(format!("cannot create stream {name}: {e}")))?;
         lock(&self.inner.streams).insert(name.to_string());
+        Ok(())
+    }
+
+    /// The dead-letter stream, with its limits: created, or brought to the configured limits if
+    /// it exists (the oldest dead letters are discarded first once a limit is reached).
+    async fn ensure_dead_letter_stream(&self) -> Result<(), BrokerError> {
+        let o = &self.inner.options;
+        self.inner
+            .js
+            .create_or_update_stream(jetstream::stream::Config {
+                name: DEAD_LETTER_STREAM.to_string(),
+                subjects: vec!["basidia.deadletter.>".to_string()],
+                retention: jetstream::stream::RetentionPolicy::Limits,
+                storage: jetstream::stream::StorageType::File,
+                discard: jetstream::stream::DiscardPolicy::Old,
+                max_messages: o.dead_letter_max_count,
+                max_bytes: o.dead_letter_max_bytes,
+                max_age: o.dead_letter_max_age,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| backend(format!("cannot create stream {DEAD_LETTER_STREAM}: {e}")))?;
+        lock(&self.inner.streams).insert(DEAD_LETTER_STREAM.to_string());
         Ok(())
     }
 
