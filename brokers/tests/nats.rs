@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use basidia_brokers::conformance::{broker_url_from_env, BrokerFuture};
-use basidia_brokers::NatsBroker;
+use basidia_brokers::{NatsBroker, NatsOptions};
 use basidia_core::SharedBroker;
 
 fn connector() -> Option<impl Fn() -> BrokerFuture + Send + Sync> {
@@ -13,8 +13,12 @@ fn connector() -> Option<impl Fn() -> BrokerFuture + Send + Sync> {
     Some(move || {
         let url = url.clone();
         Box::pin(async move {
+            // A short ack_wait, so that the suite sees within seconds what a consumer that went
+            // away left unacked come back.
+            let mut options = NatsOptions::new(&url);
+            options.ack_wait = std::time::Duration::from_secs(1);
             let b: SharedBroker = Arc::new(
-                NatsBroker::connect(&url)
+                NatsBroker::connect_with(options)
                     .await
                     .expect("the broker at BASIDIA_TEST_NATS_URL must answer"),
             );

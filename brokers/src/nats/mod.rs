@@ -1075,9 +1075,9 @@ impl Broker for NatsBroker {
         self.serve_srv_api(Arc::clone(&instance), cancel.clone())
             .await?;
         // Requests go from the client's subscription buffer straight to the consume loop, with no
-        // task between. The buffer holds 65,536 requests; should a service fall that far behind,
-        // the client drops the excess, the broker logs it as a slow consumer, and the callers'
-        // deadlines report it, as with any request core NATS could not deliver.
+        // task between. The buffer is bounded (`subscription_buffer_bytes`); should a service fall
+        // that far behind, the client drops the excess, the broker logs it as a slow consumer,
+        // and the callers' deadlines report it, as with any request core NATS could not deliver.
         let broker = self.clone();
         let prefix = format!("basidia.rpc.{service}.");
         let endpoint = Arc::new(CoreEndpoint {
