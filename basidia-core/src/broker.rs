@@ -357,8 +357,80 @@ pub trait Broker: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Up to `limit` of the dead letters kept, oldest first, without taking them out of the
+    /// store.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, BrokerError> {
+        let _ = limit;
+        Err(BrokerError::Backend(format!(
+            "the {} backend keeps no dead letters that can be listed",
+            self.kind()
+        )))
+    }
+
+    /// Puts dead letters back where they came from, with their delivery count reset, and takes
+    /// them out of the store; returns how many went back.
+    async fn replay_dead_letters(&self, which: Replay<'_>) -> Result<usize, BrokerError> {
+        let _ = which;
+        Err(BrokerError::Backend(format!(
+            "the {} backend keeps no dead letters that can be replayed",
+            self.kind()
+        )))
+    }
+
     /// Closes the broker handle; calls in flight fail with [`BrokerError::Closed`].
     async fn close(&self);
+}
+
+/// A dead letter as its store keeps it: where it came from, why it is there, and the message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoredDeadLetter {
+    /// How to name it to [`Broker::replay_dead_letters`].
+    pub id: String,
+    /// The queue (or consumer) it was taken from.
+    pub queue: String,
+    /// Its method or event type.
+    pub routing_key: String,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// How many times it had been delivered.
+    pub delivery_count: u32,
+    /// How long ago it was dead-lettered, where the store knows.
+    pub age: Option<Duration>,
+    /// The message, its secret context data masked.
+    pub message: Message,
+}
+
+impl StoredDeadLetter {
+    /// A dead letter with these parts.
+    pub fn new(
+        id: String,
+        queue: String,
+        routing_key: String,
+        reason: String,
+        delivery_count: u32,
+        age: Option<Duration>,
+        message: Message,
+    ) -> Self {
+        StoredDeadLetter {
+            id,
+            queue,
+            routing_key,
+            reason,
+            delivery_count,
+            age,
+            message,
+        }
+    }
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay<'a> {
+    /// The one with this id.
+    One(&'a str),
+    /// Every one the store holds when the replay starts.
+    All,
 }
 
 /// A shared broker handle.

@@ -20,7 +20,7 @@ pub mod service;
 
 pub use broker::{
     event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery, EventBinding,
-    HandlerType, Settle, SharedBroker, Subscription,
+    HandlerType, Replay, Settle, SharedBroker, StoredDeadLetter, Subscription,
 };
 pub use config::{parse_duration, redact_url, RunnerConfig, ServiceOverrides, ServiceSettings};
 pub use container::{ServiceContainer, WorkerEvent};

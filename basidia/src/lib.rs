@@ -63,9 +63,9 @@ pub use basidia_core::{
     redact_url, runner, service, Broker, BrokerError, CallOptions, Client, Config, Context,
     Dependency, DependencyProvider, EntrypointKind, Error, ErrorKind, EventDispatcher,
     EventPayload, Format, HandlerType, HeaderValue, Headers, Inject, InjectContext, Message,
-    NamedService, Provided, RemoteError, RpcError, RpcProxy, Runner, RunnerConfig, RunningServices,
-    Service, ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy, ServiceSettings,
-    SharedBroker, WorkerEvent, WorkerInfo,
+    NamedService, Provided, RemoteError, Replay, RpcError, RpcProxy, Runner, RunnerConfig,
+    RunningServices, Service, ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy,
+    ServiceSettings, SharedBroker, StoredDeadLetter, WorkerEvent, WorkerInfo,
 };
 pub use basidia_macros::{client, event_handler, rpc, service, timer};
 

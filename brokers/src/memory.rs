@@ -29,6 +29,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A message that was dead-lettered, kept for inspection.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// Its id, for replaying it.
+    pub id: u64,
     /// The queue it was taken from.
     pub queue: String,
     /// Its routing key (method or event type).
@@ -38,6 +40,9 @@ pub struct DeadLetter {
     /// The message.
     pub message: Message,
 }
+
+/// The most dead letters the broker keeps; past it the oldest go first.
+pub const DEAD_LETTER_LIMIT: usize = 10_000;
 
 struct Entry {
     message: Message,
@@ -73,6 +78,7 @@ struct Hub {
     bindings: RwLock<HashMap<(String, String), Vec<String>>>,
     replies: RwLock<HashMap<String, Weak<Pending>>>,
     dead_letters: Mutex<Vec<DeadLetter>>,
+    next_dead_letter: AtomicU64,
     unroutable: AtomicU64,
     next_consumer: AtomicU64,
 }
@@ -268,7 +274,14 @@ impl Hub {
 
     fn dead_letter(&self, queue: &str, routing_key: String, message: Message, reason: &str) {
         tracing::warn!(queue, routing_key, reason, "message dead-lettered");
-        lock(&self.dead_letters).push(DeadLetter {
+        let mut kept = lock(&self.dead_letters);
+        if kept.len() >= DEAD_LETTER_LIMIT {
+            // As the brokers' stores do once full: the oldest goes.
+            kept.remove(0);
+        }
+        let id = self.next_dead_letter.fetch_add(1, Ordering::Relaxed);
+        kept.push(DeadLetter {
+            id,
             queue: queue.to_string(),
             routing_key,
             reason: reason.to_string(),
@@ -610,6 +623,62 @@ impl Broker for MemoryBroker {
             &name,
         );
         Ok(self.add_consumer(&queue, options.prefetch))
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<basidia_core::StoredDeadLetter>, BrokerError> {
+        self.check_open()?;
+        Ok(lock(&self.hub.dead_letters)
+            .iter()
+            .take(limit)
+            .map(|d| {
+                let mut message = d.message.clone();
+                basidia_core::message::mask_secrets(&mut message.headers);
+                basidia_core::StoredDeadLetter::new(
+                    d.id.to_string(),
+                    d.queue.clone(),
+                    d.routing_key.clone(),
+                    d.reason.clone(),
+                    d.message.delivery_count,
+                    None,
+                    message,
+                )
+            })
+            .collect())
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        which: basidia_core::Replay<'_>,
+    ) -> Result<usize, BrokerError> {
+        self.check_open()?;
+        let taken: Vec<DeadLetter> = {
+            let mut kept = lock(&self.hub.dead_letters);
+            let (go, stay) = std::mem::take(&mut *kept)
+                .into_iter()
+                .partition(|d| match which {
+                    basidia_core::Replay::All => true,
+                    basidia_core::Replay::One(id) => d.id.to_string() == id,
+                });
+            *kept = stay;
+            go
+        };
+        let mut replayed = 0;
+        for d in taken {
+            match self.hub.queue(&d.queue) {
+                Some(queue) => {
+                    publish_to(&queue, d.message, &d.routing_key);
+                    replayed += 1;
+                }
+                None => {
+                    tracing::warn!(queue = %d.queue, "the queue of a dead letter is gone; it stays");
+                    lock(&self.hub.dead_letters).push(d);
+                }
+            }
+        }
+        Ok(replayed)
     }
 
     async fn close(&self) {

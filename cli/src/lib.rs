@@ -5,6 +5,7 @@
 pub use basidia_alloc::Allocator;
 
 pub mod config;
+pub mod dead_letters;
 pub mod expr;
 pub mod flags;
 pub mod host;

@@ -77,6 +77,31 @@ enum Cmd {
     },
     /// Print the merged configuration, secrets masked, each value with where it came from.
     ShowConfig,
+    /// List or replay the dead letters the broker keeps.
+    DeadLetters {
+        #[command(subcommand)]
+        what: DeadLettersCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCmd {
+    /// Show them, oldest first: where from, why, how often delivered, how old, and the payload
+    /// with secrets masked.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put them back where they came from, with their delivery count reset.
+    Replay {
+        /// The one to replay, by the id `list` shows.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        /// Every one kept.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +243,41 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::DeadLetters { what } => with_broker(&cli.config, |_, broker| async move {
+            match what {
+                DeadLettersCmd::List { limit } => {
+                    match basidia_cli::dead_letters::list(&broker, limit).await {
+                        Ok(text) => {
+                            println!("{text}");
+                            true
+                        }
+                        Err(e) => {
+                            eprintln!("error: {}", shell::printable(&e.to_string()));
+                            false
+                        }
+                    }
+                }
+                DeadLettersCmd::Replay { id, .. } => {
+                    match basidia_cli::dead_letters::replay(&broker, id.as_deref()).await {
+                        Ok(0) if id.is_some() => {
+                            eprintln!(
+                                "error: no dead letter {:?} could be replayed",
+                                id.unwrap_or_default()
+                            );
+                            false
+                        }
+                        Ok(n) => {
+                            println!("replayed {n} dead letter(s)");
+                            true
+                        }
+                        Err(e) => {
+                            eprintln!("error: {}", shell::printable(&e.to_string()));
+                            false
+                        }
+                    }
+                }
+            }
+        }),
         Cmd::Emit {
             source,
             event_type,

@@ -298,3 +298,77 @@ async fn dead_letters_are_bounded_masked_and_not_free_to_fill() {
     running.stop().await;
     server.close().await;
 }
+
+static HEARD: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+#[service]
+struct NatsListener;
+
+#[service(name = "t_nats_listener")]
+impl NatsListener {
+    #[event_handler("t_nats_listener_src", "ping")]
+    async fn on_ping(&self, n: u32) {
+        HEARD.lock().unwrap().push(n);
+    }
+}
+
+/// Publishes event `n` until the handler has it, at most `limit`.
+async fn heard_within(caller: &NatsBroker, n: u32, limit: Duration) {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        let body = serde_json::to_vec(&n).unwrap();
+        let _ = caller
+            .publish_event(
+                "t_nats_listener_src",
+                "ping",
+                basidia::Message::new(body, "application/json"),
+            )
+            .await;
+        for _ in 0..10 {
+            if HEARD.lock().unwrap().contains(&n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("event {n} was not handled within {limit:?}");
+}
+
+/// Case 7 on NATS: an operator deletes the handler's durable consumer, then its whole stream;
+/// each time the service notices, creates what is missing, and hears events again. Before, the
+/// pull loop retried against a consumer that no longer existed, and the handler heard nothing
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_consumer_or_stream_is_created_again() {
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = serial().await;
+    let server = Arc::new(NatsBroker::connect(&url).await.unwrap());
+    let mut runner = Runner::new(server.clone());
+    runner.add::<NatsListener>();
+    let running = runner.start().await.unwrap();
+    let caller = NatsBroker::connect(&url).await.unwrap();
+    heard_within(&caller, 1, Duration::from_secs(5)).await;
+
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let stream_name = basidia::brokers::nats::event_stream("t_nats_listener_src");
+    let consumer =
+        basidia::brokers::nats::js_name("evt-t_nats_listener_src-ping--t_nats_listener.on_ping");
+    js.get_stream(&stream_name)
+        .await
+        .unwrap()
+        .delete_consumer(&consumer)
+        .await
+        .expect("the operator deletes the consumer");
+    heard_within(&caller, 2, Duration::from_secs(20)).await;
+
+    js.delete_stream(&stream_name)
+        .await
+        .expect("the operator deletes the stream");
+    heard_within(&caller, 3, Duration::from_secs(20)).await;
+
+    running.stop().await;
+    caller.close().await;
+    server.close().await;
+}

@@ -16,6 +16,7 @@
 //!   `ConnectionLost`.
 
 mod channels;
+mod dead_letters;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -979,6 +980,14 @@ impl Settle for AmqpSettle {
                 wire::QUEUE_HEADER,
                 AMQPValue::LongString(LongString::from(self.queue.as_str())),
             ),
+            (
+                wire::DEAD_LETTER_ID_HEADER,
+                AMQPValue::LongString(LongString::from(uuid::Uuid::new_v4().simple().to_string())),
+            ),
+            (
+                wire::DEAD_LETTERED_AT_HEADER,
+                AMQPValue::LongLongInt(basidia_core::context::epoch_ms_after(Duration::ZERO)),
+            ),
         ];
         let key = format!("{}.{}", self.queue, self.original_key);
         let Some(inner) = self.inner.upgrade() else {
@@ -1129,6 +1138,20 @@ impl Broker for AmqpBroker {
 
     fn max_payload(&self) -> Option<usize> {
         Some(self.inner.options.max_payload)
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<basidia_core::StoredDeadLetter>, BrokerError> {
+        dead_letters::list(&*self.live()?, limit).await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        which: basidia_core::Replay<'_>,
+    ) -> Result<usize, BrokerError> {
+        dead_letters::replay(&*self.live()?, which).await
     }
 
     async fn close(&self) {

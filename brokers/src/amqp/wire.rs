@@ -18,6 +18,12 @@ pub const QUORUM_DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 pub const REASON_HEADER: &str = "x-basidia-reason";
 /// The queue a dead-lettered message came from.
 pub const QUEUE_HEADER: &str = "x-basidia-queue";
+/// A dead letter's id, for replaying it.
+pub const DEAD_LETTER_ID_HEADER: &str = "x-basidia-dead-letter-id";
+/// When a message was dead-lettered, in milliseconds since the Unix epoch.
+pub const DEAD_LETTERED_AT_HEADER: &str = "x-basidia-dead-lettered-at";
+/// The prefix of every header Basidia writes for itself.
+pub const OWN_HEADER_PREFIX: &str = "x-basidia-";
 
 /// AMQP delivery mode 2: persistent (events, retries, dead letters).
 pub const PERSISTENT: u8 = 2;
@@ -110,6 +116,11 @@ pub fn int_header(table: Option<&FieldTable>, key: &str) -> Option<i64> {
     table
         .and_then(|t| t.inner().get(key))
         .and_then(|v| int_of(v).or_else(|| text_of(v).and_then(|s| s.parse().ok())))
+}
+
+/// Reads a string header.
+pub fn str_header(table: Option<&FieldTable>, key: &str) -> Option<String> {
+    table.and_then(|t| t.inner().get(key)).and_then(text_of)
 }
 
 /// The AMQP properties of an outgoing message.

@@ -11,8 +11,11 @@
 //! - The NATS services API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) for every served service.
 
 mod calls;
+mod dead_letters;
 mod outbox;
 mod srv;
+
+use dead_letters::{publish_dead_letter, Origin};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -620,6 +623,41 @@ impl NatsBroker {
         .await
     }
 
+    /// The durable pull consumer `name` of the events on `subject`, created (with the source's
+    /// stream, if that is missing) or found.
+    async fn event_consumer(
+        &self,
+        source: &str,
+        name: &str,
+        subject: &str,
+        prefetch: u16,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, BrokerError> {
+        self.ensure_event_stream(source).await?;
+        let stream = self
+            .inner
+            .js
+            .get_stream(event_stream(source))
+            .await
+            .map_err(backend)?;
+        stream
+            .get_or_create_consumer(
+                name,
+                pull::Config {
+                    durable_name: Some(name.to_string()),
+                    filter_subject: subject.to_string(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.inner.options.ack_wait,
+                    max_ack_pending: i64::from(prefetch),
+                    max_deliver: -1,
+                    // Like a queue bound now: events from here on, not the stream's history.
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))
+    }
+
     fn guard(&self, cancel: CancellationToken) -> Box<dyn Send + Sync> {
         Box::new(CancelOnDrop(cancel))
     }
@@ -670,6 +708,15 @@ impl NatsBroker {
 /// `$O.` and whatever else the server reserves with a leading `$`).
 fn is_server_api(subject: &str) -> bool {
     subject.starts_with('$')
+}
+
+/// Whether a pull error means the consumer (or its stream) no longer exists.
+fn consumer_gone(e: &jetstream::consumer::pull::MessagesError) -> bool {
+    use jetstream::consumer::pull::MessagesErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConsumerDeleted | K::MissingHeartbeat | K::NoResponders
+    )
 }
 
 /// How long closing waits for queued messages to be written.
@@ -752,6 +799,8 @@ impl Drop for FinishOnDrop<'_> {
 struct CoreEndpoint {
     broker: NatsBroker,
     dead_letter_subject: String,
+    /// The queue group (RPC) or handler queue (broadcast) it stands for, named in dead letters.
+    queue: String,
     /// The service's figures for the services API; set for RPC requests, which the outbox also
     /// counts in flight until their settle is dropped.
     srv: Option<Arc<srv::SrvInstance>>,
@@ -830,36 +879,21 @@ impl Settle for CoreSettle {
         reason: &str,
     ) -> Result<(), BrokerError> {
         let endpoint = &*self.endpoint;
+        let origin = Origin {
+            queue: &endpoint.queue,
+            subject: None,
+        };
         publish_dead_letter(
             &endpoint.broker,
             &endpoint.dead_letter_subject,
             message,
             reason,
+            origin,
         )
         .await
     }
 
     fn abandon(self: Box<Self>, _message: Message) {}
-}
-
-async fn publish_dead_letter(
-    broker: &NatsBroker,
-    subject: &str,
-    message: Message,
-    reason: &str,
-) -> Result<(), BrokerError> {
-    tracing::warn!(subject, reason, "message dead-lettered");
-    let mut headers = to_nats_headers(&message);
-    headers.insert(REASON_HEADER, reason.replace(['\r', '\n'], " ").as_str());
-    broker
-        .inner
-        .js
-        .publish_with_headers(subject.to_string(), headers, message.body)
-        .await
-        .map_err(lost)?
-        .await
-        .map_err(lost)?;
-    Ok(())
 }
 
 /// Settles a JetStream delivery. While it is unsettled, a keep-alive tells the server the work
@@ -870,6 +904,10 @@ struct JsSettle {
     acker: jetstream::message::Acker,
     dead_letter_subject: String,
     keepalive: CancellationToken,
+    /// The consumer it came from, and the subject it was published on: where a replay of its
+    /// dead letter goes.
+    consumer: Arc<str>,
+    subject: async_nats::Subject,
 }
 
 impl Drop for JsSettle {
@@ -924,7 +962,18 @@ impl Settle for JsSettle {
         message: Message,
         reason: &str,
     ) -> Result<(), BrokerError> {
-        publish_dead_letter(&self.broker, &self.dead_letter_subject, message, reason).await?;
+        let origin = Origin {
+            queue: &self.consumer,
+            subject: Some(self.subject.as_str()),
+        };
+        publish_dead_letter(
+            &self.broker,
+            &self.dead_letter_subject,
+            message,
+            reason,
+            origin,
+        )
+        .await?;
         self.acker.ack_with(AckKind::Term).await.map_err(lost)
     }
 
@@ -1083,6 +1132,7 @@ impl Broker for NatsBroker {
         let endpoint = Arc::new(CoreEndpoint {
             broker: self.clone(),
             dead_letter_subject: format!("basidia.deadletter.rpc.{service}"),
+            queue: basidia_core::rpc_queue_name(service),
             srv: Some(Arc::clone(&instance)),
         });
         let deliveries = until_cancelled(sub, cancel.clone()).map(move |mut msg| {
@@ -1121,21 +1171,27 @@ impl Broker for NatsBroker {
         self.ensure_event_stream(source).await?;
         // An acknowledgement lost with the connection would otherwise be waited for until the
         // JetStream timeout: fail at once, the publisher may retry (delivery is at least once).
-        self.unless_dropped(state, async {
-            let ack = self
-                .inner
-                .js
-                .publish_with_headers(
-                    event_subject(source, event_type),
-                    to_nats_headers(&message),
-                    message.body,
-                )
-                .await
-                .map_err(lost)?;
-            ack.await.map_err(lost)?;
-            Ok(())
-        })
-        .await
+        let published = self
+            .unless_dropped(state, async {
+                let ack = self
+                    .inner
+                    .js
+                    .publish_with_headers(
+                        event_subject(source, event_type),
+                        to_nats_headers(&message),
+                        message.body,
+                    )
+                    .await
+                    .map_err(lost)?;
+                ack.await.map_err(lost)?;
+                Ok(())
+            })
+            .await;
+        if published.is_err() {
+            // Perhaps an operator deleted the stream: look for it (and create it) next time.
+            lock(&self.inner.streams).remove(&event_stream(source));
+        }
+        published
     }
 
     async fn subscribe(
@@ -1161,6 +1217,7 @@ impl Broker for NatsBroker {
             let endpoint = Arc::new(CoreEndpoint {
                 broker: self.clone(),
                 dead_letter_subject,
+                queue: binding.queue_name(),
                 srv: None,
             });
             let event_type = binding.event_type.clone();
@@ -1180,31 +1237,13 @@ impl Broker for NatsBroker {
             });
             return Ok(Subscription::from_stream(deliveries, self.guard(cancel)));
         }
-        self.ensure_event_stream(&binding.source).await?;
-        let stream = self
-            .inner
-            .js
-            .get_stream(event_stream(&binding.source))
-            .await
-            .map_err(backend)?;
         let name = js_name(&binding.queue_name());
-        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: subject,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: self.inner.options.ack_wait,
-                    max_ack_pending: i64::from(options.prefetch.max(1)),
-                    max_deliver: -1,
-                    // Like a queue bound now: events from here on, not the stream's history.
-                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
+        let consumer_name: Arc<str> = Arc::from(name.as_str());
+        let prefetch = options.prefetch.max(1);
+        let mut consumer = self
+            .event_consumer(&binding.source, &name, &subject, prefetch)
+            .await?;
+        let source = binding.source.clone();
         let broker = self.clone();
         let event_type = binding.event_type.clone();
         let task_cancel = cancel.clone();
@@ -1220,6 +1259,12 @@ impl Broker for NatsBroker {
                             () = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
+                        if let Ok(again) = broker
+                            .event_consumer(&source, &name, &subject, prefetch)
+                            .await
+                        {
+                            consumer = again;
+                        }
                         continue;
                     }
                 };
@@ -1230,6 +1275,13 @@ impl Broker for NatsBroker {
                     };
                     let msg = match item {
                         Some(Ok(m)) => m,
+                        Some(Err(e)) if consumer_gone(&e) => {
+                            // An operator deleted the consumer or its stream: without this the
+                            // handler would hear nothing more, ever.
+                            tracing::warn!(consumer = %name, "the consumer is gone ({e}); creating it again");
+                            lock(&broker.inner.streams).remove(&event_stream(&source));
+                            break;
+                        }
                         Some(Err(e)) => {
                             tracing::debug!(consumer = %name, "pull error: {e}");
                             continue;
@@ -1243,6 +1295,12 @@ impl Broker for NatsBroker {
                         .unwrap_or(1);
                     let ack_subject = msg.reply.clone();
                     let (mut core, acker) = msg.split();
+                    if dead_letters::replayed_for_another(core.headers.as_ref(), &name) {
+                        // A dead letter of another handler of this event, put back for that one.
+                        let _ = acker.ack().await;
+                        continue;
+                    }
+                    let subject = core.subject.clone();
                     let message = message_of(&mut core, delivered);
                     let keepalive = CancellationToken::new();
                     if let Some(subject) = ack_subject {
@@ -1258,6 +1316,8 @@ impl Broker for NatsBroker {
                         acker,
                         dead_letter_subject: dead_letter_subject.clone(),
                         keepalive,
+                        consumer: Arc::clone(&consumer_name),
+                        subject,
                     };
                     let mut message = message;
                     message.reply_to = None;
@@ -1268,6 +1328,28 @@ impl Broker for NatsBroker {
                     {
                         break 'outer;
                     }
+                }
+                // The pull ended or its consumer is gone: make sure both the stream and the
+                // durable consumer exist before pulling again.
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match broker
+                        .event_consumer(&source, &name, &subject, prefetch)
+                        .await
+                    {
+                        Ok(again) => {
+                            consumer = again;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(consumer = %name, "cannot create the consumer again yet: {e}")
+                        }
+                    }
+                    tokio::select! {
+                        () = task_cancel.cancelled() => break 'outer,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         });
@@ -1301,6 +1383,22 @@ impl Broker for NatsBroker {
         }
         let _ = sub.unsubscribe().await;
         Ok(Some(names.into_iter().collect()))
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<basidia_core::StoredDeadLetter>, BrokerError> {
+        self.check()?;
+        dead_letters::list(self, limit).await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        which: basidia_core::Replay<'_>,
+    ) -> Result<usize, BrokerError> {
+        self.check()?;
+        dead_letters::replay(self, which).await
     }
 
     fn max_payload(&self) -> Option<usize> {
