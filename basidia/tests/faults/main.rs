@@ -7,6 +7,7 @@
 mod alarm;
 mod amqp_wire;
 mod child;
+mod cluster;
 mod drain;
 mod flood;
 mod headers;

@@ -154,6 +154,8 @@ struct Inner {
     consumers: Mutex<HashMap<u64, Arc<ConsumerSpec>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Which of the URL's nodes to try first when connecting.
+    next_node: std::sync::atomic::AtomicUsize,
     /// Set while the broker has blocked the connection, with its reason.
     blocked: AtomicBool,
     blocked_reason: Mutex<String>,
@@ -196,6 +198,7 @@ impl AmqpBroker {
             consumers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            next_node: std::sync::atomic::AtomicUsize::new(0),
             blocked: AtomicBool::new(false),
             blocked_reason: Mutex::new(String::new()),
             shutdown: CancellationToken::new(),
@@ -393,9 +396,38 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     let runtime = lapin::runtime::default_runtime().map_err(backend)?;
     // The frame size is the server's: RabbitMQ sends a message's content header as one frame,
     // so a client that asks for smaller frames than its peers use cannot take their messages.
-    let connection = Connection::connect_with_config(&opts.url, props, tls, runtime)
-        .await
-        .map_err(|e| lost(format!("cannot connect to {}: {e}", redact_url(&opts.url))))?;
+    //
+    // A URL may name several nodes of a cluster, `amqp://a/%2f,amqp://b/%2f`: they are tried in
+    // turn, starting after the one last connected to, on connecting and on every reconnection.
+    let urls: Vec<&str> = opts
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(BrokerError::InvalidUrl("the URL names no broker".into()));
+    }
+    let first = inner.next_node.load(Ordering::Relaxed) % urls.len();
+    let mut failures = Vec::new();
+    let mut connected = None;
+    for i in 0..urls.len() {
+        let at = (first + i) % urls.len();
+        match Connection::connect_with_config(urls[at], props.clone(), tls.clone(), runtime.clone())
+            .await
+        {
+            Ok(c) => {
+                // A reconnection tries the next node first: this one may be the one that went.
+                inner.next_node.store(at + 1, Ordering::Relaxed);
+                connected = Some(c);
+                break;
+            }
+            Err(e) => failures.push(format!("{}: {e}", redact_url(urls[at]))),
+        }
+    }
+    let Some(connection) = connected else {
+        return Err(lost(format!("cannot connect to {}", failures.join("; "))));
+    };
     let publish = channels::open_publish(&connection).await?;
     declare_exchange(&publish, &opts.rpc_exchange).await?;
     declare_exchange(&publish, DELAY_EXCHANGE).await?;

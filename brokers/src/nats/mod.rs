@@ -152,6 +152,13 @@ pub struct NatsOptions {
     pub dead_letter_max_bytes: i64,
     /// How long a dead letter is kept.
     pub dead_letter_max_age: Duration,
+    /// The longest an event publish waits for JetStream's acknowledgement when the message has
+    /// no earlier deadline (10 s by default).
+    pub publish_timeout: Duration,
+    /// How many servers of a cluster keep a copy of each stream Basidia creates (events, dead
+    /// letters). 1 by default; 3 in a three-node cluster, so that a node that goes loses no
+    /// acknowledged event.
+    pub stream_replicas: usize,
 }
 
 /// The `max_payload` the server has by default, which sizes subscription buffers.
@@ -171,6 +178,8 @@ impl NatsOptions {
             dead_letter_max_count: 100_000,
             dead_letter_max_bytes: 256 * 1024 * 1024,
             dead_letter_max_age: Duration::from_secs(14 * 24 * 3600),
+            stream_replicas: 1,
+            publish_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -213,6 +222,34 @@ fn split_credentials(url: &str) -> (String, UrlAuth) {
             (format!("{scheme}://{host}{path}"), auth)
         }
     }
+}
+
+/// The servers of a URL that may name several, `nats://a:4222,nats://b:4222` (a bare
+/// `host:port` after the first takes its scheme), and the credentials the first of them that
+/// has any carries. The client also learns the other servers a cluster announces.
+fn server_list(url: &str) -> Result<(Vec<ServerAddr>, UrlAuth), BrokerError> {
+    let scheme = url.split_once("://").map_or("nats", |(s, _)| s);
+    let mut servers = Vec::new();
+    let mut auth = UrlAuth::None;
+    for part in url.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let part = if part.contains("://") {
+            part.to_string()
+        } else {
+            format!("{scheme}://{part}")
+        };
+        let (address, part_auth) = split_credentials(&part);
+        if matches!(auth, UrlAuth::None) {
+            auth = part_auth;
+        }
+        let addr: ServerAddr = address
+            .parse()
+            .map_err(|e| BrokerError::InvalidUrl(format!("{}: {e}", redact_url(&part))))?;
+        servers.push(addr);
+    }
+    if servers.is_empty() {
+        return Err(BrokerError::InvalidUrl(format!("{url:?} names no server")));
+    }
+    Ok((servers, auth))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,10 +440,7 @@ impl NatsBroker {
     /// Connects with options. Fails if the first connection cannot be made; later drops are
     /// repaired by the client, which resubscribes; JetStream consumers resume.
     pub async fn connect_with(options: NatsOptions) -> Result<Self, BrokerError> {
-        let (address, auth) = split_credentials(&options.url);
-        let addr: ServerAddr = address
-            .parse()
-            .map_err(|e| BrokerError::InvalidUrl(format!("{}: {e}", redact_url(&options.url))))?;
+        let (addr, auth) = server_list(&options.url)?;
         let (link, _) = watch::channel(LinkState {
             connected: true,
             generation: 0,
@@ -583,6 +617,7 @@ impl NatsBroker {
                 retention,
                 storage: jetstream::stream::StorageType::File,
                 max_age: self.inner.options.max_event_age,
+                num_replicas: self.inner.options.stream_replicas.max(1),
                 ..Default::default()
             })
             .await
@@ -606,6 +641,7 @@ impl NatsBroker {
                 max_messages: o.dead_letter_max_count,
                 max_bytes: o.dead_letter_max_bytes,
                 max_age: o.dead_letter_max_age,
+                num_replicas: o.stream_replicas.max(1),
                 ..Default::default()
             })
             .await
@@ -656,6 +692,40 @@ impl NatsBroker {
             )
             .await
             .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))
+    }
+
+    /// Publishes an event and waits for JetStream's acknowledgement, with no time bound of its own.
+    async fn publish_event_unbounded(
+        &self,
+        source: &str,
+        event_type: &str,
+        message: Message,
+    ) -> Result<(), BrokerError> {
+        let state = self.check()?;
+        self.ensure_event_stream(source).await?;
+        // An acknowledgement lost with the connection would otherwise be waited for until the
+        // JetStream timeout: fail at once, the publisher may retry (delivery is at least once).
+        let published = self
+            .unless_dropped(state, async {
+                let ack = self
+                    .inner
+                    .js
+                    .publish_with_headers(
+                        event_subject(source, event_type),
+                        to_nats_headers(&message),
+                        message.body,
+                    )
+                    .await
+                    .map_err(lost)?;
+                ack.await.map_err(lost)?;
+                Ok(())
+            })
+            .await;
+        if published.is_err() {
+            // Perhaps an operator deleted the stream: look for it (and create it) next time.
+            lock(&self.inner.streams).remove(&event_stream(source));
+        }
+        published
     }
 
     fn guard(&self, cancel: CancellationToken) -> Box<dyn Send + Sync> {
@@ -1167,31 +1237,26 @@ impl Broker for NatsBroker {
         event_type: &str,
         message: Message,
     ) -> Result<(), BrokerError> {
-        let state = self.check()?;
-        self.ensure_event_stream(source).await?;
-        // An acknowledgement lost with the connection would otherwise be waited for until the
-        // JetStream timeout: fail at once, the publisher may retry (delivery is at least once).
-        let published = self
-            .unless_dropped(state, async {
-                let ack = self
-                    .inner
-                    .js
-                    .publish_with_headers(
-                        event_subject(source, event_type),
-                        to_nats_headers(&message),
-                        message.body,
-                    )
-                    .await
-                    .map_err(lost)?;
-                ack.await.map_err(lost)?;
-                Ok(())
-            })
-            .await;
-        if published.is_err() {
-            // Perhaps an operator deleted the stream: look for it (and create it) next time.
-            lock(&self.inner.streams).remove(&event_stream(source));
+        // However the cluster or the connection fares meanwhile (a node gone, a stream leader
+        // being elected), a publish ends by the message's deadline or the publish timeout.
+        let limit = message
+            .deadline
+            .map_or(self.inner.options.publish_timeout, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+                    .min(self.inner.options.publish_timeout)
+            });
+        match tokio::time::timeout(
+            limit,
+            self.publish_event_unbounded(source, event_type, message),
+        )
+        .await
+        {
+            Ok(published) => published,
+            Err(_) => {
+                lock(&self.inner.streams).remove(&event_stream(source));
+                Err(BrokerError::Timeout(limit))
+            }
         }
-        published
     }
 
     async fn subscribe(
@@ -1433,6 +1498,10 @@ mod tests {
 
     #[test]
     fn credentials_come_out_of_the_url_and_never_show() {
+        let (servers, auth) = server_list("nats://app:pw@a:4222, b:4223,nats://c:4224").unwrap();
+        assert_eq!(servers.len(), 3);
+        assert!(matches!(auth, UrlAuth::UserPassword(ref u, ref p) if u == "app" && p == "pw"));
+        assert!(server_list(" , ").is_err());
         let (addr, auth) = split_credentials("nats://app:pw@host:4222");
         assert_eq!(addr, "nats://host:4222");
         assert!(matches!(auth, UrlAuth::UserPassword(u, p) if u == "app" && p == "pw"));
