@@ -5,7 +5,6 @@
 //!
 //! The test puts the broker's watermark back as it found it, also when it fails.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,21 +13,8 @@ use basidia::prelude::*;
 use basidia::{Broker, BrokerError, Message};
 
 use crate::amqp_wire::{start, url};
-use crate::child::{NO_ARGS, NO_KWARGS};
+use crate::child::{rabbitmqctl, NO_ARGS, NO_KWARGS};
 use crate::headers::Forged;
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A memory alarm while it lives: the watermark set so low that RabbitMQ raises the alarm at
 /// once, and the one found before put back on drop.
@@ -38,7 +24,9 @@ struct MemoryAlarm {
 
 impl MemoryAlarm {
     fn raise() -> MemoryAlarm {
-        let found = rabbitmqctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."]);
+        let found = rabbitmqctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
+            .trim()
+            .to_string();
         assert!(
             found.parse::<f64>().is_ok(),
             "a relative watermark to put back, found {found:?}"

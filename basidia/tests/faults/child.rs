@@ -35,6 +35,27 @@ fn record(what: &str, id: &str) {
     writeln!(f, "{what} {id}").expect("the run log takes a line");
 }
 
+/// Works for `how_long`, recording the start and the end of `id`.
+async fn slow(id: &str, how_long: Duration) {
+    record("start", id);
+    tokio::time::sleep(how_long).await;
+    record("done", id);
+}
+
+/// Runs `rabbitmqctl` with `args`, failing the test if it fails; its standard output.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Slow work, counted.
 #[service]
 pub struct DrainProbe;
@@ -50,27 +71,21 @@ impl DrainProbe {
     /// Works for [`WORK`], recording its start and end.
     #[rpc]
     async fn work(&self, id: String) -> String {
-        record("start", &id);
-        tokio::time::sleep(WORK).await;
-        record("done", &id);
+        slow(&id, WORK).await;
         id
     }
 
     /// Works for `secs` seconds, longer than a grace period if need be.
     #[rpc]
     async fn linger(&self, id: String, secs: u64) -> String {
-        record("start", &id);
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        record("done", &id);
+        slow(&id, Duration::from_secs(secs)).await;
         id
     }
 
     /// The same for an event.
     #[event_handler("drain_source", "job")]
     async fn on_job(&self, id: String) {
-        record("start", &id);
-        tokio::time::sleep(WORK).await;
-        record("done", &id);
+        slow(&id, WORK).await;
     }
 }
 
@@ -83,18 +98,14 @@ impl DrainPeer {
     /// Works for [`WORK`], recording its start and end.
     #[rpc]
     async fn work(&self, id: String) -> String {
-        record("start", &id);
-        tokio::time::sleep(WORK).await;
-        record("done", &id);
+        slow(&id, WORK).await;
         id
     }
 
     /// Works for `secs` seconds.
     #[rpc]
     async fn linger(&self, id: String, secs: u64) -> String {
-        record("start", &id);
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        record("done", &id);
+        slow(&id, Duration::from_secs(secs)).await;
         id
     }
 }

@@ -11,7 +11,6 @@
 //!   one connection. Before, a channel error counted as a lost connection: a second connection
 //!   was opened while the first stayed.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use basidia::prelude::*;
 use basidia::{Broker, Message};
 
 use crate::amqp_wire::url;
-use crate::child::{serial, NO_ARGS, NO_KWARGS};
+use crate::child::{rabbitmqctl, serial, NO_ARGS, NO_KWARGS};
 
 static EVENTS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
@@ -38,19 +37,6 @@ impl Deaf {
     async fn on_ping(&self, n: u32) {
         EVENTS.lock().unwrap().push(n);
     }
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// How many connections the broker holds under `name`.

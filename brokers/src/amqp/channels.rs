@@ -11,13 +11,11 @@ use std::time::Duration;
 
 use basidia_core::BrokerError;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 
-use super::{lock, wire, Inner, Live, REPLY_QUEUE_EXPIRES_MS};
+use super::{bind_queue, declare_durable_queue, lock, wire, Inner, Live, REPLY_QUEUE_EXPIRES_MS};
 use crate::{backend, lost};
 
 /// The shared publishing channels of a connection.
@@ -101,27 +99,14 @@ pub(super) async fn open_replies(
         "x-expires".into(),
         AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS),
     );
-    channel
-        .queue_declare(
-            inner.reply_queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
-        .await
-        .map_err(backend)?;
-    channel
-        .queue_bind(
-            inner.reply_queue.as_str().into(),
-            inner.options.rpc_exchange.as_str().into(),
-            inner.reply_key.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
+    declare_durable_queue(&channel, &inner.reply_queue, args).await?;
+    bind_queue(
+        &channel,
+        &inner.reply_queue,
+        &inner.options.rpc_exchange,
+        &inner.reply_key,
+    )
+    .await?;
     let consumer = channel
         .basic_consume(
             inner.reply_queue.as_str().into(),

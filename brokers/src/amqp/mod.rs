@@ -317,6 +317,17 @@ impl Inner {
         })
     }
 
+    /// `work` (a publish or a declaration), given up after `limit` with a clear error.
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        work: impl std::future::Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or_else(|_| Err(self.publish_timed_out(limit)))
+    }
+
     /// The error for a publish that waited `after` in vain.
     fn publish_timed_out(&self, after: Duration) -> BrokerError {
         if self.blocked.load(Ordering::Acquire) {
@@ -341,12 +352,12 @@ impl Live {
         message: &Message,
         extra: &[(&str, AMQPValue)],
     ) -> Result<(), BrokerError> {
-        tokio::time::timeout(
-            limit,
-            self.publish_confirmed_unbounded(exchange, routing_key, message, extra),
-        )
-        .await
-        .unwrap_or_else(|_| Err(inner.publish_timed_out(limit)))
+        inner
+            .bounded(
+                limit,
+                self.publish_confirmed_unbounded(exchange, routing_key, message, extra),
+            )
+            .await
     }
 
     async fn publish_confirmed_unbounded(
@@ -435,16 +446,7 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     // Dead letters.
     declare_exchange(&publish, DEAD_LETTER_EXCHANGE).await?;
     declare_dead_letter_queue(&connection, opts).await?;
-    publish
-        .queue_bind(
-            DEAD_LETTER_QUEUE.into(),
-            DEAD_LETTER_EXCHANGE.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)?;
+    bind_queue(&publish, DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, "#").await?;
     let replies = channels::open_replies(inner, &connection).await?;
     let rpc = channels::open_rpc(inner, &connection).await?;
     let live = Arc::new(Live {
@@ -519,6 +521,45 @@ async fn declare_dead_letter_queue(
             Ok(())
         }
     }
+}
+
+/// Declares a durable queue with `args`.
+pub(super) async fn declare_durable_queue(
+    channel: &Channel,
+    queue: &str,
+    args: FieldTable,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .map(|_| ())
+        .map_err(backend)
+}
+
+/// Binds `queue` to `exchange` with `key`.
+pub(super) async fn bind_queue(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(backend)
 }
 
 /// Declares a durable topic exchange, with the flags Nameko uses.
@@ -651,27 +692,9 @@ async fn open_consumer(
             if let Some(p) = spec.options.max_priority {
                 args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(p));
             }
-            channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    args,
-                )
-                .await
-                .map_err(backend)?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    inner.options.rpc_exchange.as_str().into(),
-                    format!("{service}.*").into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(backend)?;
+            declare_durable_queue(&channel, &queue, args).await?;
+            let key = format!("{service}.*");
+            bind_queue(&channel, &queue, &inner.options.rpc_exchange, &key).await?;
         }
         ConsumerKind::Event(binding) => {
             let exchange = event_exchange_name(&binding.source);
@@ -697,26 +720,8 @@ async fn open_consumer(
                 )
                 .await
                 .map_err(backend)?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    exchange.as_str().into(),
-                    binding.event_type.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(backend)?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    RETRY_EXCHANGE.into(),
-                    format!("*.{queue}").into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(backend)?;
+            bind_queue(&channel, &queue, &exchange, &binding.event_type).await?;
+            bind_queue(&channel, &queue, RETRY_EXCHANGE, &format!("*.{queue}")).await?;
         }
     }
     let consumer = channel
@@ -1143,9 +1148,10 @@ impl Broker for AmqpBroker {
         let limit = self.inner.publish_limit(&message);
         let known = lock(&live.declared).contains(&exchange);
         if !known {
-            tokio::time::timeout(limit, declare_exchange(&live.channels.publish(), &exchange))
-                .await
-                .unwrap_or_else(|_| Err(self.inner.publish_timed_out(limit)))?;
+            let channel = live.channels.publish();
+            self.inner
+                .bounded(limit, declare_exchange(&channel, &exchange))
+                .await?;
             lock(&live.declared).insert(exchange.clone());
         }
         let published = live
@@ -1220,32 +1226,12 @@ async fn delay_queue(inner: &Inner, live: &Live, delay: Duration) -> Result<u128
     );
     let channel = live.channels.publish();
     let declare = async {
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                args,
-            )
-            .await
-            .map_err(backend)?;
-        channel
-            .queue_bind(
-                name.as_str().into(),
-                DELAY_EXCHANGE.into(),
-                format!("{ms}.#").into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(backend)
+        declare_durable_queue(&channel, &name, args).await?;
+        bind_queue(&channel, &name, DELAY_EXCHANGE, &format!("{ms}.#")).await
     };
-    let limit = inner.options.publish_timeout;
-    tokio::time::timeout(limit, declare)
-        .await
-        .unwrap_or_else(|_| Err(inner.publish_timed_out(limit)))?;
+    inner
+        .bounded(inner.options.publish_timeout, declare)
+        .await?;
     lock(&live.declared).insert(name);
     Ok(ms)
 }
