@@ -334,12 +334,13 @@ async fn heard_within(caller: &NatsBroker, n: u32, limit: Duration) {
     panic!("event {n} was not handled within {limit:?}");
 }
 
-/// Case 7 on NATS: an operator deletes the handler's durable consumer; the service notices,
-/// creates it again, and hears events again. Before, the pull loop retried against a consumer
-/// that no longer existed, and the handler heard nothing more. (A deleted stream is not yet
-/// recovered reliably; see the protocol notes.)
+/// Case 7 on NATS: an operator deletes the handler's durable consumer, then its whole stream;
+/// each time the service notices, creates what is missing, and hears events again, including
+/// one published while its consumer was missing. Before, the pull loop retried against a
+/// consumer that no longer existed, and the handler heard nothing more; a stream created again
+/// at once lost its files to the server's removal of the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_consumer_is_created_again() {
+async fn a_deleted_consumer_or_stream_is_created_again() {
     let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
         return;
     };
@@ -361,7 +362,31 @@ async fn a_deleted_consumer_is_created_again() {
         .delete_consumer(&consumer)
         .await
         .expect("the operator deletes the consumer");
-    heard_within(&caller, 2, Duration::from_secs(20)).await;
+    // Published once, while no consumer exists: the one created again must still be given it.
+    js.publish_with_headers(
+        "basidia.events.t_nats_listener_src.ping",
+        json_headers(),
+        "2".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("the stream stores the event");
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !HEARD.lock().unwrap().contains(&2) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the event published while the consumer was missing was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    heard_within(&caller, 5, Duration::from_secs(5)).await;
+
+    js.delete_stream(&stream_name)
+        .await
+        .expect("the operator deletes the stream");
+    heard_within(&caller, 3, Duration::from_secs(20)).await;
+    heard_within(&caller, 4, Duration::from_secs(5)).await;
 
     running.stop().await;
     caller.close().await;

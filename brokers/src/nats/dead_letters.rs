@@ -206,7 +206,7 @@ pub(super) async fn replay(broker: &NatsBroker, which: Replay<'_>) -> Result<usi
             .await
             .map_err(lost)?;
         if let Err(e) = ack.await {
-            lock(&broker.inner.streams).clear();
+            lock(&broker.inner.streams).known.clear();
             return Err(lost(e));
         }
         stream.delete_message(seq).await.map_err(backend)?;

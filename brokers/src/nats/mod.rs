@@ -17,7 +17,7 @@ mod srv;
 
 use dead_letters::{publish_dead_letter, Origin};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -282,7 +282,7 @@ struct Inner {
     link: watch::Sender<LinkState>,
     /// The current link state, packed: what every call and reply checks.
     link_now: Arc<AtomicU64>,
-    streams: Mutex<HashSet<String>>,
+    streams: Mutex<Streams>,
     /// Where RPC requests and replies queue to be published in batches.
     outbox: outbox::Outbox,
     /// The calls made on this connection that wait for replies.
@@ -534,7 +534,7 @@ impl NatsBroker {
             js,
             link,
             link_now,
-            streams: Mutex::new(HashSet::new()),
+            streams: Mutex::new(Streams::default()),
             closed: AtomicBool::new(false),
             shutdown,
         });
@@ -606,8 +606,18 @@ impl NatsBroker {
         subjects: &str,
         retention: jetstream::stream::RetentionPolicy,
     ) -> Result<(), BrokerError> {
-        if lock(&self.inner.streams).contains(name) {
-            return Ok(());
+        let settle = {
+            let streams = lock(&self.inner.streams);
+            if streams.known.contains(name) {
+                return Ok(());
+            }
+            streams
+                .lost
+                .get(name)
+                .map(|at| STREAM_SETTLE.saturating_sub(at.elapsed()))
+        };
+        if let Some(wait) = settle.filter(|w| !w.is_zero()) {
+            tokio::time::sleep(wait).await;
         }
         self.inner
             .js
@@ -622,8 +632,18 @@ impl NatsBroker {
             })
             .await
             .map_err(|e| backend(format!("cannot create stream {name}: {e}")))?;
-        lock(&self.inner.streams).insert(name.to_string());
+        let mut streams = lock(&self.inner.streams);
+        streams.lost.remove(name);
+        streams.known.insert(name.to_string());
         Ok(())
+    }
+
+    /// Forgets that the stream `name` exists, so the next use looks for it (and creates it),
+    /// though not at once: see [`STREAM_SETTLE`].
+    fn stream_lost(&self, name: &str) {
+        let mut streams = lock(&self.inner.streams);
+        streams.known.remove(name);
+        streams.lost.insert(name.to_string(), Instant::now());
     }
 
     /// The dead-letter stream, with its limits: created, or brought to the configured limits if
@@ -646,7 +666,9 @@ impl NatsBroker {
             })
             .await
             .map_err(|e| backend(format!("cannot create stream {DEAD_LETTER_STREAM}: {e}")))?;
-        lock(&self.inner.streams).insert(DEAD_LETTER_STREAM.to_string());
+        lock(&self.inner.streams)
+            .known
+            .insert(DEAD_LETTER_STREAM.to_string());
         Ok(())
     }
 
@@ -660,13 +682,33 @@ impl NatsBroker {
     }
 
     /// The durable pull consumer `name` of the events on `subject`, created (with the source's
-    /// stream, if that is missing) or found.
+    /// stream, if that is missing) or found. `resume` says where a consumer created here starts,
+    /// and learns which stream it was created on.
     async fn event_consumer(
         &self,
         source: &str,
         name: &str,
         subject: &str,
         prefetch: u16,
+        resume: &mut Resume,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, BrokerError> {
+        // A JetStream API request sent while the client switches servers can go unanswered for
+        // good; the caller tries again.
+        tokio::time::timeout(
+            JS_API_LIMIT,
+            self.event_consumer_unbounded(source, name, subject, prefetch, resume),
+        )
+        .await
+        .map_err(|_| BrokerError::Timeout(JS_API_LIMIT))?
+    }
+
+    async fn event_consumer_unbounded(
+        &self,
+        source: &str,
+        name: &str,
+        subject: &str,
+        prefetch: u16,
+        resume: &mut Resume,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, BrokerError> {
         self.ensure_event_stream(source).await?;
         let stream = self
@@ -675,7 +717,9 @@ impl NatsBroker {
             .get_stream(event_stream(source))
             .await
             .map_err(backend)?;
-        stream
+        let info = stream.cached_info();
+        let deliver_policy = resume.policy(info.created);
+        let consumer = stream
             .get_or_create_consumer(
                 name,
                 pull::Config {
@@ -685,13 +729,28 @@ impl NatsBroker {
                     ack_wait: self.inner.options.ack_wait,
                     max_ack_pending: i64::from(prefetch),
                     max_deliver: -1,
-                    // Like a queue bound now: events from here on, not the stream's history.
-                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    deliver_policy,
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))
+            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
+        let found = consumer.cached_info();
+        // A durable found with a backlog resumes above what it has had acknowledged; one created
+        // just now starts after the stream's last event.
+        let start = if found.delivered.stream_sequence > 0 {
+            found.ack_floor.stream_sequence
+        } else {
+            info.state.last_sequence
+        };
+        tracing::debug!(
+            consumer = name,
+            ?deliver_policy,
+            start,
+            "event consumer ready"
+        );
+        resume.created_on(info.created, start);
+        Ok(consumer)
     }
 
     /// Publishes an event and waits for JetStream's acknowledgement, with no time bound of its own.
@@ -723,7 +782,7 @@ impl NatsBroker {
             .await;
         if published.is_err() {
             // Perhaps an operator deleted the stream: look for it (and create it) next time.
-            lock(&self.inner.streams).remove(&event_stream(source));
+            self.stream_lost(&event_stream(source));
         }
         published
     }
@@ -787,6 +846,67 @@ fn consumer_gone(e: &jetstream::consumer::pull::MessagesError) -> bool {
         e.kind(),
         K::ConsumerDeleted | K::MissingHeartbeat | K::NoResponders
     )
+}
+
+/// How long creating or finding a stream and a consumer may take before it is tried again.
+const JS_API_LIMIT: Duration = Duration::from_secs(10);
+
+/// The event streams a broker handle knows exist, and those it saw go missing.
+#[derive(Default)]
+struct Streams {
+    known: HashSet<String>,
+    lost: HashMap<String, Instant>,
+}
+
+/// How long after a stream was seen missing it may be created again. A consumer hears that its
+/// stream was deleted while the server is still removing the stream's files; a stream created
+/// under the same name in that moment loses its files to the removal (seen on nats-server 2.9:
+/// every later store and read fails with "no such file or directory").
+const STREAM_SETTLE: Duration = Duration::from_secs(1);
+
+/// Where a durable event consumer picks up when it has to be created again (an operator deleted
+/// it, or its whole stream). The first creation takes events from then on, as a queue bound now
+/// would. A consumer lost from a stream that is still there resumes after the last event it was
+/// given, so that nothing published meanwhile is missed and nothing handled runs again. A stream
+/// that was deleted and created again (by a publisher, or by this loop) holds only events
+/// published since, so a consumer on it starts from its beginning.
+#[derive(Debug, Default)]
+struct Resume {
+    /// When the stream the consumer was last created on was created.
+    stream_created: Option<time::OffsetDateTime>,
+    /// The stream sequence of the first event not yet given to the handler.
+    next: u64,
+}
+
+impl Resume {
+    fn policy(&self, stream_created: time::OffsetDateTime) -> jetstream::consumer::DeliverPolicy {
+        use jetstream::consumer::DeliverPolicy;
+        match self.stream_created {
+            None => DeliverPolicy::New,
+            Some(created) if created == stream_created => DeliverPolicy::ByStartSequence {
+                start_sequence: self.next.max(1),
+            },
+            Some(_) => DeliverPolicy::All,
+        }
+    }
+
+    fn created_on(&mut self, stream_created: time::OffsetDateTime, done_up_to: u64) {
+        match self.stream_created {
+            Some(created) if created == stream_created => {}
+            Some(_) => {
+                self.stream_created = Some(stream_created);
+                self.next = 1;
+            }
+            None => {
+                self.stream_created = Some(stream_created);
+                self.next = done_up_to.saturating_add(1);
+            }
+        }
+    }
+
+    fn given(&mut self, stream_sequence: u64) {
+        self.next = self.next.max(stream_sequence.saturating_add(1));
+    }
 }
 
 /// How long closing waits for queued messages to be written.
@@ -1253,7 +1373,7 @@ impl Broker for NatsBroker {
         {
             Ok(published) => published,
             Err(_) => {
-                lock(&self.inner.streams).remove(&event_stream(source));
+                self.stream_lost(&event_stream(source));
                 Err(BrokerError::Timeout(limit))
             }
         }
@@ -1305,8 +1425,9 @@ impl Broker for NatsBroker {
         let name = js_name(&binding.queue_name());
         let consumer_name: Arc<str> = Arc::from(name.as_str());
         let prefetch = options.prefetch.max(1);
+        let mut resume = Resume::default();
         let mut consumer = self
-            .event_consumer(&binding.source, &name, &subject, prefetch)
+            .event_consumer(&binding.source, &name, &subject, prefetch, &mut resume)
             .await?;
         let source = binding.source.clone();
         let broker = self.clone();
@@ -1325,7 +1446,7 @@ impl Broker for NatsBroker {
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                         if let Ok(again) = broker
-                            .event_consumer(&source, &name, &subject, prefetch)
+                            .event_consumer(&source, &name, &subject, prefetch, &mut resume)
                             .await
                         {
                             consumer = again;
@@ -1333,9 +1454,24 @@ impl Broker for NatsBroker {
                         continue;
                     }
                 };
+                // A pull request sent to a server that then went away is not always sent again
+                // after the client reconnects elsewhere; the pull would then wait for a missed
+                // heartbeat (half a minute) before anything arrives. Pull afresh instead.
+                let mut link = broker.inner.link.subscribe();
+                let pulled_on = link.borrow_and_update().generation;
+                let reconnected = async move {
+                    let _ = link
+                        .wait_for(|s| s.connected && s.generation != pulled_on)
+                        .await;
+                };
+                tokio::pin!(reconnected);
                 loop {
                     let item = tokio::select! {
                         () = task_cancel.cancelled() => break 'outer,
+                        () = &mut reconnected => {
+                            tracing::debug!(consumer = %name, "reconnected; pulling afresh");
+                            continue 'outer;
+                        }
                         m = messages.next() => m,
                     };
                     let msg = match item {
@@ -1344,7 +1480,7 @@ impl Broker for NatsBroker {
                             // An operator deleted the consumer or its stream: without this the
                             // handler would hear nothing more, ever.
                             tracing::warn!(consumer = %name, "the consumer is gone ({e}); creating it again");
-                            lock(&broker.inner.streams).remove(&event_stream(&source));
+                            broker.stream_lost(&event_stream(&source));
                             break;
                         }
                         Some(Err(e)) => {
@@ -1354,10 +1490,16 @@ impl Broker for NatsBroker {
                         None => break,
                     };
                     backoff = Duration::from_millis(100);
-                    let delivered = msg
+                    let (delivered, sequence) = msg
                         .info()
-                        .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
-                        .unwrap_or(1);
+                        .map(|i| {
+                            (
+                                u32::try_from(i.delivered).unwrap_or(u32::MAX),
+                                i.stream_sequence,
+                            )
+                        })
+                        .unwrap_or((1, 0));
+                    resume.given(sequence);
                     let ack_subject = msg.reply.clone();
                     let (mut core, acker) = msg.split();
                     if dead_letters::replayed_for_another(core.headers.as_ref(), &name) {
@@ -1399,7 +1541,7 @@ impl Broker for NatsBroker {
                 let mut backoff = Duration::from_millis(100);
                 loop {
                     match broker
-                        .event_consumer(&source, &name, &subject, prefetch)
+                        .event_consumer(&source, &name, &subject, prefetch, &mut resume)
                         .await
                     {
                         Ok(again) => {
@@ -1495,6 +1637,35 @@ impl Broker for NatsBroker {
 mod tests {
     use super::*;
     use basidia_core::HeaderValue;
+
+    #[test]
+    fn a_consumer_created_again_picks_up_where_it_should() {
+        use jetstream::consumer::DeliverPolicy;
+        let first = time::OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let second = first + Duration::from_secs(60);
+        let mut resume = Resume::default();
+        assert_eq!(resume.policy(first), DeliverPolicy::New);
+        resume.created_on(first, 41);
+        resume.given(42);
+        resume.given(45);
+        resume.given(43);
+        // The same stream: after the last event given, not from the start or from now.
+        assert_eq!(
+            resume.policy(first),
+            DeliverPolicy::ByStartSequence { start_sequence: 46 }
+        );
+        resume.created_on(first, 0);
+        assert_eq!(resume.next, 46);
+        // A stream created again holds only what was published since.
+        assert_eq!(resume.policy(second), DeliverPolicy::All);
+        resume.created_on(second, 0);
+        assert_eq!(
+            resume.policy(second),
+            DeliverPolicy::ByStartSequence { start_sequence: 1 }
+        );
+        resume.given(u64::MAX);
+        assert_eq!(resume.next, u64::MAX);
+    }
 
     #[test]
     fn credentials_come_out_of_the_url_and_never_show() {
