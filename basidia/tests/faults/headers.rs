@@ -209,3 +209,85 @@ async fn forged_bookkeeping_headers_change_nothing() {
     events_reach(before + 8).await;
     running.stop().await;
 }
+
+/// Every AMQP field type RabbitMQ passes on, at its extremes, where Basidia reads headers: in context headers, in
+/// the call-id stack, as Basidia's own bookkeeping headers, nested, and as text that is not
+/// UTF-8. Each request is answered and each event handled once; nothing drops the connection.
+/// (RabbitMQ itself closes a publisher's connection for a NaN or an infinite float in a header,
+/// and reads the short-string type `s` as a short integer, so no peer can send those.)
+#[tokio::test]
+async fn every_field_type_is_taken() {
+    let Some(url) = url() else { return };
+    let _serial = crate::child::serial().await;
+    let running = start::<Forged>(&url, None, 4).await;
+    let mut peer = RawPeer::new(&url).await;
+
+    let mut nested = FieldTable::default();
+    nested.insert("deeper".into(), AMQPValue::Double(f64::MAX));
+    let values = || -> Vec<(&'static str, AMQPValue)> {
+        vec![
+            ("bool", AMQPValue::Boolean(true)),
+            ("i8", AMQPValue::ShortShortInt(i8::MIN)),
+            ("u8", AMQPValue::ShortShortUInt(u8::MAX)),
+            ("i16", AMQPValue::ShortInt(i16::MIN)),
+            ("u16", AMQPValue::ShortUInt(u16::MAX)),
+            ("i32", AMQPValue::LongInt(i32::MIN)),
+            ("u32", AMQPValue::LongUInt(u32::MAX)),
+            ("i64", AMQPValue::LongLongInt(i64::MIN)),
+            ("f32", AMQPValue::Float(-1.5e38)),
+            ("f64", AMQPValue::Double(f64::MIN)),
+            (
+                "decimal",
+                AMQPValue::DecimalValue(lapin::types::DecimalValue {
+                    scale: u8::MAX,
+                    value: u32::MAX,
+                }),
+            ),
+            (
+                "not utf-8",
+                AMQPValue::LongString(LongString::from(vec![0xff, 0xfe, 0x00, 0xc3])),
+            ),
+            ("timestamp", AMQPValue::Timestamp(u64::MAX)),
+            ("bytes", AMQPValue::ByteArray(vec![0u8, 0xff, 0x80].into())),
+            ("void", AMQPValue::Void),
+            ("table", AMQPValue::FieldTable(nested.clone())),
+            (
+                "array",
+                AMQPValue::FieldArray(FieldArray::from(vec![
+                    AMQPValue::Void,
+                    AMQPValue::LongLongInt(i64::MAX),
+                    AMQPValue::FieldTable(nested.clone()),
+                ])),
+            ),
+        ]
+    };
+    for (kind, value) in values() {
+        for key in [
+            format!("nameko.{kind}"),
+            "nameko.call_id_stack".to_string(),
+            "nameko.auth_token".to_string(),
+            "x-basidia-delivery-count".to_string(),
+            "x-basidia-deadline".to_string(),
+            "x-death".to_string(),
+        ] {
+            hello_answers(
+                &mut peer,
+                &format!("{key} as {kind}"),
+                vec![(key.clone(), value.clone())],
+            )
+            .await;
+        }
+    }
+    // Events carrying the same headers are each handled once.
+    let before = EVENTS.load(Ordering::SeqCst);
+    let mut sent = 0;
+    for (_, value) in values() {
+        publish_event(&peer, "t_forged_src.events", "ping", value).await;
+        sent += 1;
+    }
+    events_reach(before + sent).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(EVENTS.load(Ordering::SeqCst), before + sent);
+    assert_eq!(GOODBYES.load(Ordering::SeqCst), 0);
+    running.stop().await;
+}
