@@ -297,7 +297,7 @@ impl Subscription {
 }
 
 /// The broker contract. Every backend (memory, AMQP, NATS) implements it and passes the
-/// conformance suite in `basidia-brokers`.
+/// conformance suite in `basidia-conformance`.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// A short name of the backend: `memory`, `amqp`, `nats`.

@@ -11,6 +11,8 @@ pub mod context;
 pub mod dependency;
 pub mod envelope;
 pub mod error;
+#[doc(hidden)]
+pub mod internal;
 pub mod message;
 #[doc(hidden)]
 pub mod private;

@@ -69,9 +69,26 @@ pub use basidia_core::{
 };
 pub use basidia_macros::{client, event_handler, rpc, service, timer};
 
-/// Broker backends.
+/// Broker backends, each behind its feature; the memory broker is always there.
 pub mod brokers {
-    pub use basidia_brokers::*;
+    pub use basidia_memory::{DeadLetter, MemoryBroker};
+
+    /// The RabbitMQ backend (feature `amqp`).
+    #[cfg(feature = "amqp")]
+    pub mod amqp {
+        pub use basidia_amqp::*;
+    }
+    /// The NATS backend (feature `nats`).
+    #[cfg(feature = "nats")]
+    pub mod nats {
+        pub use basidia_nats::*;
+    }
+    #[cfg(feature = "amqp")]
+    pub use basidia_amqp::{AmqpBroker, AmqpOptions};
+    #[cfg(feature = "nats")]
+    pub use basidia_nats::{NatsBroker, NatsOptions};
+
+    pub use crate::connect;
 }
 
 /// Wire formats.
@@ -79,11 +96,36 @@ pub mod serializers {
     pub use basidia_serializers::*;
 }
 
-pub use basidia_brokers::{connect, MemoryBroker};
 #[cfg(feature = "amqp")]
-pub use basidia_brokers::{AmqpBroker, AmqpOptions};
+pub use basidia_amqp::{AmqpBroker, AmqpOptions};
+pub use basidia_memory::MemoryBroker;
 #[cfg(feature = "nats")]
-pub use basidia_brokers::{NatsBroker, NatsOptions};
+pub use basidia_nats::{NatsBroker, NatsOptions};
+
+/// Opens a broker by URL scheme: `memory://` (a new in-process broker), `amqp://` or
+/// `amqps://` (RabbitMQ; needs the `amqp` feature), `nats://` or `tls://` (NATS; needs the
+/// `nats` feature).
+pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
+    let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+    match scheme {
+        "memory" => Ok(std::sync::Arc::new(MemoryBroker::new())),
+        #[cfg(feature = "amqp")]
+        "amqp" | "amqps" => Ok(std::sync::Arc::new(AmqpBroker::connect(url).await?)),
+        #[cfg(not(feature = "amqp"))]
+        "amqp" | "amqps" => Err(BrokerError::InvalidUrl(
+            "this build has no AMQP support: enable the `amqp` feature".into(),
+        )),
+        #[cfg(feature = "nats")]
+        "nats" | "tls" => Ok(std::sync::Arc::new(NatsBroker::connect(url).await?)),
+        #[cfg(not(feature = "nats"))]
+        "nats" | "tls" => Err(BrokerError::InvalidUrl(
+            "this build has no NATS support: enable the `nats` feature".into(),
+        )),
+        other => Err(BrokerError::InvalidUrl(format!(
+            "unknown broker scheme {other:?}: expected memory://, amqp://, amqps://, nats:// or tls://"
+        ))),
+    }
+}
 
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use basidia::brokers::conformance::broker_url_from_env;
+use basidia_conformance::broker_url_from_env;
 use common::*;
 
 fn call(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {

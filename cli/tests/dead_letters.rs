@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basidia::brokers::conformance::broker_url_from_env;
 use basidia::prelude::*;
 use basidia::RunnerConfig;
+use basidia_conformance::broker_url_from_env;
 use common::*;
 
 static FIXED: AtomicBool = AtomicBool::new(false);

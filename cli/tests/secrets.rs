@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use basidia::brokers::conformance::broker_url_from_env;
 use basidia::{Context, RpcError, RpcProxy};
+use basidia_conformance::broker_url_from_env;
 
 const URL_VAR: &str = "BASIDIA_SECRETS_CHILD_URL";
 const SECRET: &str = "s3cr3t-t0ken-9f8e7d";

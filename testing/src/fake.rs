@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use basidia_brokers::MemoryBroker;
 use basidia_core::{
     Arguments, Client, EncodedReply, Error, MethodDescription, RemoteError, RpcProxy, Runner,
     RunningServices, Service, ServiceDescription, SharedBroker,
 };
+use basidia_memory::MemoryBroker;
 
 /// One call a fake received.
 #[derive(Debug, Clone, PartialEq)]

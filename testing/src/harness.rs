@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use basidia_brokers::MemoryBroker;
 use basidia_core::{
     Client, Error, EventDispatcher, Format, Inject, InjectContext, NamedService, RpcError,
     RpcProxy, Runner, RunnerConfig, RunningServices, Service, ServiceOptions, SharedBroker,
     WorkerEvent,
 };
+use basidia_memory::MemoryBroker;
 use serde::Serialize;
 use tokio::sync::broadcast;
 

@@ -5,8 +5,7 @@ mod common;
 
 #[tokio::test]
 async fn sample_services_over_amqp() {
-    let Some(url) = basidia::brokers::conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL")
-    else {
+    let Some(url) = basidia_conformance::broker_url_from_env("BASIDIA_TEST_AMQP_URL") else {
         return;
     };
     common::exercise(&url).await;
