@@ -31,7 +31,10 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Padded;
+use super::{outbox, Padded};
+use crate::wire::{fits_subject, message_of, rpc_subject, to_nats_headers};
+use basidia_core::internal::{backend, lost};
+use basidia_core::Message;
 
 /// What a call receives: the reply, or why there will be none.
 pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
@@ -231,14 +234,14 @@ impl Calls {
         let replies = client
             .subscribe(format!("{prefix}*"))
             .await
-            .map_err(super::backend)?;
+            .map_err(backend)?;
         let calls = Calls {
             prefix: prefix.clone(),
             pending: Arc::clone(&pending),
         };
         let stop_watchdog = stop.clone();
         tokio::spawn(async move {
-            let replies = super::until_cancelled(replies, stop);
+            let replies = crate::connect::until_cancelled(replies, stop);
             futures_util::pin_mut!(replies);
             while let Some(reply) = replies.next().await {
                 let id = reply
@@ -329,9 +332,208 @@ pub(super) fn push_decimal(out: &mut String, mut n: u64) {
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
+/// How a call was answered.
+enum Answer {
+    Reply(async_nats::Message),
+    /// The server's no-responders status: no instance of the service listens.
+    NoResponders,
+}
+
+const NO_RESPONDERS: async_nats::StatusCode = async_nats::StatusCode::NO_RESPONDERS;
+
+/// Counts a call out of the outbox's in-flight figure when it ends, however it ends.
+struct FinishOnDrop<'a>(&'a outbox::Outbox);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
+impl crate::NatsBroker {
+    pub(crate) async fn rpc_call(
+        &self,
+        service: &str,
+        method: &str,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, BrokerError> {
+        let state = self.check()?;
+        if !fits_subject(service) || !fits_subject(method) {
+            return Err(backend(format!(
+                "cannot call {service:?}.{method:?} over NATS: service and method names must be \
+                 non-empty, without whitespace, `*` or `>`"
+            )));
+        }
+        let size = request.body.len();
+        let max = self.inner.max_payload.load(Ordering::Relaxed);
+        if max > 0 && size > max {
+            return Err(BrokerError::PayloadTooLarge { size, max });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let inner = &self.inner;
+        // A responder that subscribed a moment ago may not be visible to this connection's first
+        // request yet (the server answers "no responders"): ask once more after a short pause
+        // before declaring the service unknown.
+        let mut retried = false;
+        loop {
+            let mut call = inner.calls.register(deadline);
+            let alone = inner.outbox.started() == 0;
+            let _counted = FinishOnDrop(&inner.outbox);
+            // A drop noticed between `check` and the registration failed nothing of this call.
+            if self.link_state().generation != state.generation {
+                return Err(lost("the connection dropped; reconnecting"));
+            }
+            let headers = to_nats_headers(&request);
+            // No timer of the call's own: the registration fails the call when its deadline
+            // passes (see `calls`), as it does when the connection drops.
+            let answered = if alone {
+                // Nothing to gather with: the client's own request helper answers this call
+                // without a hop through the dispatcher.
+                let mut req = async_nats::Request::new()
+                    .payload(request.body.clone())
+                    .timeout(None);
+                if !headers.is_empty() {
+                    req = req.headers(headers);
+                }
+                // Boxed: the helper's future is large, and would otherwise make every call's
+                // future (moved and boxed whole) larger by as much.
+                let subject = async_nats::Subject::from(rpc_subject(service, method));
+                let sent = Box::pin(inner.client.send_request(subject, req));
+                tokio::select! {
+                    r = sent => match r {
+                        Ok(reply) => Ok(Answer::Reply(reply)),
+                        Err(e) => match e.kind() {
+                            async_nats::client::RequestErrorKind::NoResponders => {
+                                Ok(Answer::NoResponders)
+                            }
+                            async_nats::client::RequestErrorKind::MaxPayloadExceeded => {
+                                Err(BrokerError::PayloadTooLarge { size, max })
+                            }
+                            _ => Err(lost(e)),
+                        },
+                    },
+                    failed = &mut call.answer => Err(match failed {
+                        Ok(Err(e)) => e,
+                        _ => BrokerError::Closed,
+                    }),
+                }
+            } else {
+                let out = outbox::Outgoing {
+                    // Built for each attempt (there is seldom a second): a clone would cost the
+                    // subject's buffer a shared header of its own.
+                    subject: async_nats::Subject::from(rpc_subject(service, method)),
+                    call: Some((inner.calls.reply_subject(call.id), call.id)),
+                    headers,
+                    body: request.body.clone(),
+                };
+                outbox::send(inner, out).await;
+                match (&mut call.answer).await {
+                    Ok(Ok(reply)) if reply.status == Some(NO_RESPONDERS) => {
+                        Ok(Answer::NoResponders)
+                    }
+                    Ok(Ok(reply)) => Ok(Answer::Reply(reply)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(BrokerError::Closed),
+                }
+            };
+            match answered {
+                // The registration's deadline passed.
+                Err(BrokerError::Timeout(_)) => return Err(BrokerError::Timeout(timeout)),
+                Err(e) => return Err(e),
+                Ok(Answer::Reply(mut reply)) => return Ok(message_of(&mut reply, 1)),
+                Ok(Answer::NoResponders) if retried => {
+                    return Err(BrokerError::UnknownService(service.to_string()))
+                }
+                Ok(Answer::NoResponders) => {
+                    retried = true;
+                    drop(call);
+                    let pause = tokio::time::Instant::now() + Duration::from_millis(25);
+                    tokio::time::sleep_until(pause.min(deadline)).await;
+                    if pause >= deadline {
+                        return Err(BrokerError::Timeout(timeout));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::DEFAULT_CONTENT_TYPE;
+    use crate::NatsBroker;
+    use basidia_core::{Broker, ConsumeOptions};
+
+    #[tokio::test]
+    async fn finished_calls_leave_no_registration_behind() {
+        let Some(url) = basidia_conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+            return;
+        };
+        let server = NatsBroker::connect(&url).await.expect("connect");
+        let client = NatsBroker::connect(&url).await.expect("connect");
+        let service = format!("t_forget_{}", std::process::id());
+        let mut sub = server
+            .serve(&service, ConsumeOptions::default())
+            .await
+            .expect("serve");
+        let echo = tokio::spawn(async move {
+            while let Some(d) = sub.next().await {
+                if d.routing_key == "echo" {
+                    let body = d.message.body.clone();
+                    let _ = d.reply(Message::new(body, DEFAULT_CONTENT_TYPE)).await;
+                }
+                // "silent" requests are left unanswered, to time out.
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let call = |method: &'static str, timeout: Duration| {
+            let client = client.clone();
+            let service = service.clone();
+            async move {
+                let body = bytes::Bytes::from_static(b"\x91\xa1x");
+                client
+                    .call(
+                        &service,
+                        method,
+                        Message::new(body, DEFAULT_CONTENT_TYPE),
+                        timeout,
+                    )
+                    .await
+            }
+        };
+        call("echo", Duration::from_secs(5))
+            .await
+            .expect("a lone call");
+        let many: Vec<_> = (0..32)
+            .map(|_| tokio::spawn(call("echo", Duration::from_secs(5))))
+            .collect();
+        for c in many {
+            c.await.expect("caller").expect("one of many calls");
+        }
+        let silent = call("silent", Duration::from_millis(200)).await;
+        assert!(matches!(silent, Err(BrokerError::Timeout(_))), "{silent:?}");
+        let unknown = client
+            .call(
+                "t_nobody_here",
+                "m",
+                Message::new(bytes::Bytes::new(), DEFAULT_CONTENT_TYPE),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(
+            matches!(unknown, Err(BrokerError::UnknownService(_))),
+            "{unknown:?}"
+        );
+        assert!(
+            client.inner.calls.pending.is_empty(),
+            "finished calls are still registered"
+        );
+        server.close().await;
+        client.close().await;
+        echo.abort();
+    }
 
     #[test]
     fn call_numbers_print_in_decimal() {

@@ -17,9 +17,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use basidia_core::{BrokerError, Message, Replay, StoredDeadLetter};
 
-use super::{
-    backend, lock, lost, message_of, to_nats_headers, NatsBroker, DEAD_LETTER_STREAM, REASON_HEADER,
-};
+use basidia_core::internal::{backend, lock, lost};
+
+use crate::wire::{message_of, to_nats_headers, DEAD_LETTER_STREAM, REASON_HEADER};
+use crate::NatsBroker;
 
 /// The queue or consumer a dead letter left.
 pub const QUEUE_HEADER: &str = "Basidia-Dead-Letter-Queue";

@@ -35,7 +35,10 @@ use basidia_core::BrokerError;
 use bytes::Bytes;
 use futures_util::Sink;
 
-use super::{Inner, Padded};
+use basidia_core::internal::{lock, lost};
+
+use crate::connect::Inner;
+use crate::Padded;
 
 /// One request or reply waiting to be published.
 #[derive(Clone)]
@@ -113,7 +116,7 @@ impl Outbox {
     /// handed back to publish at once (nobody else will publish soon), or queued with the caller
     /// made the leader, who must then run [`lead`].
     fn offer(&self, out: Outgoing) -> Offer {
-        let mut state = super::lock(&self.state);
+        let mut state = lock(&self.state);
         if state.leader {
             // The leader publishes it.
             state.queue.push(out);
@@ -134,7 +137,7 @@ impl Outbox {
 
     /// Takes everything queued; whoever queues next starts a new batch.
     fn take(&self) -> Vec<Outgoing> {
-        let mut state = super::lock(&self.state);
+        let mut state = lock(&self.state);
         state.leader = false;
         std::mem::take(&mut state.queue)
     }
@@ -199,7 +202,7 @@ async fn publish(inner: &Arc<Inner>, batch: impl IntoIterator<Item = Outgoing>) 
 /// should it fill up.
 fn hand_over(inner: &Inner, batch: impl IntoIterator<Item = Outgoing>) -> Option<Vec<Outgoing>> {
     let mut batch = batch.into_iter();
-    let mut sink = super::lock(&inner.outbox.sink);
+    let mut sink = lock(&inner.outbox.sink);
     let mut cx = Context::from_waker(Waker::noop());
     while let Some(out) = batch.next() {
         match Pin::new(&mut *sink).poll_ready(&mut cx) {
@@ -276,7 +279,7 @@ fn settle(
                         max: inner.max_payload.load(Ordering::Relaxed),
                     }
                 }
-                _ => super::lost(e),
+                _ => lost(e),
             };
             inner.calls.pending.fail(id, error);
         }

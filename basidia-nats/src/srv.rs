@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use basidia_core::internal::backend;
+use basidia_core::BrokerError;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
 /// Figures of one endpoint (an RPC method).
 #[derive(Debug, Default, Clone)]
 struct EndpointStats {
@@ -275,4 +281,76 @@ pub fn basidia_ping_name(answer: &[u8]) -> Option<String> {
     }
     let ping: PingIn = serde_json::from_slice(answer).ok()?;
     (ping.metadata.get(FRAMEWORK_KEY).map(String::as_str) == Some("basidia")).then_some(ping.name)
+}
+
+impl crate::NatsBroker {
+    pub(crate) async fn serve_srv_api(
+        &self,
+        instance: Arc<SrvInstance>,
+        cancel: CancellationToken,
+    ) -> Result<(), BrokerError> {
+        let mut subs = Vec::new();
+        for verb in ["PING", "INFO", "STATS"] {
+            for subject in [
+                format!("$SRV.{verb}"),
+                format!("$SRV.{verb}.{}", instance.name),
+                format!("$SRV.{verb}.{}.{}", instance.name, instance.id),
+            ] {
+                let sub = self
+                    .inner
+                    .client
+                    .subscribe(subject)
+                    .await
+                    .map_err(backend)?;
+                subs.push((verb, sub));
+            }
+        }
+        for (verb, mut sub) in subs {
+            let client = self.inner.client.clone();
+            let instance = Arc::clone(&instance);
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = tokio::select! {
+                        () = cancel.cancelled() => break,
+                        m = sub.next() => match m { Some(m) => m, None => break },
+                    };
+                    if let Some(reply) = msg.reply {
+                        let _ = client.publish(reply, instance.answer(verb).into()).await;
+                    }
+                }
+                let _ = sub.unsubscribe().await;
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn discover_services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let client = &self.inner.client;
+        let inbox = client.new_inbox();
+        let mut sub = client.subscribe(inbox.clone()).await.map_err(backend)?;
+        client
+            .publish_with_reply("$SRV.PING", inbox, bytes::Bytes::new())
+            .await
+            .map_err(backend)?;
+        client.flush().await.map_err(backend)?;
+        // Every instance answers at once; stop once answers pause, and after a second at most.
+        let mut names = std::collections::BTreeSet::new();
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut quiet = Duration::from_millis(300);
+        loop {
+            let wait = quiet.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, sub.next()).await {
+                Ok(Some(msg)) => {
+                    if let Some(name) = basidia_ping_name(&msg.payload) {
+                        names.insert(name);
+                    }
+                    quiet = Duration::from_millis(100);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(Some(names.into_iter().collect()))
+    }
 }

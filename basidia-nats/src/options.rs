@@ -1,0 +1,161 @@
+//! The options of the NATS backend, and what a URL says: servers, credentials.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::ServerAddr;
+use basidia_core::{redact_url, BrokerError};
+
+/// Options of the NATS backend.
+#[derive(Clone)]
+pub struct NatsOptions {
+    /// `nats://[user:password@|token@]host:4222` or `tls://...`.
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed) for decentralised authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for `tls://`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// How long the server waits for word from a handler before it redelivers the event; while a
+    /// handler runs, Basidia reports progress every third of it.
+    pub ack_wait: Duration,
+    /// How long event streams keep messages; an event no handler consumed within it is gone.
+    pub max_event_age: Duration,
+    /// How many messages the client queues for its connection before publishers wait for room
+    /// (2,048 by default).
+    pub command_queue: usize,
+    /// How many bytes of messages one subscription (a service's requests, a broadcast handler's
+    /// events) may hold before the service takes them, 1 GiB by default. The client bounds its
+    /// buffers by message count, so this is turned into a count of messages of the server's
+    /// default `max_payload` (1 MiB); raise it with a larger `max_payload`. Messages beyond it
+    /// are dropped by the client and reported as a slow consumer; their callers' deadlines
+    /// report them.
+    pub subscription_buffer_bytes: usize,
+    /// The most dead letters the dead-letter stream keeps; past it the oldest go first.
+    pub dead_letter_max_count: i64,
+    /// The most bytes the dead-letter stream keeps; past it the oldest go first.
+    pub dead_letter_max_bytes: i64,
+    /// How long a dead letter is kept.
+    pub dead_letter_max_age: Duration,
+    /// The longest an event publish waits for JetStream's acknowledgement when the message has
+    /// no earlier deadline (10 s by default).
+    pub publish_timeout: Duration,
+    /// How many servers of a cluster keep a copy of each stream Basidia creates (events, dead
+    /// letters). 1 by default; 3 in a three-node cluster, so that a node that goes loses no
+    /// acknowledged event.
+    pub stream_replicas: usize,
+}
+
+/// The `max_payload` the server has by default, which sizes subscription buffers.
+pub(crate) const ASSUMED_MAX_PAYLOAD: usize = 1024 * 1024;
+
+impl NatsOptions {
+    /// Options for `url` with defaults.
+    pub fn new(url: &str) -> Self {
+        NatsOptions {
+            url: url.to_string(),
+            credentials_file: None,
+            tls_ca_file: None,
+            ack_wait: Duration::from_secs(10),
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+            command_queue: 2048,
+            subscription_buffer_bytes: 1024 * 1024 * 1024,
+            dead_letter_max_count: 100_000,
+            dead_letter_max_bytes: 256 * 1024 * 1024,
+            dead_letter_max_age: Duration::from_secs(14 * 24 * 3600),
+            stream_replicas: 1,
+            publish_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &redact_url(&self.url))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) enum UrlAuth {
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Splits `scheme://user:password@host` or `scheme://token@host` into the address without
+/// credentials and the credentials.
+pub(crate) fn split_credentials(url: &str) -> (String, UrlAuth) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), UrlAuth::None);
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        None => (url.to_string(), UrlAuth::None),
+        Some((userinfo, host)) => {
+            let auth = match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    UrlAuth::UserPassword(user.to_string(), password.to_string())
+                }
+                None => UrlAuth::Token(userinfo.to_string()),
+            };
+            (format!("{scheme}://{host}{path}"), auth)
+        }
+    }
+}
+
+/// The servers of a URL that may name several, `nats://a:4222,nats://b:4222` (a bare
+/// `host:port` after the first takes its scheme), and the credentials the first of them that
+/// has any carries. The client also learns the other servers a cluster announces.
+pub(crate) fn server_list(url: &str) -> Result<(Vec<ServerAddr>, UrlAuth), BrokerError> {
+    let scheme = url.split_once("://").map_or("nats", |(s, _)| s);
+    let mut servers = Vec::new();
+    let mut auth = UrlAuth::None;
+    for part in url.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let part = if part.contains("://") {
+            part.to_string()
+        } else {
+            format!("{scheme}://{part}")
+        };
+        let (address, part_auth) = split_credentials(&part);
+        if matches!(auth, UrlAuth::None) {
+            auth = part_auth;
+        }
+        let addr: ServerAddr = address
+            .parse()
+            .map_err(|e| BrokerError::InvalidUrl(format!("{}: {e}", redact_url(&part))))?;
+        servers.push(addr);
+    }
+    if servers.is_empty() {
+        return Err(BrokerError::InvalidUrl(format!("{url:?} names no server")));
+    }
+    Ok((servers, auth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_out_of_the_url_and_never_show() {
+        let (servers, auth) = server_list("nats://app:pw@a:4222, b:4223,nats://c:4224").unwrap();
+        assert_eq!(servers.len(), 3);
+        assert!(matches!(auth, UrlAuth::UserPassword(ref u, ref p) if u == "app" && p == "pw"));
+        assert!(server_list(" , ").is_err());
+        let (addr, auth) = split_credentials("nats://app:pw@host:4222");
+        assert_eq!(addr, "nats://host:4222");
+        assert!(matches!(auth, UrlAuth::UserPassword(u, p) if u == "app" && p == "pw"));
+        let (addr, auth) = split_credentials("tls://tok@host");
+        assert_eq!(addr, "tls://host");
+        assert!(matches!(auth, UrlAuth::Token(t) if t == "tok"));
+        assert!(matches!(split_credentials("nats://host").1, UrlAuth::None));
+        assert_eq!(redact_url("nats://app:pw@host"), "nats://app:***@host");
+        assert_eq!(redact_url("nats://tok@host"), "nats://***@host");
+        assert!(!format!("{:?}", NatsOptions::new("nats://a:secret@h")).contains("secret"));
+    }
+}
