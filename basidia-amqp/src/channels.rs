@@ -15,11 +15,15 @@ use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 
-use super::{bind_queue, declare_durable_queue, lock, wire, Inner, Live, REPLY_QUEUE_EXPIRES_MS};
-use basidia_core::internal::{backend, lost};
+use crate::connect::{bind_queue, declare_durable_queue, Inner, Live};
+use crate::wire;
+use basidia_core::internal::{backend, lock, lost};
+
+/// How long an idle reply queue lives (Nameko's value).
+const REPLY_QUEUE_EXPIRES_MS: i64 = 300_000;
 
 /// The shared publishing channels of a connection.
-pub(super) struct Shared {
+pub(crate) struct Shared {
     /// Confirm mode: events, retries and dead letters, each awaited.
     publish: Mutex<Channel>,
     /// No confirms: RPC requests (mandatory) and replies, the hot path.
@@ -27,7 +31,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(publish: Channel, rpc: Channel) -> Self {
+    pub(crate) fn new(publish: Channel, rpc: Channel) -> Self {
         Shared {
             publish: Mutex::new(publish),
             rpc: Mutex::new(rpc),
@@ -35,17 +39,17 @@ impl Shared {
     }
 
     /// The confirm channel.
-    pub(super) fn publish(&self) -> Channel {
+    pub(crate) fn publish(&self) -> Channel {
         lock(&self.publish).clone()
     }
 
     /// The RPC channel.
-    pub(super) fn rpc(&self) -> Channel {
+    pub(crate) fn rpc(&self) -> Channel {
         lock(&self.rpc).clone()
     }
 
     /// Replaces whichever of the two the broker has closed.
-    pub(super) async fn repair(&self, inner: &Arc<Inner>, connection: &Connection) {
+    pub(crate) async fn repair(&self, inner: &Arc<Inner>, connection: &Connection) {
         if !self.publish().status().connected() {
             match open_publish(connection).await {
                 Ok(c) => {
@@ -68,7 +72,7 @@ impl Shared {
 }
 
 /// A channel in confirm mode.
-pub(super) async fn open_publish(connection: &Connection) -> Result<Channel, BrokerError> {
+pub(crate) async fn open_publish(connection: &Connection) -> Result<Channel, BrokerError> {
     let channel = connection.create_channel().await.map_err(lost)?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -78,7 +82,7 @@ pub(super) async fn open_publish(connection: &Connection) -> Result<Channel, Bro
 }
 
 /// A channel for requests and replies, with the task that fails calls the broker returns.
-pub(super) async fn open_rpc(
+pub(crate) async fn open_rpc(
     inner: &Arc<Inner>,
     connection: &Connection,
 ) -> Result<Channel, BrokerError> {
@@ -89,7 +93,7 @@ pub(super) async fn open_rpc(
 
 /// Declares the process's reply queue (Nameko's shape: bound to the RPC exchange by the reply
 /// key, expiring when unused) and consumes it.
-pub(super) async fn open_replies(
+pub(crate) async fn open_replies(
     inner: &Inner,
     connection: &Connection,
 ) -> Result<(Channel, lapin::Consumer), BrokerError> {
@@ -124,7 +128,7 @@ pub(super) async fn open_replies(
 
 /// Whether `live` is still the connection in use and up: if not, the supervisor is replacing
 /// it, and resumes what it needs itself.
-pub(super) fn still_current(inner: &Inner, live: &Live) -> bool {
+pub(crate) fn still_current(inner: &Inner, live: &Live) -> bool {
     live.connection.status().connected()
         && inner
             .state
@@ -135,7 +139,7 @@ pub(super) fn still_current(inner: &Inner, live: &Live) -> bool {
 
 /// Runs `open` until it succeeds, backing off between tries, as long as `live` is current and
 /// `stopped` does not say otherwise; `None` if it gave up for either reason.
-pub(super) async fn reopen<T, F, Fut>(
+pub(crate) async fn reopen<T, F, Fut>(
     inner: &Weak<Inner>,
     live: &Weak<Live>,
     what: &str,
@@ -170,7 +174,7 @@ where
 /// Hands replies to the calls waiting for them. Should the broker cancel the consumer (the
 /// reply queue deleted) or close its channel, the queue is declared and consumed again, so
 /// that calls do not all time out from then on.
-pub(super) async fn route_replies(
+pub(crate) async fn route_replies(
     inner: Weak<Inner>,
     live: Weak<Live>,
     (mut channel, mut consumer): (Channel, lapin::Consumer),

@@ -1,4 +1,5 @@
-//! Listing and replaying the dead letters in `basidia.dead-letters`.
+//! The dead letters in `basidia.dead-letters`: declaring their queue, listing and replaying
+//! them.
 //!
 //! Listing takes messages with `basic.get` without acknowledging them and closes the channel,
 //! which puts them all back in their places: the queue is read, not consumed. Replaying
@@ -10,12 +11,19 @@ use std::time::Duration;
 
 use basidia_core::{BrokerError, Replay, StoredDeadLetter};
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection};
 
-use super::channels::open_publish;
-use super::{wire, Live, DEAD_LETTER_QUEUE};
+use crate::channels::open_publish;
+use crate::connect::Live;
+use crate::options::AmqpOptions;
+use crate::wire;
 use basidia_core::internal::{backend, lost};
+
+/// The exchange dead letters are published to.
+pub const DEAD_LETTER_EXCHANGE: &str = "basidia.dead-letter";
+/// The queue that keeps dead letters (bound to [`DEAD_LETTER_EXCHANGE`] with `#`).
+pub const DEAD_LETTER_QUEUE: &str = "basidia.dead-letters";
 
 /// What a dead letter is called when it was kept before dead letters had ids.
 const NO_ID: &str = "-";
@@ -60,7 +68,7 @@ async fn depth(channel: &lapin::Channel) -> Result<u32, BrokerError> {
     Ok(q.message_count())
 }
 
-pub(super) async fn list(live: &Live, limit: usize) -> Result<Vec<StoredDeadLetter>, BrokerError> {
+pub(crate) async fn list(live: &Live, limit: usize) -> Result<Vec<StoredDeadLetter>, BrokerError> {
     let channel = live.connection.create_channel().await.map_err(lost)?;
     let mut out = Vec::new();
     // Each message is read once, however many arrive meanwhile.
@@ -94,7 +102,7 @@ fn replay_properties(props: &BasicProperties) -> BasicProperties {
     props.clone().with_headers(table)
 }
 
-pub(super) async fn replay(live: &Live, which: Replay<'_>) -> Result<usize, BrokerError> {
+pub(crate) async fn replay(live: &Live, which: Replay<'_>) -> Result<usize, BrokerError> {
     let channel = open_publish(&live.connection).await?;
     let mut replayed = 0;
     let mut left = depth(&channel).await?;
@@ -147,4 +155,64 @@ pub(super) async fn replay(live: &Live, which: Replay<'_>) -> Result<usize, Brok
     }
     let _ = channel.close(200, "replayed".into()).await;
     Ok(replayed)
+}
+
+/// Declares the dead-letter queue with its limits (the oldest dead letters go first once one is
+/// reached). A queue declared earlier with other limits (or none) cannot take new ones by
+/// declaration; it is used as it is, with a warning that an operator policy can set them.
+pub(crate) async fn declare_dead_letter_queue(
+    connection: &Connection,
+    opts: &AmqpOptions,
+) -> Result<(), BrokerError> {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(opts.dead_letter_max_count),
+    );
+    args.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongLongInt(opts.dead_letter_max_bytes),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("drop-head")),
+    );
+    // On a channel of its own: a refused declaration closes the channel it was made on.
+    let channel = connection.create_channel().await.map_err(lost)?;
+    let declared = channel
+        .queue_declare(
+            DEAD_LETTER_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await;
+    match declared {
+        Ok(_) => {
+            let _ = channel.close(200, "declared".into()).await;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                queue = DEAD_LETTER_QUEUE,
+                "the dead-letter queue exists with other limits than configured ({e}); keeping it as it is: delete it to have it declared again, or set its limits with a policy"
+            );
+            let channel = connection.create_channel().await.map_err(lost)?;
+            channel
+                .queue_declare(
+                    DEAD_LETTER_QUEUE.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(backend)?;
+            let _ = channel.close(200, "declared".into()).await;
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,114 @@
+//! The options of the AMQP backend, and what connecting reads from them: the nodes the URL
+//! names and the TLS configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use basidia_core::{redact_url, BrokerError};
+
+/// Nameko's default RPC exchange.
+pub const DEFAULT_RPC_EXCHANGE: &str = "nameko-rpc";
+
+/// Options of the AMQP backend.
+#[derive(Clone)]
+pub struct AmqpOptions {
+    /// `amqp://user:password@host:port/vhost` or `amqps://...`.
+    pub url: String,
+    /// The RPC exchange (Nameko's `rpc_exchange`).
+    pub rpc_exchange: String,
+    /// A PEM file of CA certificates to trust for `amqps://`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The longest pause between reconnection attempts.
+    pub max_reconnect_backoff: Duration,
+    /// The largest message body accepted before sending.
+    pub max_payload: usize,
+    /// The longest a publish (an event, a retry, a dead letter) waits for the broker's confirm
+    /// when the message has no earlier deadline. A broker under an alarm takes nothing until it
+    /// clears; this bounds how long a dispatcher waits for that.
+    pub publish_timeout: Duration,
+    /// Declare durable event queues (service pool and singleton handlers) as quorum queues:
+    /// replicated across a cluster's nodes, and counting deliveries themselves, so that
+    /// `event_max_deliveries` holds even when a handler takes its process down each time. Off by
+    /// default: an existing classic queue cannot change its type (delete it first), and Nameko
+    /// peers sharing the queue must declare it the same way.
+    pub quorum_event_queues: bool,
+    /// The most dead letters the dead-letter queue keeps (`x-max-length`); past it RabbitMQ
+    /// drops the oldest.
+    pub dead_letter_max_count: i64,
+    /// The most bytes of message bodies the dead-letter queue keeps (`x-max-length-bytes`);
+    /// past it RabbitMQ drops the oldest.
+    pub dead_letter_max_bytes: i64,
+}
+
+impl AmqpOptions {
+    /// Options for `url` with Nameko's defaults.
+    pub fn new(url: &str) -> Self {
+        AmqpOptions {
+            url: url.to_string(),
+            rpc_exchange: DEFAULT_RPC_EXCHANGE.to_string(),
+            tls_ca_file: None,
+            max_reconnect_backoff: Duration::from_secs(5),
+            max_payload: 128 * 1024 * 1024,
+            publish_timeout: Duration::from_secs(10),
+            quorum_event_queues: false,
+            dead_letter_max_count: 100_000,
+            dead_letter_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for AmqpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpOptions")
+            .field("url", &redact_url(&self.url))
+            .field("rpc_exchange", &self.rpc_exchange)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpOptions {
+    /// The nodes the URL names, in its order: a URL may name several nodes of a cluster,
+    /// `amqp://a/%2f,amqp://b/%2f`.
+    pub(crate) fn nodes(&self) -> Result<Vec<&str>, BrokerError> {
+        let urls: Vec<&str> = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(BrokerError::InvalidUrl("the URL names no broker".into()));
+        }
+        Ok(urls)
+    }
+
+    /// The TLS configuration for `amqps://` nodes, trusting the certificates of
+    /// [`tls_ca_file`](Self::tls_ca_file) when it is set.
+    pub(crate) fn tls_config(&self) -> Result<lapin::tcp::OwnedTLSConfig, BrokerError> {
+        let mut tls = lapin::tcp::OwnedTLSConfig::default();
+        if let Some(path) = &self.tls_ca_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                BrokerError::InvalidUrl(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            tls.cert_chain = Some(pem);
+        }
+        Ok(tls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://app:s3cret@rabbit:5672/%2f"),
+            "amqp://app:***@rabbit:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://rabbit/"), "amqp://rabbit/");
+        let opts = AmqpOptions::new("amqps://app:s3cret@rabbit/");
+        assert!(!format!("{opts:?}").contains("s3cret"));
+    }
+}
