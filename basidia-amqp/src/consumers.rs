@@ -6,13 +6,13 @@ use std::sync::{Arc, Weak};
 
 use basidia_core::internal::{backend, lock, lost};
 use basidia_core::{
-    rpc_queue_name, BrokerError, ConsumeOptions, Delivery, EventBinding, Subscription,
+    rpc_queue_name, BrokerError, ConsumeOptions, Delivery, DeliveryReceiver, DeliverySender,
+    EventBinding, Subscription,
 };
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{AmqpBroker, Inner, Live};
@@ -33,7 +33,7 @@ pub(crate) enum ConsumerKind {
 pub(crate) struct ConsumerSpec {
     kind: ConsumerKind,
     options: ConsumeOptions,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: DeliverySender,
     cancel: CancellationToken,
 }
 
@@ -42,8 +42,8 @@ impl AmqpBroker {
         &self,
         kind: ConsumerKind,
         options: ConsumeOptions,
-    ) -> (u64, Arc<ConsumerSpec>, mpsc::UnboundedReceiver<Delivery>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (u64, Arc<ConsumerSpec>, DeliveryReceiver) {
+        let (tx, rx) = basidia_core::delivery_channel();
         let spec = Arc::new(ConsumerSpec {
             kind,
             options,

@@ -11,6 +11,7 @@ pub const DEFAULT_RPC_EXCHANGE: &str = "nameko-rpc";
 
 /// Options of the AMQP backend.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct AmqpOptions {
     /// `amqp://user:password@host:port/vhost` or `amqps://...`.
     pub url: String,
@@ -54,6 +55,62 @@ impl AmqpOptions {
             dead_letter_max_count: 100_000,
             dead_letter_max_bytes: 256 * 1024 * 1024,
         }
+    }
+
+    /// Sets [`rpc_exchange`](Self::rpc_exchange).
+    #[must_use]
+    pub fn with_rpc_exchange(mut self, rpc_exchange: impl Into<String>) -> Self {
+        self.rpc_exchange = rpc_exchange.into();
+        self
+    }
+
+    /// Sets [`tls_ca_file`](Self::tls_ca_file).
+    #[must_use]
+    pub fn with_tls_ca_file(mut self, tls_ca_file: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(tls_ca_file.into());
+        self
+    }
+
+    /// Sets [`max_reconnect_backoff`](Self::max_reconnect_backoff).
+    #[must_use]
+    pub fn with_max_reconnect_backoff(mut self, max_reconnect_backoff: Duration) -> Self {
+        self.max_reconnect_backoff = max_reconnect_backoff;
+        self
+    }
+
+    /// Sets [`max_payload`](Self::max_payload).
+    #[must_use]
+    pub fn with_max_payload(mut self, max_payload: usize) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+
+    /// Sets [`publish_timeout`](Self::publish_timeout).
+    #[must_use]
+    pub fn with_publish_timeout(mut self, publish_timeout: Duration) -> Self {
+        self.publish_timeout = publish_timeout;
+        self
+    }
+
+    /// Sets [`quorum_event_queues`](Self::quorum_event_queues).
+    #[must_use]
+    pub fn with_quorum_event_queues(mut self, quorum_event_queues: bool) -> Self {
+        self.quorum_event_queues = quorum_event_queues;
+        self
+    }
+
+    /// Sets [`dead_letter_max_count`](Self::dead_letter_max_count).
+    #[must_use]
+    pub fn with_dead_letter_max_count(mut self, dead_letter_max_count: i64) -> Self {
+        self.dead_letter_max_count = dead_letter_max_count;
+        self
+    }
+
+    /// Sets [`dead_letter_max_bytes`](Self::dead_letter_max_bytes).
+    #[must_use]
+    pub fn with_dead_letter_max_bytes(mut self, dead_letter_max_bytes: i64) -> Self {
+        self.dead_letter_max_bytes = dead_letter_max_bytes;
+        self
     }
 }
 

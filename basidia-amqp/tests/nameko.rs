@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use basidia::envelope::NoKwargs;
 use basidia::prelude::*;
 use basidia::{ErrorKind, Format};
+use basidia_core::envelope::NoKwargs;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

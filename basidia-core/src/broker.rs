@@ -254,7 +254,7 @@ pub struct Subscription {
 }
 
 enum Source {
-    Channel(mpsc::UnboundedReceiver<Delivery>),
+    Channel(DeliveryReceiver),
     Stream(Pin<Box<dyn Stream<Item = Delivery> + Send>>),
 }
 
@@ -264,10 +264,42 @@ impl fmt::Debug for Subscription {
     }
 }
 
+/// A channel from a backend's consume loop to a [`Subscription`]: unbounded, because the backend
+/// bounds what is unsettled itself (a prefetch count, `max_ack_pending`).
+pub fn delivery_channel() -> (DeliverySender, DeliveryReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (DeliverySender(tx), DeliveryReceiver(rx))
+}
+
+/// The backend's end of a [`delivery_channel`].
+#[derive(Debug, Clone)]
+pub struct DeliverySender(mpsc::UnboundedSender<Delivery>);
+
+impl DeliverySender {
+    /// Hands `delivery` to the subscription; gives it back if the subscription is gone.
+    pub fn send(&self, delivery: Delivery) -> Result<(), Box<Delivery>> {
+        self.0.send(delivery).map_err(|e| Box::new(e.0))
+    }
+
+    /// Whether the subscription is gone.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Waits until the subscription is gone.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+}
+
+/// The subscription's end of a [`delivery_channel`]; see [`Subscription::new`].
+#[derive(Debug)]
+pub struct DeliveryReceiver(mpsc::UnboundedReceiver<Delivery>);
+
 impl Subscription {
     /// A subscription fed by `rx`; `guard` is dropped when the subscription is, and should
     /// cancel the consumer at the broker.
-    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
+    pub fn new(rx: DeliveryReceiver, guard: Box<dyn Send + Sync>) -> Self {
         Subscription {
             source: Source::Channel(rx),
             _guard: guard,
@@ -290,7 +322,7 @@ impl Subscription {
     /// The next delivery; `None` once the consumer is cancelled or the broker is closed.
     pub async fn next(&mut self) -> Option<Delivery> {
         match &mut self.source {
-            Source::Channel(rx) => rx.recv().await,
+            Source::Channel(rx) => rx.0.recv().await,
             Source::Stream(stream) => stream.next().await,
         }
     }

@@ -41,6 +41,34 @@ pub struct WorkerEvent {
     pub error: Option<RemoteError>,
 }
 
+/// A stream of [`WorkerEvent`]s, from [`Runner::observe`](crate::Runner::observe) or
+/// [`RunningServices::observe`](crate::RunningServices::observe). An observer that falls behind
+/// by more than the buffer (1,024 events) misses the oldest of them.
+#[derive(Debug)]
+pub struct WorkerEvents(broadcast::Receiver<WorkerEvent>);
+
+impl WorkerEvents {
+    pub(crate) fn new(rx: broadcast::Receiver<WorkerEvent>) -> Self {
+        WorkerEvents(rx)
+    }
+
+    /// The next event; `None` once every service is stopped.
+    pub async fn next(&mut self) -> Option<WorkerEvent> {
+        loop {
+            match self.0.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Another observer, which sees the events from now on.
+    pub fn resubscribe(&self) -> Self {
+        WorkerEvents(self.0.resubscribe())
+    }
+}
+
 struct Shared {
     name: String,
     service: Arc<dyn Service>,

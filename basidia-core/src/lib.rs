@@ -6,7 +6,7 @@
 
 pub mod broker;
 pub mod config;
-pub mod container;
+mod container;
 pub mod context;
 pub mod dependency;
 pub mod envelope;
@@ -21,11 +21,12 @@ pub mod runner;
 pub mod service;
 
 pub use broker::{
-    event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery, EventBinding,
-    HandlerType, Replay, Settle, SharedBroker, StoredDeadLetter, Subscription,
+    delivery_channel, event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery,
+    DeliveryReceiver, DeliverySender, EventBinding, HandlerType, Replay, Settle, SharedBroker,
+    StoredDeadLetter, Subscription,
 };
 pub use config::{parse_duration, redact_url, RunnerConfig, ServiceOverrides, ServiceSettings};
-pub use container::{ServiceContainer, WorkerEvent};
+pub use container::{WorkerEvent, WorkerEvents};
 pub use context::Context;
 pub use dependency::{
     Config, Dependency, DependencyProvider, EntrypointKind, EventDispatcher, FieldOptions, Inject,

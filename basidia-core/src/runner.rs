@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::broker::SharedBroker;
 use crate::config::RunnerConfig;
-use crate::container::{ServiceContainer, WorkerEvent};
+use crate::container::{ServiceContainer, WorkerEvent, WorkerEvents};
 use crate::dependency::{DependencyProvider, Inject, InjectContext};
 use crate::error::Error;
 use crate::proxy::RpcProxy;
@@ -181,8 +181,8 @@ impl Runner {
     }
 
     /// Observes finished workers.
-    pub fn observe(&self) -> broadcast::Receiver<WorkerEvent> {
-        self.observers.subscribe()
+    pub fn observe(&self) -> WorkerEvents {
+        WorkerEvents::new(self.observers.subscribe())
     }
 
     /// Builds and starts every service; on a failure the ones started are stopped again.
@@ -292,9 +292,12 @@ impl RunningServices {
         self.containers.iter().map(ServiceContainer::name).collect()
     }
 
-    /// The containers.
-    pub fn containers(&self) -> &[ServiceContainer] {
-        &self.containers
+    /// What each running service says about itself.
+    pub fn descriptions(&self) -> Vec<&crate::ServiceDescription> {
+        self.containers
+            .iter()
+            .map(ServiceContainer::description)
+            .collect()
     }
 
     /// The broker.
@@ -308,8 +311,8 @@ impl RunningServices {
     }
 
     /// Observes finished workers.
-    pub fn observe(&self) -> broadcast::Receiver<WorkerEvent> {
-        self.observers.subscribe()
+    pub fn observe(&self) -> WorkerEvents {
+        WorkerEvents::new(self.observers.subscribe())
     }
 
     /// Stops every service, side by side: each stops taking work at once and drains within its

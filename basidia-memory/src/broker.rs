@@ -10,7 +10,7 @@ use basidia_core::{
     event_exchange_name, rpc_queue_name, Broker, BrokerError, ConsumeOptions, EventBinding,
     HandlerType, Message, Subscription,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::dead_letters::DeadLetter;
 use crate::hub::{publish_to, pump, read, write, Consumer, ConsumerGuard, Hub, Pending, Queue};
@@ -121,7 +121,7 @@ impl MemoryBroker {
     }
 
     fn add_consumer(&self, queue: &Arc<Queue>, prefetch: u16) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = basidia_core::delivery_channel();
         let id = self.hub.next_consumer.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = lock(&queue.state);

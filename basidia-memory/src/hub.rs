@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use basidia_core::internal::lock;
 use basidia_core::{Delivery, Message};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::dead_letters::DeadLetter;
 use crate::settle::MemorySettle;
@@ -21,7 +21,7 @@ pub(crate) struct Entry {
 /// A consumer of a queue, and how many of its deliveries are still unsettled.
 pub(crate) struct Consumer {
     pub(crate) id: u64,
-    pub(crate) tx: mpsc::UnboundedSender<Delivery>,
+    pub(crate) tx: basidia_core::DeliverySender,
     pub(crate) prefetch: u16,
     pub(crate) in_flight: u16,
 }
@@ -182,7 +182,7 @@ pub(crate) fn pump(queue: &Arc<Queue>, st: &mut QueueState) {
         let delivery = Delivery::new(entry.message, entry.routing_key, Box::new(settle));
         match consumer.tx.send(delivery) {
             Ok(()) => consumer.in_flight += 1,
-            Err(mpsc::error::SendError(d)) => {
+            Err(d) => {
                 // The consumer went away between the check and the send: take the delivery back
                 // without triggering its redelivery (we hold the lock) and try another consumer.
                 let (mut message, routing_key, _) = d.into_parts();

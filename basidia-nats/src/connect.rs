@@ -207,8 +207,11 @@ impl NatsBroker {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// The underlying client (for tests and tooling).
-    pub fn client(&self) -> &async_nats::Client {
+    /// The async-nats client underneath, for what Basidia does not offer (server information,
+    /// JetStream administration). Unstable: its type follows the async-nats version Basidia
+    /// depends on, which may change in any release, and anything done with it bypasses
+    /// Basidia's bookkeeping.
+    pub fn unstable_raw_client(&self) -> &async_nats::Client {
         &self.inner.client
     }
 

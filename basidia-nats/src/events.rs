@@ -12,7 +12,6 @@ use basidia_core::{
     BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType, Message, Settle, Subscription,
 };
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -251,7 +250,7 @@ impl NatsBroker {
             js_name(&binding.queue_name())
         );
         let cancel = self.inner.shutdown.child_token();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = basidia_core::delivery_channel();
         if binding.handler_type == HandlerType::Broadcast {
             let sub = self
                 .inner

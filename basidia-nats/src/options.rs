@@ -9,6 +9,7 @@ use basidia_core::{redact_url, BrokerError};
 
 /// Options of the NATS backend.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct NatsOptions {
     /// `nats://[user:password@|token@]host:4222` or `tls://...`.
     pub url: String,
@@ -66,6 +67,86 @@ impl NatsOptions {
             stream_replicas: 1,
             publish_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Sets [`credentials_file`](Self::credentials_file).
+    #[must_use]
+    pub fn with_credentials_file(
+        mut self,
+        credentials_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.credentials_file = Some(credentials_file.into());
+        self
+    }
+
+    /// Sets [`tls_ca_file`](Self::tls_ca_file).
+    #[must_use]
+    pub fn with_tls_ca_file(mut self, tls_ca_file: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(tls_ca_file.into());
+        self
+    }
+
+    /// Sets [`ack_wait`](Self::ack_wait).
+    #[must_use]
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Sets [`max_event_age`](Self::max_event_age).
+    #[must_use]
+    pub fn with_max_event_age(mut self, max_event_age: Duration) -> Self {
+        self.max_event_age = max_event_age;
+        self
+    }
+
+    /// Sets [`command_queue`](Self::command_queue).
+    #[must_use]
+    pub fn with_command_queue(mut self, command_queue: usize) -> Self {
+        self.command_queue = command_queue;
+        self
+    }
+
+    /// Sets [`subscription_buffer_bytes`](Self::subscription_buffer_bytes).
+    #[must_use]
+    pub fn with_subscription_buffer_bytes(mut self, subscription_buffer_bytes: usize) -> Self {
+        self.subscription_buffer_bytes = subscription_buffer_bytes;
+        self
+    }
+
+    /// Sets [`dead_letter_max_count`](Self::dead_letter_max_count).
+    #[must_use]
+    pub fn with_dead_letter_max_count(mut self, dead_letter_max_count: i64) -> Self {
+        self.dead_letter_max_count = dead_letter_max_count;
+        self
+    }
+
+    /// Sets [`dead_letter_max_bytes`](Self::dead_letter_max_bytes).
+    #[must_use]
+    pub fn with_dead_letter_max_bytes(mut self, dead_letter_max_bytes: i64) -> Self {
+        self.dead_letter_max_bytes = dead_letter_max_bytes;
+        self
+    }
+
+    /// Sets [`dead_letter_max_age`](Self::dead_letter_max_age).
+    #[must_use]
+    pub fn with_dead_letter_max_age(mut self, dead_letter_max_age: Duration) -> Self {
+        self.dead_letter_max_age = dead_letter_max_age;
+        self
+    }
+
+    /// Sets [`publish_timeout`](Self::publish_timeout).
+    #[must_use]
+    pub fn with_publish_timeout(mut self, publish_timeout: Duration) -> Self {
+        self.publish_timeout = publish_timeout;
+        self
+    }
+
+    /// Sets [`stream_replicas`](Self::stream_replicas).
+    #[must_use]
+    pub fn with_stream_replicas(mut self, stream_replicas: usize) -> Self {
+        self.stream_replicas = stream_replicas;
+        self
     }
 }
 

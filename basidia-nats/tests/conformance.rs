@@ -105,6 +105,6 @@ async fn a_delivery_held_past_ack_wait_is_not_redelivered() {
     let after = tokio::time::timeout(Duration::from_millis(1500), sub.next()).await;
     assert!(after.is_err(), "redelivered after its ack");
     drop(sub);
-    let js = async_nats::jetstream::new(broker.client().clone());
+    let js = async_nats::jetstream::new(broker.unstable_raw_client().clone());
     let _ = js.delete_stream(basidia_nats::event_stream(&source)).await;
 }

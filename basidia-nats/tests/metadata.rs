@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use basidia::envelope::{
-    decode_reply, encode_request, encode_request_with, NoKwargs, RequestMetadata,
-};
 use basidia::prelude::*;
 use basidia::{ErrorKind, Format};
+use basidia_core::envelope::{
+    decode_reply, encode_request, encode_request_with, NoKwargs, RequestMetadata,
+};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +58,7 @@ impl Front {
 }
 
 fn epoch_ms(offset_ms: i64) -> i64 {
-    basidia::context::epoch_ms_after(Duration::ZERO) + offset_ms
+    basidia_core::context::epoch_ms_after(Duration::ZERO) + offset_ms
 }
 
 /// Sends `body` with `headers` to `t_meta_back.whoami` as a plain NATS request.

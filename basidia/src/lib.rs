@@ -58,49 +58,59 @@
 //! Only this facade is the stable surface. `crate = "..."` on `#[service]` and `#[client]` names
 //! this crate when it is renamed in `Cargo.toml`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The surface is this explicit list; `tests/public_api.rs` keeps a snapshot of it, so that an
+// item joins or leaves it only on purpose.
+
+// Writing services and their dependencies.
 pub use basidia_core::{
-    broker, config, context, dependency, envelope, error, message, parse_duration, proxy,
-    redact_url, runner, service, Broker, BrokerError, CallOptions, Client, Config, Context,
-    Dependency, DependencyProvider, EntrypointKind, Error, ErrorKind, EventDispatcher,
-    EventPayload, Format, HandlerType, HeaderValue, Headers, Inject, InjectContext, Message,
-    NamedService, Provided, RemoteError, Replay, RpcError, RpcProxy, Runner, RunnerConfig,
-    RunningServices, Service, ServiceDescription, ServiceOptions, ServiceOverrides, ServiceProxy,
-    ServiceSettings, SharedBroker, StoredDeadLetter, WorkerEvent, WorkerInfo,
+    Arguments, Client, Config, Context, Dependency, DependencyProvider, EncodedReply,
+    EntrypointKind, EventDispatcher, EventPayload, Inject, InjectContext, NamedService, Provided,
+    Service, WorkerInfo,
 };
 pub use basidia_macros::{client, event_handler, rpc, service, timer};
 
-/// Broker backends, each behind its feature; the memory broker is always there.
-pub mod brokers {
-    pub use basidia_memory::{DeadLetter, MemoryBroker};
+// Running services.
+pub use basidia_core::{
+    parse_duration, shutdown_signal, Runner, RunnerConfig, RunningServices, ServiceOptions,
+    ServiceOverrides, ServiceSettings, WorkerEvent, WorkerEvents,
+};
 
-    /// The RabbitMQ backend (feature `amqp`).
-    #[cfg(feature = "amqp")]
-    pub mod amqp {
-        pub use basidia_amqp::*;
-    }
-    /// The NATS backend (feature `nats`).
-    #[cfg(feature = "nats")]
-    pub mod nats {
-        pub use basidia_nats::*;
-    }
-    #[cfg(feature = "amqp")]
-    pub use basidia_amqp::{AmqpBroker, AmqpOptions};
-    #[cfg(feature = "nats")]
-    pub use basidia_nats::{NatsBroker, NatsOptions};
+// Calling services.
+pub use basidia_core::{CallOptions, NoKwargs, RpcProxy, ServiceProxy, DEFAULT_TIMEOUT};
+pub use basidia_serializers::{Format, Value};
 
-    pub use crate::connect;
-}
+// Errors.
+pub use basidia_core::{BoxError, BrokerError, Error, ErrorKind, RemoteError, RpcError};
 
-/// Wire formats.
-pub mod serializers {
-    pub use basidia_serializers::*;
-}
+// What services say about themselves (`describe`, the shell's help).
+pub use basidia_core::{
+    EventHandlerDescription, HandlerType, MethodDescription, ParamDescription, ServiceDescription,
+    TimerDescription,
+};
 
+// Brokers.
 #[cfg(feature = "amqp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use basidia_amqp::{AmqpBroker, AmqpOptions};
-pub use basidia_memory::MemoryBroker;
+pub use basidia_core::{
+    Broker, HeaderValue, Headers, Message, Replay, SharedBroker, StoredDeadLetter,
+};
+pub use basidia_memory::{DeadLetter, MemoryBroker};
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use basidia_nats::{NatsBroker, NatsOptions};
+
+/// What a broker backend implements, for a backend of one's own: the [`Broker`] trait is at the
+/// crate root; these are the types its methods take and return. `basidia-conformance` checks an
+/// implementation against the contract.
+pub mod broker {
+    pub use basidia_core::{
+        delivery_channel, event_exchange_name, rpc_queue_name, ConsumeOptions, Delivery,
+        DeliveryReceiver, DeliverySender, EventBinding, Settle, Subscription,
+    };
+}
 
 /// Opens a broker by URL scheme: `memory://` (a new in-process broker), `amqp://` or
 /// `amqps://` (RabbitMQ; needs the `amqp` feature), `nats://` or `tls://` (NATS; needs the

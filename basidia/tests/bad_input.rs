@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use basidia::envelope::{decode_reply, encode_request, NoKwargs};
 use basidia::prelude::*;
 use basidia::{Broker, ErrorKind, Format, Message, RunnerConfig, ServiceOverrides};
+use basidia_core::envelope::{decode_reply, encode_request, NoKwargs};
 use basidia_testing::ServiceHarness;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use basidia::envelope::Arguments;
 use basidia::prelude::*;
-use basidia::service::{EncodedReply, MethodDescription, ParamDescription};
+use basidia::{Arguments, EncodedReply, MethodDescription, ParamDescription};
 use basidia::{
     Error, InjectContext, RemoteError, RunnerConfig, ServiceDescription, ServiceOverrides,
     WorkerInfo,
@@ -31,7 +30,7 @@ struct Recorder {
 
 #[async_trait]
 impl DependencyProvider for Recorder {
-    async fn setup(cx: &InjectContext) -> Result<Self, basidia::error::BoxError> {
+    async fn setup(cx: &InjectContext) -> Result<Self, basidia::BoxError> {
         #[derive(Deserialize)]
         struct Section {
             label: String,
@@ -40,7 +39,7 @@ impl DependencyProvider for Recorder {
         log(format!("setup {} for {}", s.label, cx.service()));
         Ok(Recorder { label: s.label })
     }
-    async fn start(&self) -> Result<(), basidia::error::BoxError> {
+    async fn start(&self) -> Result<(), basidia::BoxError> {
         log("start");
         Ok(())
     }
@@ -323,7 +322,7 @@ impl Caller {
     #[rpc]
     async fn dynamic(&self, ms: u64) -> Result<u64, RpcError> {
         self.rpc
-            .call("busy", "work", &(ms,), &basidia::envelope::NoKwargs)
+            .call("busy", "work", &(ms,), &basidia_core::envelope::NoKwargs)
             .await
     }
 }

@@ -180,16 +180,16 @@ const EVENT_PUBLISHERS: usize = 16;
 /// broker that carries the deadline in the envelope (NATS), with one (an hour ahead, so that it
 /// stays ahead while the raw requests go to the Basidia service: see BASIDIA_BENCH_RAW_TARGET).
 fn hello_request(broker: &dyn basidia::Broker) -> anyhow::Result<Vec<u8>> {
-    let metadata = basidia::envelope::RequestMetadata {
+    let metadata = basidia_core::envelope::RequestMetadata {
         deadline_ms: broker
             .metadata_in_envelope()
-            .then(|| basidia::context::epoch_ms_after(Duration::from_secs(3600))),
+            .then(|| basidia_core::context::epoch_ms_after(Duration::from_secs(3600))),
         ..Default::default()
     };
-    Ok(basidia::envelope::encode_request_with(
+    Ok(basidia_core::envelope::encode_request_with(
         basidia::Format::MsgPack,
         &("World",),
-        &basidia::envelope::NoKwargs,
+        &basidia_core::envelope::NoKwargs,
         &metadata,
     )?)
 }
@@ -404,7 +404,7 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
     let basidia_call = hello_call!(client.clone());
     let to_service = std::env::var("BASIDIA_BENCH_RAW_TARGET").as_deref() == Ok("service");
     let subject = if to_service {
-        basidia::brokers::nats::rpc_subject(GreetingServiceClient::SERVICE, "hello")
+        basidia_nats::rpc_subject(GreetingServiceClient::SERVICE, "hello")
     } else {
         subject
     };
@@ -420,7 +420,8 @@ async fn bench_nats(url: &str, quick: bool) -> anyhow::Result<Vec<Measurement>> 
             async move {
                 let r = if std::env::var_os("BASIDIA_BENCH_RAW_HEADERS").is_some() {
                     let mut h = async_nats::HeaderMap::new();
-                    let in_a_minute = basidia::context::epoch_ms_after(Duration::from_secs(60));
+                    let in_a_minute =
+                        basidia_core::context::epoch_ms_after(Duration::from_secs(60));
                     h.insert("Basidia-Deadline", in_a_minute.to_string());
                     raw.request_with_headers(subject, h, body.clone()).await?
                 } else {

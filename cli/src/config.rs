@@ -319,7 +319,7 @@ pub fn load_from(
             origin: origin_of(&figment, "broker"),
             message: format!(
                 "{:?} is not a broker URL: expected memory://, amqp://, amqps://, nats:// or tls://",
-                basidia::redact_url(&settings.broker)
+                basidia_core::redact_url(&settings.broker)
             ),
         });
     }
@@ -431,7 +431,7 @@ pub fn render(loaded: &Loaded) -> String {
     line(
         &mut out,
         "broker",
-        toml::Value::String(basidia::redact_url(&s.broker)),
+        toml::Value::String(basidia_core::redact_url(&s.broker)),
     );
     if let Some(p) = &s.tls_ca_file {
         line(
@@ -584,7 +584,7 @@ pub fn mask(key: &str, value: &serde_json::Value) -> serde_json::Value {
         Value::Array(items) => Value::Array(items.iter().map(|v| mask(key, v)).collect()),
         Value::Null => Value::Null,
         _ if is_secret_key(key) => Value::String("***".into()),
-        Value::String(s) if s.contains("://") => Value::String(basidia::redact_url(s)),
+        Value::String(s) if s.contains("://") => Value::String(basidia_core::redact_url(s)),
         other => other.clone(),
     }
 }
@@ -641,6 +641,6 @@ pub mod human_duration {
 
     /// Reads `"30s"`, `"500ms"` or a number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        basidia::config::duration_serde::deserialize(d)
+        basidia_core::config::duration_serde::deserialize(d)
     }
 }

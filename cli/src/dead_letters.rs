@@ -62,8 +62,8 @@ fn preview(d: &StoredDeadLetter) -> String {
         .content_type
         .as_deref()
         .and_then(Format::from_content_type)
-        .and_then(|f| f.decode::<basidia::serializers::Value>(&m.body).ok())
-        .map(|v| basidia::serializers::value_to_json(&v));
+        .and_then(|f| f.decode::<basidia::Value>(&m.body).ok())
+        .map(|v| basidia_serializers::value_to_json(&v));
     let text = match decoded {
         Some(mut json) => {
             mask_json(&mut json);
@@ -88,8 +88,8 @@ fn mask_json(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if basidia::message::is_secret_key(k) {
-                    *v = serde_json::Value::String(basidia::message::MASKED.into());
+                if basidia_core::message::is_secret_key(k) {
+                    *v = serde_json::Value::String(basidia_core::message::MASKED.into());
                 } else {
                     mask_json(v);
                 }

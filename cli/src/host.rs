@@ -123,7 +123,7 @@ pub async fn run(args: HostArgs, registrations: &[Registration]) -> ExitCode {
         }
     };
     let settings = loaded.settings;
-    let url = basidia::redact_url(&settings.broker);
+    let url = basidia_core::redact_url(&settings.broker);
     let broker = match crate::config::connect(&settings).await {
         Ok(b) => b,
         Err(e) => {
@@ -190,11 +190,11 @@ pub async fn run(args: HostArgs, registrations: &[Registration]) -> ExitCode {
             "basidia: serving {} on {url}; Ctrl-C stops",
             names.join(", ")
         );
-        basidia::runner::shutdown_signal().await;
+        basidia::shutdown_signal().await;
         eprintln!("basidia: stopping (Ctrl-C again to force)");
         tokio::select! {
             () = running.stop() => ExitCode::SUCCESS,
-            () = basidia::runner::shutdown_signal() => {
+            () = basidia::shutdown_signal() => {
                 eprintln!("basidia: forced stop");
                 ExitCode::from(130)
             }

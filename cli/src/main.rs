@@ -203,7 +203,7 @@ fn main() -> ExitCode {
                 }
                 let banner = format!(
                     "Basidia shell on {}.\nType help for the commands; Tab completes; exit or Ctrl-D leaves.",
-                    basidia::redact_url(&settings.broker)
+                    basidia_core::redact_url(&settings.broker)
                 );
                 shell::repl(session, banner).await
             } else {
@@ -330,7 +330,7 @@ where
             Err(e) => {
                 eprintln!(
                     "basidia: cannot connect to {}: {e}",
-                    basidia::redact_url(&settings.broker)
+                    basidia_core::redact_url(&settings.broker)
                 );
                 return false;
             }

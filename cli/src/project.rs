@@ -536,7 +536,7 @@ async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> Exi
     let grace = Duration::from_secs(15);
     let mut seen = snapshot(project);
     let mut child: Option<tokio::process::Child> = None;
-    let mut stop = std::pin::pin!(basidia::runner::shutdown_signal());
+    let mut stop = std::pin::pin!(basidia::shutdown_signal());
     let mut rebuild = true;
     loop {
         if rebuild {
@@ -579,7 +579,7 @@ async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> Exi
                     terminate(&c);
                     tokio::select! {
                         _ = c.wait() => {}
-                        () = basidia::runner::shutdown_signal() => {
+                        () = basidia::shutdown_signal() => {
                             terminate(&c);
                             let _ = c.wait().await;
                         }

@@ -160,13 +160,13 @@ impl Session {
             } => {
                 let result = self
                     .proxy
-                    .call::<basidia::serializers::Value, _, _>(&service, &method, &args, &kwargs)
+                    .call::<basidia::Value, _, _>(&service, &method, &args, &kwargs)
                     .await;
                 if !matches!(result, Err(RpcError::UnknownService(_))) {
                     lock(&self.catalog).services.insert(service);
                 }
                 result
-                    .map(|v| Output::Value(basidia::serializers::value_to_json(&v)))
+                    .map(|v| Output::Value(basidia_serializers::value_to_json(&v)))
                     .map_err(ShellError::Rpc)
             }
             Command::Emit {
@@ -258,7 +258,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn render_method(service: &str, m: &basidia::service::MethodDescription, doc: bool) -> String {
+fn render_method(service: &str, m: &basidia::MethodDescription, doc: bool) -> String {
     let params: Vec<String> = m
         .params
         .iter()
@@ -622,7 +622,7 @@ fn interactive_loop(session: Session, handle: tokio::runtime::Handle, banner: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use basidia::service::{MethodDescription, ParamDescription};
+    use basidia::{MethodDescription, ParamDescription};
 
     #[test]
     fn remote_text_cannot_drive_the_terminal() {

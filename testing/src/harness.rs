@@ -6,11 +6,10 @@ use std::time::Duration;
 use basidia_core::{
     Client, Error, EventDispatcher, Format, Inject, InjectContext, NamedService, RpcError,
     RpcProxy, Runner, RunnerConfig, RunningServices, Service, ServiceOptions, SharedBroker,
-    WorkerEvent,
+    WorkerEvent, WorkerEvents,
 };
 use basidia_memory::MemoryBroker;
 use serde::Serialize;
-use tokio::sync::broadcast;
 
 type AddFn = Box<dyn FnOnce(&mut Runner) + Send>;
 
@@ -91,7 +90,7 @@ impl HarnessBuilder {
 pub struct ServiceHarness {
     broker: MemoryBroker,
     running: RunningServices,
-    observer: broadcast::Receiver<WorkerEvent>,
+    observer: WorkerEvents,
 }
 
 impl std::fmt::Debug for ServiceHarness {
@@ -197,7 +196,7 @@ pub enum WaitError {
 /// Waits for an entrypoint to have run (Nameko's `entrypoint_waiter`).
 #[derive(Debug)]
 pub struct EntrypointWaiter {
-    rx: broadcast::Receiver<WorkerEvent>,
+    rx: WorkerEvents,
     service: String,
     entrypoint: String,
 }
@@ -208,12 +207,12 @@ impl EntrypointWaiter {
     pub async fn wait(mut self, timeout: Duration) -> Result<WorkerEvent, WaitError> {
         let fut = async {
             loop {
-                match self.rx.recv().await {
-                    Ok(ev) if ev.service == self.service && ev.entrypoint == self.entrypoint => {
+                match self.rx.next().await {
+                    Some(ev) if ev.service == self.service && ev.entrypoint == self.entrypoint => {
                         return Ok(ev)
                     }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(WaitError::Stopped),
+                    Some(_) => {}
+                    None => return Err(WaitError::Stopped),
                 }
             }
         };

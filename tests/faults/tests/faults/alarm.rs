@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use basidia::brokers::{AmqpBroker, AmqpOptions};
 use basidia::prelude::*;
+use basidia::{AmqpBroker, AmqpOptions};
 use basidia::{Broker, BrokerError, Message};
 
 use crate::amqp_wire::{start, url};

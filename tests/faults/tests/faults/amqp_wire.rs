@@ -146,8 +146,8 @@ impl RawPeer {
             .as_deref()
             .and_then(basidia::Format::from_content_type)
             .expect("a known reply format");
-        let value: basidia::serializers::Value = format.decode(&d.data).unwrap();
-        (ct, basidia::serializers::value_to_json(&value))
+        let value: basidia::Value = format.decode(&d.data).unwrap();
+        (ct, basidia_serializers::value_to_json(&value))
     }
 }
 

@@ -185,20 +185,20 @@ fn env_ms(var: &str) -> Option<Duration> {
 
 async fn connect_child(url: &str) -> basidia::SharedBroker {
     if url.starts_with("amqp") {
-        let mut options = basidia::brokers::AmqpOptions::new(url);
+        let mut options = basidia::AmqpOptions::new(url);
         options.quorum_event_queues = std::env::var_os(QUORUM_VAR).is_some();
         return std::sync::Arc::new(
-            basidia::brokers::AmqpBroker::connect_with(options)
+            basidia::AmqpBroker::connect_with(options)
                 .await
                 .expect("RabbitMQ answers"),
         );
     }
-    let mut options = basidia::brokers::NatsOptions::new(url);
+    let mut options = basidia::NatsOptions::new(url);
     if let Some(wait) = env_ms(ACK_WAIT_VAR) {
         options.ack_wait = wait;
     }
     std::sync::Arc::new(
-        basidia::brokers::NatsBroker::connect_with(options)
+        basidia::NatsBroker::connect_with(options)
             .await
             .expect("NATS answers"),
     )

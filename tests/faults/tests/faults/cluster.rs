@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basidia::brokers::{AmqpBroker, NatsBroker, NatsOptions};
 use basidia::prelude::*;
+use basidia::{AmqpBroker, NatsBroker, NatsOptions};
 use basidia::{Broker, Message};
 
 use crate::child::{serial, NO_KWARGS};
@@ -189,7 +189,7 @@ async fn a_nats_node_goes_and_calls_and_events_carry_on() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The node the service is connected to goes, as a crashed machine would.
-    let port = server.client().server_info().port;
+    let port = server.unstable_raw_client().server_info().port;
     let victim = nodes
         .iter_mut()
         .find(|n| n.client_port == port)

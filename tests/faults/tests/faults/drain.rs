@@ -16,9 +16,7 @@ use crate::child::{count, scratch_log, wait_for, Host, NO_KWARGS, WORK};
 const SIGTERM_AFTER: Duration = Duration::from_millis(800);
 
 async fn caller(url: &str) -> RpcProxy {
-    let broker = basidia::brokers::connect(url)
-        .await
-        .expect("the broker answers");
+    let broker = basidia::connect(url).await.expect("the broker answers");
     RpcProxy::new(broker).with_timeout(Duration::from_secs(20))
 }
 

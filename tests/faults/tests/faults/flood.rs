@@ -25,7 +25,7 @@ async fn unknown_method_names_do_not_grow_memory() {
     };
     let _serial = serial().await;
     let log = scratch_log("flood");
-    let broker = basidia::brokers::connect(&url).await.unwrap();
+    let broker = basidia::connect(&url).await.unwrap();
     let host = Host::start(&url, &log, &RpcProxy::new(broker.clone())).await;
     let before = host.rss();
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use basidia::brokers::NatsBroker;
 use basidia::prelude::*;
 use basidia::Broker;
+use basidia::NatsBroker;
 use basidia_conformance::broker_url_from_env;
 use futures_util::StreamExt;
 
@@ -237,7 +237,7 @@ async fn dead_letters_are_bounded_masked_and_not_free_to_fill() {
     let raw = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(raw.clone());
     let mut stream = js
-        .get_stream(basidia::brokers::nats::DEAD_LETTER_STREAM)
+        .get_stream(basidia_nats::DEAD_LETTER_STREAM)
         .await
         .unwrap();
     let info = stream.info().await.unwrap();
@@ -276,7 +276,7 @@ async fn dead_letters_are_bounded_masked_and_not_free_to_fill() {
         .unwrap();
     let subject = format!(
         "basidia.deadletter.events.{}",
-        basidia::brokers::nats::js_name("evt-t_nats_doomed_src-boom--t_nats_doomed.on_boom")
+        basidia_nats::js_name("evt-t_nats_doomed_src-boom--t_nats_doomed.on_boom")
     );
     let mut kept = None;
     for _ in 0..100 {
@@ -353,9 +353,8 @@ async fn a_deleted_consumer_or_stream_is_created_again() {
     heard_within(&caller, 1, Duration::from_secs(5)).await;
 
     let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
-    let stream_name = basidia::brokers::nats::event_stream("t_nats_listener_src");
-    let consumer =
-        basidia::brokers::nats::js_name("evt-t_nats_listener_src-ping--t_nats_listener.on_ping");
+    let stream_name = basidia_nats::event_stream("t_nats_listener_src");
+    let consumer = basidia_nats::js_name("evt-t_nats_listener_src-ping--t_nats_listener.on_ping");
     js.get_stream(&stream_name)
         .await
         .unwrap()

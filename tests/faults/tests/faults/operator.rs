@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use basidia::brokers::AmqpBroker;
 use basidia::prelude::*;
+use basidia::AmqpBroker;
 use basidia::{Broker, Message};
 
 use crate::amqp_wire::url;

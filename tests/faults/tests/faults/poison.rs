@@ -29,13 +29,11 @@ async fn forget_earlier_runs(url: &str) {
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
     if let Ok(stream) = js
-        .get_stream(basidia::brokers::nats::event_stream("poison_source"))
+        .get_stream(basidia_nats::event_stream("poison_source"))
         .await
     {
         // A new durable consumer starts with the events sent from then on.
-        let _ = stream
-            .delete_consumer(&basidia::brokers::nats::js_name(QUEUE))
-            .await;
+        let _ = stream.delete_consumer(&basidia_nats::js_name(QUEUE)).await;
     }
 }
 
@@ -43,7 +41,7 @@ async fn capped_across_crashes(url: &str, mode: Mode) {
     let _serial = serial().await;
     forget_earlier_runs(url).await;
     let log = scratch_log("poison");
-    let broker = basidia::brokers::connect(url).await.unwrap();
+    let broker = basidia::connect(url).await.unwrap();
     let proxy = RpcProxy::new(broker.clone());
     let mut host = Host::start_with(url, &log, &proxy, &mode).await;
     let id = uuid::Uuid::new_v4().simple().to_string();
