@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use basidia_core::internal::{backend, lock, lost};
+use basidia_core::internal::{backend, backend_msg, lock, lost, lost_msg};
 use basidia_core::{redact_url, BrokerError, Message};
 use futures_util::StreamExt;
 use lapin::options::{
@@ -131,7 +131,7 @@ impl AmqpBroker {
             .state
             .borrow()
             .clone()
-            .ok_or_else(|| lost("not connected to the broker; reconnecting"))
+            .ok_or_else(|| lost_msg("not connected to the broker; reconnecting"))
     }
 }
 
@@ -211,7 +211,7 @@ impl Live {
             .await
             .map_err(lost)?;
         if confirm.is_nack() {
-            return Err(backend(format!(
+            return Err(backend_msg(format!(
                 "the broker refused the message to {exchange:?}"
             )));
         }
@@ -255,7 +255,10 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
         }
     }
     let Some(connection) = connected else {
-        return Err(lost(format!("cannot connect to {}", failures.join("; "))));
+        return Err(lost_msg(format!(
+            "cannot connect to {}",
+            failures.join("; ")
+        )));
     };
     let publish = channels::open_publish(&connection).await?;
     declare_exchange(&publish, &opts.rpc_exchange).await?;

@@ -18,7 +18,7 @@ use crate::channels::open_publish;
 use crate::connect::Live;
 use crate::options::AmqpOptions;
 use crate::wire;
-use basidia_core::internal::{backend, lost};
+use basidia_core::internal::{backend, backend_msg, lost};
 
 /// The exchange dead letters are published to.
 pub const DEAD_LETTER_EXCHANGE: &str = "basidia.dead-letter";
@@ -143,7 +143,7 @@ pub(crate) async fn replay(live: &Live, which: Replay<'_>) -> Result<usize, Brok
             .await
             .map_err(lost)?;
         if confirm.is_nack() {
-            return Err(backend(format!(
+            return Err(backend_msg(format!(
                 "the broker refused the replay to {queue:?}"
             )));
         }

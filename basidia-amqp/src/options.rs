@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use basidia_core::internal::backend_in;
 use basidia_core::{redact_url, BrokerError};
 
 /// Nameko's default RPC exchange.
@@ -145,9 +146,8 @@ impl AmqpOptions {
     pub(crate) fn tls_config(&self) -> Result<lapin::tcp::OwnedTLSConfig, BrokerError> {
         let mut tls = lapin::tcp::OwnedTLSConfig::default();
         if let Some(path) = &self.tls_ca_file {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                BrokerError::InvalidUrl(format!("cannot read CA file {}: {e}", path.display()))
-            })?;
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| backend_in(format!("cannot read CA file {}", path.display()), e))?;
             tls.cert_chain = Some(pem);
         }
         Ok(tls)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use basidia_core::internal::{lock, lost};
+use basidia_core::internal::{lock, lost, lost_msg};
 use basidia_core::{BrokerError, ConsumeOptions, Message};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -61,7 +61,9 @@ impl AmqpBroker {
                 .map_err(lost)?;
             match rx.await {
                 Ok(result) => result,
-                Err(_) => Err(lost("the connection dropped while the call was in flight")),
+                Err(_) => Err(lost_msg(
+                    "the connection dropped while the call was in flight",
+                )),
             }
         };
         match tokio::time::timeout(timeout, exchange_call).await {

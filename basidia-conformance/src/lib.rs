@@ -731,7 +731,7 @@ async fn closing_fails_calls_in_flight(c: &dyn Connector, n: usize) {
         assert!(
             matches!(
                 res,
-                Err(BrokerError::ConnectionLost(_) | BrokerError::Closed)
+                Err(BrokerError::ConnectionLost { .. } | BrokerError::Closed)
             ),
             "expected ConnectionLost, got {res:?}"
         );

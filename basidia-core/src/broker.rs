@@ -393,7 +393,7 @@ pub trait Broker: Send + Sync + 'static {
     /// store.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, BrokerError> {
         let _ = limit;
-        Err(BrokerError::Backend(format!(
+        Err(crate::internal::backend_msg(format!(
             "the {} backend keeps no dead letters that can be listed",
             self.kind()
         )))
@@ -403,7 +403,7 @@ pub trait Broker: Send + Sync + 'static {
     /// them out of the store; returns how many went back.
     async fn replay_dead_letters(&self, which: Replay<'_>) -> Result<usize, BrokerError> {
         let _ = which;
-        Err(BrokerError::Backend(format!(
+        Err(crate::internal::backend_msg(format!(
             "the {} backend keeps no dead letters that can be replayed",
             self.kind()
         )))

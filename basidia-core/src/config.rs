@@ -6,8 +6,9 @@ use std::time::Duration;
 use basidia_serializers::Format;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Parses a duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or a bare number of
-/// seconds. Several parts add up: `"1m30s"`.
+/// Parses a duration: a number with a unit (`ms`; `s`, `sec`, `secs`; `m`, `min`, `mins`; `h`;
+/// `d`), or a bare number of seconds. Several parts add up: `"1m30s"`. The attribute macros
+/// read the same grammar (`basidia_duration::parse_duration`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -18,46 +19,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert!(parse_duration("soon").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("invalid duration {text:?}: not a length of time Basidia can wait")
-        });
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {text:?} lacks a unit"))?;
-        if digits == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid number in duration {text:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match rest[..unit_len].trim() {
-            "ms" => 0.001,
-            "s" | "sec" | "secs" => 1.0,
-            "m" | "min" | "mins" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            other => return Err(format!("unknown unit {other:?} in duration {text:?}")),
-        };
-        total = Duration::try_from_secs_f64(number * scale)
-            .ok()
-            .and_then(|part| total.checked_add(part))
-            .ok_or_else(|| format!("invalid duration {text:?}: too long"))?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    // The grammar lives in `basidia-duration`, which the attribute macros read too, so that
+    // `#[timer(interval = "...")]` and the configuration accept the same texts.
+    basidia_duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A broker URL with its secret masked: `scheme://user:***@host/...` for a user and password,
@@ -70,22 +34,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// assert_eq!(redact_url("memory://"), "memory://");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    // The user information ends at the last `@` before the query: a password with an unencoded
-    // `/` or `@` must not be taken for the path or the host. (A `@` in a path masks too much,
-    // which is the safe way to be wrong.)
-    let before_query = rest.find('?').unwrap_or(rest.len());
-    match rest[..before_query].rfind('@') {
-        Some(at) => {
-            let (userinfo, host_and_path) = (&rest[..at], &rest[at + 1..]);
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host_and_path}"),
-                None => format!("{scheme}://***@{host_and_path}"),
-            }
-        }
-        None => url.to_string(),
+    match crate::internal::url_parts(url) {
+        Some(crate::internal::UrlParts {
+            scheme,
+            user: Some(user),
+            password: Some(_),
+            rest,
+        }) => format!("{scheme}://{user}:***@{rest}"),
+        Some(crate::internal::UrlParts {
+            scheme,
+            user: Some(_),
+            password: None,
+            rest,
+        }) => format!("{scheme}://***@{rest}"),
+        _ => url.to_string(),
     }
 }
 

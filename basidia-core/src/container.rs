@@ -192,6 +192,7 @@ impl ServiceContainer {
                 return Err(Error::Startup {
                     service: s.name.clone(),
                     message: format!("dependency failed to start: {e}"),
+                    source: Some(e),
                 });
             }
         }
@@ -202,6 +203,7 @@ impl ServiceContainer {
             return Err(Error::Startup {
                 service: s.name.clone(),
                 message: e.to_string(),
+                source: Some(e),
             });
         }
         self.started = true;

@@ -95,6 +95,7 @@ impl InjectContext {
                     service: self.service.clone(),
                     field: name.to_string(),
                     message: format!("the replacement is not a {}", std::any::type_name::<T>()),
+                    source: None,
                 });
         }
         self.field = name;
@@ -156,15 +157,17 @@ impl InjectContext {
                 service: self.service.clone(),
                 field: name.clone(),
                 message: "no such field to replace".into(),
+                source: None,
             }),
         }
     }
 
-    fn error(&self, message: impl fmt::Display) -> Error {
+    fn error(&self, source: BoxError) -> Error {
         Error::Dependency {
             service: self.service.clone(),
             field: self.field.to_string(),
-            message: message.to_string(),
+            message: source.to_string(),
+            source: Some(source),
         }
     }
 }
@@ -256,10 +259,7 @@ impl EventDispatcher {
         event_type: &str,
         payload: &T,
     ) -> Result<(), RpcError> {
-        let body = self
-            .format
-            .encode(payload)
-            .map_err(|e| RpcError::Encode(e.to_string()))?;
+        let body = self.format.encode(payload).map_err(RpcError::encode)?;
         if let Some(max) = self.broker.max_payload() {
             if body.len() > max {
                 return Err(RpcError::Broker(crate::BrokerError::PayloadTooLarge {

@@ -87,9 +87,7 @@ where
         deadline: metadata.deadline_ms,
         context: Some(&metadata.context).filter(|c| !c.is_empty()),
     };
-    format
-        .encode(&request)
-        .map_err(|e| RpcError::Encode(e.to_string()))
+    format.encode(&request).map_err(RpcError::encode)
 }
 
 #[derive(Serialize)]
@@ -141,18 +139,16 @@ pub fn decode_reply<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<
         }
         Ok::<(), basidia_serializers::Error>(())
     })
-    .map_err(|e| RpcError::Decode(e.to_string()))?;
+    .map_err(RpcError::decode)?;
     if let Some(range) = error {
-        let err: RemoteError = format
-            .decode(&body[range])
-            .map_err(|e| RpcError::Decode(format!("undecodable error: {e}")))?;
+        let err: RemoteError = format.decode(&body[range]).map_err(RpcError::decode)?;
         return Err(RpcError::Remote(err));
     }
     let decoded = match result {
         Some(range) => format.decode(&body[range]),
         None => format.decode(null_of(format)),
     };
-    decoded.map_err(|e| RpcError::Decode(e.to_string()))
+    decoded.map_err(RpcError::decode)
 }
 
 fn null_of(format: Format) -> &'static [u8] {

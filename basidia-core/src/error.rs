@@ -183,8 +183,14 @@ pub enum BrokerError {
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     /// The connection dropped; calls in flight at that moment fail with this.
-    #[error("connection to the broker lost: {0}")]
-    ConnectionLost(String),
+    #[error("connection to the broker lost: {reason}")]
+    ConnectionLost {
+        /// What happened.
+        reason: String,
+        /// The client library's error, when there is one.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The broker handle was closed.
     #[error("the broker is closed")]
     Closed,
@@ -212,8 +218,14 @@ pub enum BrokerError {
     #[error("invalid broker URL: {0}")]
     InvalidUrl(String),
     /// Any other failure reported by the backend.
-    #[error("broker error: {0}")]
-    Backend(String),
+    #[error("broker error: {reason}")]
+    Backend {
+        /// What failed.
+        reason: String,
+        /// The client library's error, when there is one.
+        #[source]
+        source: Option<ErrorSource>,
+    },
 }
 
 /// The error a caller gets from an RPC call.
@@ -237,14 +249,32 @@ pub enum RpcError {
         after: Duration,
     },
     /// The connection dropped while the call was in flight.
-    #[error("connection lost during the call: {0}")]
-    ConnectionLost(String),
+    #[error("connection lost during the call: {reason}")]
+    ConnectionLost {
+        /// What happened.
+        reason: String,
+        /// The client library's error, when there is one.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The arguments could not be encoded.
-    #[error("cannot encode the request: {0}")]
-    Encode(String),
+    #[error("cannot encode the request: {reason}")]
+    Encode {
+        /// What could not be encoded.
+        reason: String,
+        /// The encoder's error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The reply could not be decoded into the expected type.
-    #[error("cannot decode the reply: {0}")]
-    Decode(String),
+    #[error("cannot decode the reply: {reason}")]
+    Decode {
+        /// What could not be decoded.
+        reason: String,
+        /// The decoder's error, when there is one.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// Another broker failure.
     #[error(transparent)]
     Broker(BrokerError),
@@ -257,8 +287,10 @@ impl RpcError {
             RpcError::Remote(r) => r.kind(),
             RpcError::UnknownService(_) => ErrorKind::UnknownService,
             RpcError::Timeout { .. } => ErrorKind::Timeout,
-            RpcError::ConnectionLost(_) => ErrorKind::ConnectionLost,
-            RpcError::Encode(_) | RpcError::Decode(_) | RpcError::Broker(_) => ErrorKind::Other,
+            RpcError::ConnectionLost { .. } => ErrorKind::ConnectionLost,
+            RpcError::Encode { .. } | RpcError::Decode { .. } | RpcError::Broker(_) => {
+                ErrorKind::Other
+            }
         }
     }
 
@@ -292,8 +324,33 @@ impl RpcError {
                 method: method.to_string(),
                 after,
             },
-            BrokerError::ConnectionLost(m) => RpcError::ConnectionLost(m),
+            BrokerError::ConnectionLost { reason, source } => {
+                RpcError::ConnectionLost { reason, source }
+            }
             other => RpcError::Broker(other),
+        }
+    }
+}
+
+impl RpcError {
+    pub(crate) fn encode(e: basidia_serializers::Error) -> Self {
+        RpcError::Encode {
+            reason: e.to_string(),
+            source: Some(ErrorSource::new(e)),
+        }
+    }
+
+    pub(crate) fn decode(e: basidia_serializers::Error) -> Self {
+        RpcError::Decode {
+            reason: e.to_string(),
+            source: Some(ErrorSource::new(e)),
+        }
+    }
+
+    pub(crate) fn decode_msg(reason: impl Into<String>) -> Self {
+        RpcError::Decode {
+            reason: reason.into(),
+            source: None,
         }
     }
 }
@@ -301,6 +358,40 @@ impl RpcError {
 impl From<RemoteError> for RpcError {
     fn from(r: RemoteError) -> Self {
         RpcError::Remote(r)
+    }
+}
+
+/// A lower-level error kept as the source of a [`BrokerError`] or [`RpcError`]: shared, so that
+/// the errors stay `Clone` (one failure often fails many calls). It dereferences to the error
+/// itself, which is what `source()` returns, so a caller can downcast it to the client
+/// library's type.
+#[derive(Clone)]
+pub struct ErrorSource(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ErrorSource {
+    /// Keeps `e`.
+    pub fn new<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        ErrorSource(std::sync::Arc::new(e))
+    }
+
+    /// Keeps a boxed error.
+    pub fn from_boxed(e: BoxError) -> Self {
+        ErrorSource(std::sync::Arc::from(e))
+    }
+}
+
+// Deliberately not `Error` itself: `source()` then hands out the wrapped error, not this
+// wrapper, and downcasting reaches the client library's type.
+impl std::ops::Deref for ErrorSource {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
     }
 }
 
@@ -329,17 +420,23 @@ pub enum Error {
         field: String,
         /// What went wrong.
         message: String,
+        /// The provider's error, when it reported one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A configuration value is missing or invalid.
     #[error("configuration: {0}")]
     Config(String),
-    /// A service's startup hook failed.
+    /// A service's startup hook or one of its dependencies failed to start.
     #[error("service {service} failed to start: {message}")]
     Startup {
         /// The service.
         service: String,
         /// What went wrong.
         message: String,
+        /// The hook's or the dependency's error.
+        #[source]
+        source: Option<BoxError>,
     },
     /// Two services with one name were added to a runner.
     #[error("service {0:?} was added twice")]

@@ -33,7 +33,9 @@ pub use dependency::{
     InjectContext, Provided, WorkerInfo,
 };
 pub use envelope::{Arguments, NoKwargs};
-pub use error::{BoxError, BrokerError, Error, ErrorKind, RemoteError, Result, RpcError};
+pub use error::{
+    BoxError, BrokerError, Error, ErrorKind, ErrorSource, RemoteError, Result, RpcError,
+};
 pub use message::{ContextData, HeaderValue, Headers, Message};
 pub use proxy::{CallOptions, Client, RpcProxy, ServiceProxy, DEFAULT_TIMEOUT};
 pub use runner::{shutdown_signal, Runner, RunningServices, ServiceOptions};

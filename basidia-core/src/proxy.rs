@@ -154,7 +154,7 @@ impl RpcProxy {
             .as_deref()
             .and_then(Format::from_content_type)
             .ok_or_else(|| {
-                RpcError::Decode(format!(
+                RpcError::decode_msg(format!(
                     "reply has unsupported content type {:?}",
                     reply.content_type
                 ))

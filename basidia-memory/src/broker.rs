@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use basidia_core::internal::lock;
+use basidia_core::internal::{backend_msg, lock, lost_msg};
 use basidia_core::{
     event_exchange_name, rpc_queue_name, Broker, BrokerError, ConsumeOptions, EventBinding,
     HandlerType, Message, Subscription,
@@ -107,7 +107,7 @@ impl MemoryBroker {
         let queue = self
             .hub
             .queue(queue)
-            .ok_or_else(|| BrokerError::Backend(format!("no queue {queue:?}")))?;
+            .ok_or_else(|| backend_msg(format!("no queue {queue:?}")))?;
         publish_to(&queue, message, routing_key);
         Ok(())
     }
@@ -179,8 +179,8 @@ impl Broker for MemoryBroker {
         publish_to(&queue, message, method);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(BrokerError::ConnectionLost(
-                "the connection closed while the call was in flight".into(),
+            Ok(Err(_)) => Err(lost_msg(
+                "the connection closed while the call was in flight",
             )),
             Err(_) => {
                 lock(&self.conn.pending.calls).remove(&correlation_id);

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{outbox, Padded};
 use crate::wire::{fits_subject, message_of, rpc_subject, to_nats_headers};
-use basidia_core::internal::{backend, lost};
+use basidia_core::internal::{backend, backend_msg, lock, lost, lost_msg};
 use basidia_core::Message;
 
 /// What a call receives: the reply, or why there will be none.
@@ -72,7 +72,7 @@ impl Pending {
     }
 
     fn insert(&self, id: u64, deadline: u64, tx: oneshot::Sender<Outcome>) {
-        super::lock(self.shard(id)).insert(id, Waiting { deadline, tx });
+        lock(self.shard(id)).insert(id, Waiting { deadline, tx });
         // The watchdog sleeps until the earliest deadline it saw; an earlier one wakes it.
         // (Most calls share one timeout, so their deadlines come after those already waiting.)
         if deadline < self.watchdog_due.load(Ordering::SeqCst) {
@@ -81,13 +81,13 @@ impl Pending {
     }
 
     fn take(&self, id: u64) -> Option<oneshot::Sender<Outcome>> {
-        super::lock(self.shard(id)).remove(&id).map(|w| w.tx)
+        lock(self.shard(id)).remove(&id).map(|w| w.tx)
     }
 
     /// Fails every call waiting now with the error `why` makes.
     pub(super) fn fail_all(&self, why: impl Fn() -> BrokerError) {
         for shard in &self.shards {
-            let waiting = std::mem::take(&mut *super::lock(shard));
+            let waiting = std::mem::take(&mut *lock(shard));
             for (_, w) in waiting {
                 let _ = w.tx.send(Err(why()));
             }
@@ -101,7 +101,7 @@ impl Pending {
         let mut passed = Vec::new();
         let mut ids = Vec::new();
         for shard in &self.shards {
-            let mut shard = super::lock(shard);
+            let mut shard = lock(shard);
             for (id, w) in shard.iter() {
                 if w.deadline <= now {
                     ids.push(*id);
@@ -166,7 +166,7 @@ impl Pending {
 
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| super::lock(s).is_empty())
+        self.shards.iter().all(|s| lock(s).is_empty())
     }
 }
 
@@ -360,7 +360,7 @@ impl crate::NatsBroker {
     ) -> Result<Message, BrokerError> {
         let state = self.check()?;
         if !fits_subject(service) || !fits_subject(method) {
-            return Err(backend(format!(
+            return Err(backend_msg(format!(
                 "cannot call {service:?}.{method:?} over NATS: service and method names must be \
                  non-empty, without whitespace, `*` or `>`"
             )));
@@ -382,7 +382,7 @@ impl crate::NatsBroker {
             let _counted = FinishOnDrop(&inner.outbox);
             // A drop noticed between `check` and the registration failed nothing of this call.
             if self.link_state().generation != state.generation {
-                return Err(lost("the connection dropped; reconnecting"));
+                return Err(lost_msg("the connection dropped; reconnecting"));
             }
             let headers = to_nats_headers(&request);
             // No timer of the call's own: the registration fails the call when its deadline
@@ -557,10 +557,10 @@ mod tests {
         pending.fail(1, BrokerError::Closed);
         assert!(matches!(rx1.try_recv(), Ok(Err(BrokerError::Closed))));
         assert!(rx2.try_recv().is_err(), "call 2 still waits");
-        pending.fail_all(|| BrokerError::ConnectionLost("gone".into()));
+        pending.fail_all(|| lost_msg("gone"));
         assert!(matches!(
             rx2.try_recv(),
-            Ok(Err(BrokerError::ConnectionLost(_)))
+            Ok(Err(BrokerError::ConnectionLost { .. }))
         ));
         assert!(pending.is_empty());
     }

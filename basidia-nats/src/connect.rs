@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self};
-use basidia_core::internal::lost;
+use basidia_core::internal::{backend_in, lost_in, lost_msg};
 use basidia_core::{redact_url, BrokerError};
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -125,7 +125,7 @@ impl NatsBroker {
                             // Replies to requests sent before the drop will not come; a call
                             // registered after this sees the new generation and fails itself.
                             pending.fail_all(|| {
-                                lost("the connection dropped while the request was in flight")
+                                lost_msg("the connection dropped while the request was in flight")
                             });
                         }
                         async_nats::Event::Connected => link.send_modify(|s| {
@@ -148,7 +148,7 @@ impl NatsBroker {
         }
         if let Some(creds) = &options.credentials_file {
             connect = connect.credentials_file(creds).await.map_err(|e| {
-                BrokerError::InvalidUrl(format!("cannot read credentials {}: {e}", creds.display()))
+                backend_in(format!("cannot read credentials {}", creds.display()), e)
             })?;
         }
         if let Some(ca) = &options.tls_ca_file {
@@ -163,12 +163,10 @@ impl NatsBroker {
         if options.url.starts_with("tls://") {
             connect = connect.require_tls(true);
         }
-        let client = connect.connect(addr).await.map_err(|e| {
-            lost(format!(
-                "cannot connect to {}: {e}",
-                redact_url(&options.url)
-            ))
-        })?;
+        let client = connect
+            .connect(addr)
+            .await
+            .map_err(|e| lost_in(format!("cannot connect to {}", redact_url(&options.url)), e))?;
         let js = jetstream::new(client.clone());
         let max_payload = std::sync::atomic::AtomicUsize::new(client.server_info().max_payload);
         let shutdown = CancellationToken::new();
@@ -225,7 +223,7 @@ impl NatsBroker {
         }
         let state = self.link_state();
         if !state.connected {
-            return Err(lost("not connected to NATS; reconnecting"));
+            return Err(lost_msg("not connected to NATS; reconnecting"));
         }
         Ok(state)
     }
@@ -246,8 +244,8 @@ impl NatsBroker {
         };
         tokio::select! {
             r = work => r,
-            () = dropped => Err(lost("the connection dropped while the request was in flight")),
-            () = self.inner.shutdown.cancelled() => Err(lost("the broker handle was closed")),
+            () = dropped => Err(lost_msg("the connection dropped while the request was in flight")),
+            () = self.inner.shutdown.cancelled() => Err(lost_msg("the broker handle was closed")),
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use basidia_core::{BrokerError, Message, Replay, StoredDeadLetter};
 
-use basidia_core::internal::{backend, lock, lost};
+use basidia_core::internal::{backend, backend_msg, lock, lost};
 
 use crate::wire::{message_of, to_nats_headers, DEAD_LETTER_STREAM, REASON_HEADER};
 use crate::NatsBroker;
@@ -162,7 +162,7 @@ pub(super) async fn replay(broker: &NatsBroker, which: Replay<'_>) -> Result<usi
         Replay::One(id) => {
             let seq: u64 = id
                 .parse()
-                .map_err(|_| backend(format!("{id:?} is not a dead letter id here")))?;
+                .map_err(|_| backend_msg(format!("{id:?} is not a dead letter id here")))?;
             let (stream, _) = sequences(broker).await?;
             (stream, seq..=seq)
         }
@@ -174,7 +174,7 @@ pub(super) async fn replay(broker: &NatsBroker, which: Replay<'_>) -> Result<usi
         }
         let Ok(raw) = stream.get_raw_message(seq).await else {
             if matches!(which, Replay::One(_)) {
-                return Err(backend(format!("no dead letter {seq}")));
+                return Err(backend_msg(format!("no dead letter {seq}")));
             }
             continue;
         };

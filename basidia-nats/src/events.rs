@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, AckKind};
 use async_trait::async_trait;
-use basidia_core::internal::{backend, lock, lost};
+use basidia_core::internal::{backend, backend_in, lock, lost, lost_boxed};
 use basidia_core::{
     BrokerError, ConsumeOptions, Delivery, EventBinding, HandlerType, Message, Settle, Subscription,
 };
@@ -54,7 +54,7 @@ impl NatsBroker {
                 ..Default::default()
             })
             .await
-            .map_err(|e| backend(format!("cannot create stream {name}: {e}")))?;
+            .map_err(|e| backend_in(format!("cannot create stream {name}"), e))?;
         let mut streams = lock(&self.inner.streams);
         streams.lost.remove(name);
         streams.known.insert(name.to_string());
@@ -88,7 +88,7 @@ impl NatsBroker {
                 ..Default::default()
             })
             .await
-            .map_err(|e| backend(format!("cannot create stream {DEAD_LETTER_STREAM}: {e}")))?;
+            .map_err(|e| backend_in(format!("cannot create stream {DEAD_LETTER_STREAM}"), e))?;
         lock(&self.inner.streams)
             .known
             .insert(DEAD_LETTER_STREAM.to_string());
@@ -157,7 +157,7 @@ impl NatsBroker {
                 },
             )
             .await
-            .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
+            .map_err(|e| backend_in(format!("cannot create consumer {name}"), e))?;
         let found = consumer.cached_info();
         // A durable found with a backlog resumes above what it has had acknowledged; one created
         // just now starts after the stream's last event.
@@ -544,7 +544,7 @@ impl Settle for JsSettle {
     }
 
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
-        self.acker.ack().await.map_err(lost)
+        self.acker.ack().await.map_err(lost_boxed)
     }
 
     async fn requeue(
@@ -554,7 +554,10 @@ impl Settle for JsSettle {
     ) -> Result<(), BrokerError> {
         // The server holds a NAK'd message for its delay before redelivering it.
         let delay = (!delay.is_zero()).then_some(delay);
-        self.acker.ack_with(AckKind::Nak(delay)).await.map_err(lost)
+        self.acker
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(lost_boxed)
     }
 
     async fn dead_letter(
@@ -574,7 +577,7 @@ impl Settle for JsSettle {
             origin,
         )
         .await?;
-        self.acker.ack_with(AckKind::Term).await.map_err(lost)
+        self.acker.ack_with(AckKind::Term).await.map_err(lost_boxed)
     }
 
     fn abandon(self: Box<Self>, _message: Message) {

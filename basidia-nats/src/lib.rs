@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use basidia_core::internal::lock;
 use basidia_core::{Broker, BrokerError, ConsumeOptions, EventBinding, Message, Subscription};
 
 pub use connect::NatsBroker;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ServerAddr;
+use basidia_core::internal::UrlParts;
 use basidia_core::{redact_url, BrokerError};
 
 /// Options of the NATS backend.
@@ -169,24 +170,20 @@ pub(crate) enum UrlAuth {
 /// Splits `scheme://user:password@host` or `scheme://token@host` into the address without
 /// credentials and the credentials.
 pub(crate) fn split_credentials(url: &str) -> (String, UrlAuth) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), UrlAuth::None);
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        None => (url.to_string(), UrlAuth::None),
-        Some((userinfo, host)) => {
-            let auth = match userinfo.split_once(':') {
-                Some((user, password)) => {
-                    UrlAuth::UserPassword(user.to_string(), password.to_string())
-                }
-                None => UrlAuth::Token(userinfo.to_string()),
+    match basidia_core::internal::url_parts(url) {
+        Some(UrlParts {
+            scheme,
+            user: Some(user),
+            password,
+            rest,
+        }) => {
+            let auth = match password {
+                Some(password) => UrlAuth::UserPassword(user.to_string(), password.to_string()),
+                None => UrlAuth::Token(user.to_string()),
             };
-            (format!("{scheme}://{host}{path}"), auth)
+            (format!("{scheme}://{rest}"), auth)
         }
+        _ => (url.to_string(), UrlAuth::None),
     }
 }
 

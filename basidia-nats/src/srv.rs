@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use basidia_core::internal::backend;
+use basidia_core::internal::{backend, lock};
 use basidia_core::BrokerError;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -166,11 +166,11 @@ impl SrvInstance {
                 c.processing_ns.fetch_add(nanos, Ordering::Relaxed);
                 if let Some(e) = error {
                     c.errors.fetch_add(1, Ordering::Relaxed);
-                    *super::lock(&c.last_error) = e.to_string();
+                    *lock(&c.last_error) = e.to_string();
                 }
             }
             Slot::Other(endpoint) => {
-                let mut others = super::lock(&self.others);
+                let mut others = lock(&self.others);
                 let s = others.entry(endpoint).or_default();
                 s.requests += 1;
                 s.processing += elapsed;
@@ -184,7 +184,7 @@ impl SrvInstance {
 
     /// The figures of every endpoint, declared or met, by name.
     fn snapshot(&self) -> BTreeMap<String, EndpointStats> {
-        let mut all: BTreeMap<String, EndpointStats> = super::lock(&self.others)
+        let mut all: BTreeMap<String, EndpointStats> = lock(&self.others)
             .iter()
             .map(|(k, v)| ((*k).to_string(), v.clone()))
             .collect();
@@ -194,7 +194,7 @@ impl SrvInstance {
                 EndpointStats {
                     requests: c.requests.load(Ordering::Relaxed),
                     errors: c.errors.load(Ordering::Relaxed),
-                    last_error: super::lock(&c.last_error).clone(),
+                    last_error: lock(&c.last_error).clone(),
                     processing: Duration::from_nanos(c.processing_ns.load(Ordering::Relaxed)),
                 },
             );

@@ -35,6 +35,9 @@ pub enum Error {
         format: Format,
         /// What went wrong.
         message: String,
+        /// The encoder's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// Bytes could not be decoded into the wanted type.
     #[error("cannot decode {format} payload: {message}")]
@@ -43,10 +46,19 @@ pub enum Error {
         format: Format,
         /// What went wrong.
         message: String,
+        /// The decoder's error, when a library reported it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A dynamic value did not have the shape of the wanted type.
-    #[error("value does not fit the expected type: {0}")]
-    Convert(String),
+    #[error("value does not fit the expected type: {message}")]
+    Convert {
+        /// What did not fit.
+        message: String,
+        /// The converter's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The content type names no format Basidia knows.
     #[error("unsupported content type {0:?}: expected application/x-msgpack or application/json")]
     UnsupportedContentType(String),
@@ -155,26 +167,41 @@ impl Format {
         let res = match self {
             Format::MsgPack => {
                 let mut ser = rmp_serde::Serializer::new(&mut *out).with_struct_map();
-                value.serialize(&mut ser).map_err(|e| e.to_string())
+                value.serialize(&mut ser).map_err(boxed)
             }
-            Format::Json => serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string()),
+            Format::Json => serde_json::to_writer(&mut *out, value).map_err(boxed),
         };
-        res.map_err(|message| Error::Encode {
+        res.map_err(|source| Error::Encode {
             format: self,
-            message,
+            message: source.to_string(),
+            source: Some(source),
         })
     }
 
     /// Decodes bytes into a value.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
         let res = match self {
-            Format::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
-            Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Format::MsgPack => rmp_serde::from_slice(bytes).map_err(boxed),
+            Format::Json => serde_json::from_slice(bytes).map_err(boxed),
         };
-        res.map_err(|message| Error::Decode {
+        res.map_err(|source| Error::Decode {
             format: self,
-            message,
+            message: source.to_string(),
+            source: Some(source),
         })
+    }
+}
+
+fn boxed<E: std::error::Error + Send + Sync + 'static>(
+    e: E,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(e)
+}
+
+fn convert<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::Convert {
+        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -182,8 +209,8 @@ impl Format {
 /// (unit enum variants as strings, structs from maps or arrays).
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
     let mut buf = Vec::with_capacity(64);
-    rmpv::encode::write_value(&mut buf, &value).map_err(|e| Error::Convert(e.to_string()))?;
-    rmp_serde::from_slice(&buf).map_err(|e| Error::Convert(e.to_string()))
+    rmpv::encode::write_value(&mut buf, &value).map_err(convert)?;
+    rmp_serde::from_slice(&buf).map_err(convert)
 }
 
 /// Converts a typed value into a dynamic [`Value`] (structs become maps of field names).

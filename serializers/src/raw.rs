@@ -15,6 +15,7 @@ fn bad(format: Format, message: impl Into<String>) -> Error {
     Error::Decode {
         format,
         message: message.into(),
+        source: None,
     }
 }
 
