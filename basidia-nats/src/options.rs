@@ -232,6 +232,10 @@ mod tests {
         assert_eq!(addr, "tls://host");
         assert!(matches!(auth, UrlAuth::Token(t) if t == "tok"));
         assert!(matches!(split_credentials("nats://host").1, UrlAuth::None));
+        // A password with an unencoded `/` stays whole (it used to be cut at the `/`).
+        let (addr, auth) = split_credentials("nats://app:p/w@host:4222");
+        assert_eq!(addr, "nats://host:4222");
+        assert!(matches!(auth, UrlAuth::UserPassword(u, p) if u == "app" && p == "p/w"));
         assert_eq!(redact_url("nats://app:pw@host"), "nats://app:***@host");
         assert_eq!(redact_url("nats://tok@host"), "nats://***@host");
         assert!(!format!("{:?}", NatsOptions::new("nats://a:secret@h")).contains("secret"));
