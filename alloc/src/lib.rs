@@ -3,12 +3,12 @@
 //! A service host is a multi-threaded tokio program: a message is allocated by the thread that
 //! read it and freed by whichever thread ran its worker. glibc's allocator serialises such
 //! cross-thread frees on its arena locks and consolidates its free lists whenever a larger block
-//! (a boxed future, a task) is asked for; under load that cost a Basidia service over a sixth
-//! of its CPU time. mimalloc frees across threads without a shared lock.
+//! (a boxed future, a task) is asked for; under load that becomes a large share of a service's
+//! CPU time. mimalloc frees across threads without a shared lock.
 //!
 //! mimalloc by default commits its arenas eagerly on Linux, which grows a small service's
-//! resident set by several megabytes; [`Allocator`] turns that off before its first allocation,
-//! so memory is committed as it is used and a basic service stays near 9 MB.
+//! resident set by whole arenas it may never use; [`Allocator`] turns that off before its first
+//! allocation, so memory is committed as it is used.
 //!
 //! ```
 //! #[global_allocator]
@@ -48,8 +48,8 @@ const NATURAL_ALIGN: usize = 16;
 
 /// Whether `malloc`-style calls give `align` for a block of `size` bytes. For these (nearly all
 /// of Rust's allocations) mimalloc's unaligned entry points are used: its aligned ones take a
-/// slow path for every block over 1 KiB (the boxed futures of a call, say), which cost a
-/// service host several percent of its CPU time.
+/// slow path for every block over 1 KiB (the boxed futures of a call, say), which blocks
+/// aligned by their size anyway need not take.
 fn natural(align: usize, size: usize) -> bool {
     align <= NATURAL_ALIGN && align <= size
 }

@@ -13,9 +13,9 @@
 //!
 //! Deadlines are kept here too: every registration carries its call's deadline, and one
 //! watchdog task per connection fails the calls whose deadline has passed. A call therefore
-//! arms no timer of its own (registering and clearing a timer for every call cost about a
-//! twentieth of a call's CPU time); the watchdog sleeps until the earliest deadline of the
-//! calls waiting, which, as calls mostly finish long before their deadlines, means it seldom
+//! arms no timer of its own (a timer per call is a registration and a cancellation in the
+//! runtime's timer wheel on every call, on the hot path); the watchdog sleeps until the
+//! earliest deadline of the calls waiting, which, as calls mostly finish long before their deadlines, means it seldom
 //! wakes at all.
 
 use std::collections::HashMap;
@@ -40,8 +40,8 @@ use basidia_core::Message;
 pub(super) type Outcome = Result<async_nats::Message, BrokerError>;
 
 /// How many parts the waiting calls are spread over. Callers register on every worker thread
-/// while the dispatcher takes replies out on another; with one lock they contend on it (and
-/// put each other to sleep in the kernel) for a good part of the calls.
+/// while the dispatcher takes replies out on another; with one lock they contend on it, and
+/// under load put each other to sleep in the kernel.
 const SHARDS: usize = 16;
 
 /// A waiting call: its deadline (in [`Clock`] ticks) and where its outcome goes.

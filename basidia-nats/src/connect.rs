@@ -267,8 +267,8 @@ impl Drop for CancelOnDrop {
 
 /// `stream` until `stop` is cancelled. Unlike `take_until`, which polls the cancellation before
 /// every item, this polls it while the stream has nothing ready and before every 32nd item:
-/// polling a token takes its lock (twice), which for every message cost more than the rest of
-/// the hand-over.
+/// polling a token takes its lock (twice), which for every message would be the dearest part
+/// of handing it over.
 pub(crate) fn until_cancelled<S>(
     mut stream: S,
     stop: CancellationToken,

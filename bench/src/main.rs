@@ -1,9 +1,10 @@
 //! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|nats|all]`
 //!
 //! Measures RPC round trips of `greeting_service.hello` through the typed client: sequential and
-//! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. On AMQP the
-//! same figures for raw lapin doing the same echo are measured in the same run, interleaved, so
-//! each Basidia figure has a ratio to raw beside it. Prints a markdown table and writes
+//! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. On AMQP and
+//! NATS the raw client (lapin, async-nats) does the same round trip in the same run,
+//! interleaved, so each Basidia figure has a ratio to raw beside it; events and resident memory
+//! are measured too. Prints a markdown table and writes
 //! `bench/results.json`.
 
 /// The Basidia side of every comparison: `greeting_service.hello("World")` through the typed

@@ -1,4 +1,4 @@
-//! Case 13 of the reliability work: no secret reaches a log line under the default filter. A
+//! No secret reaches a log line under the default filter. A
 //! host process (this test binary again, with the ignored test selected) installs the CLI's log
 //! set-up, puts an `auth_token` in its call context and calls a service nothing serves, over
 //! RabbitMQ; the broker returns the request, headers and all, which the AMQP client logs. Its

@@ -1,6 +1,7 @@
 //! The sample services: greeting, database, user and notification.
 //!
-//! [`register`] adds all of them to a runner; `main.rs` hosts them in one process.
+//! [`register`] adds all of them to a runner; `basidia run examples/services` hosts them in one
+//! process.
 
 pub mod database;
 pub mod greeting;

@@ -1,4 +1,4 @@
-//! Case 9: a RabbitMQ memory alarm (set with `rabbitmqctl`, as an operator or a full disk
+//! A RabbitMQ memory alarm (set with `rabbitmqctl`, as an operator or a full disk
 //! would) blocks publishing connections. Calls and event publishes still end by their deadline
 //! with a clear error, and work resumes once the alarm clears. Before, a call with a 3 s timeout
 //! and an event dispatch both waited for as long as the alarm lasted.

@@ -370,7 +370,7 @@ fn dead_letter_queue_arguments() -> String {
         .to_string()
 }
 
-/// Case 11: dead letters are kept within limits, and without the secrets of their context.
+/// Dead letters are kept within limits, and without the secrets of their context.
 #[tokio::test]
 async fn a_failing_event_handler_is_retried_then_dead_lettered() {
     let Some(url) = url() else { return };

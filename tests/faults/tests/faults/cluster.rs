@@ -1,4 +1,4 @@
-//! Case 16: past one broker node.
+//! Past one broker node.
 //!
 //! - NATS: three nats-server processes, started here on free loopback ports, form a JetStream
 //!   cluster; Basidia's URL names all three and its streams keep three replicas. While calls

@@ -1,4 +1,4 @@
-//! Case 1: a graceful stop finishes the work in flight, settles it, and runs nothing twice.
+//! A graceful stop finishes the work in flight, settles it, and runs nothing twice.
 //!
 //! A handler works for three seconds; the host gets SIGTERM 0.8 s into it. The caller must get
 //! its reply, the host must stop cleanly, and after a second host has started on the same

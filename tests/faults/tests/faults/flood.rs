@@ -1,9 +1,9 @@
-//! Case 10: peer traffic cannot grow a NATS service's memory without bound. A raw client sends
+//! Peer traffic cannot grow a NATS service's memory without bound. A raw client sends
 //! requests to 65,000 distinct method names the service does not have; the service answers
 //! each with MethodNotFound, its resident memory grows by less than a stated bound, and the
-//! services API still answers at once with a bounded list of endpoints. Before, every unknown
-//! name was kept as an endpoint: RSS went from 32 MB to 100 MB and `$SRV.STATS` stopped
-//! answering.
+//! services API still answers at once with a bounded list of endpoints. Were every unknown
+//! name kept as an endpoint, memory and the services-API answer would grow with each new name
+//! until `$SRV.STATS` no longer answered.
 
 use std::time::Duration;
 

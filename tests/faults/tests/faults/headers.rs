@@ -1,4 +1,4 @@
-//! Cases 2 and 3: headers from the wire, as a hostile or merely unusual peer sends them.
+//! Headers from the wire, as a hostile or merely unusual peer sends them.
 //!
 //! - Header blocks over 16 KiB (a 3,000-entry call-id stack, a thousand context headers, one
 //!   20 KB token) are taken and answered: the client takes frames as large as RabbitMQ's own

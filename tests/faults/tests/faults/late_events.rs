@@ -1,4 +1,4 @@
-//! Case 5: events handled late, and retries that wait.
+//! Events handled late, and retries that wait.
 //!
 //! - An event dispatched inside a call made with a 2 s timeout, and taken up 5 s later (its
 //!   handler's service was down meanwhile): the handler's own calls work. Before, every call the

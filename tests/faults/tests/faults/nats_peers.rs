@@ -1,4 +1,4 @@
-//! Case 12: hostile peers on NATS.
+//! Hostile peers on NATS.
 //!
 //! - A peer that sees one request from a caller learns the caller's inbox. It answers the
 //!   caller's next calls ahead of their services, on every reply subject it can guess. The
@@ -219,7 +219,7 @@ impl NatsDoomed {
     }
 }
 
-/// Case 11 on NATS: the dead-letter stream has limits; requests without a reply subject are
+/// On NATS: the dead-letter stream has limits; requests without a reply subject are
 /// not written to it; what is kept has its secrets masked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_bounded_masked_and_not_free_to_fill() {
@@ -334,7 +334,7 @@ async fn heard_within(caller: &NatsBroker, n: u32, limit: Duration) {
     panic!("event {n} was not handled within {limit:?}");
 }
 
-/// Case 7 on NATS: an operator deletes the handler's durable consumer, then its whole stream;
+/// On NATS: an operator deletes the handler's durable consumer, then its whole stream;
 /// each time the service notices, creates what is missing, and hears events again, including
 /// one published while its consumer was missing. Before, the pull loop retried against a
 /// consumer that no longer existed, and the handler heard nothing more; a stream created again
@@ -392,7 +392,7 @@ async fn a_deleted_consumer_or_stream_is_created_again() {
     server.close().await;
 }
 
-/// Case 3 on NATS: the headers and envelope fields Basidia reads from a request, at their
+/// On NATS: the headers and envelope fields Basidia reads from a request, at their
 /// extremes and beyond, from a raw client. Every request gets an answer (a result or an error),
 /// and the service goes on answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

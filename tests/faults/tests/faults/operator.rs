@@ -1,4 +1,4 @@
-//! Cases 7 and 8: what an operator does to the broker under a running service, and channel
+//! What an operator does to the broker under a running service, and channel
 //! errors.
 //!
 //! - `rabbitmqctl delete_queue` on a service's RPC queue, its event queue and the caller's reply

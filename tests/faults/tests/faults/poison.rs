@@ -1,4 +1,4 @@
-//! Case 4: an event whose handler takes the process down (an abort, as a crashing library or an
+//! An event whose handler takes the process down (an abort, as a crashing library or an
 //! OOM kill would) is dead-lettered once it has been delivered `event_max_deliveries` times,
 //! before it runs again, instead of crashing every instance that takes it up, forever. Before,
 //! the count was only looked at after a handler returned an error, which a crash never does.
