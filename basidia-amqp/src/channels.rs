@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
+use tokio::sync::Notify;
 
 use crate::connect::{bind_queue, declare_durable_queue, Inner, Live};
 use crate::wire;
@@ -87,7 +88,11 @@ pub(crate) async fn open_rpc(
     connection: &Connection,
 ) -> Result<Channel, BrokerError> {
     let channel = connection.create_channel().await.map_err(lost)?;
-    tokio::spawn(route_returns(Arc::downgrade(inner), channel.clone()));
+    tokio::spawn(route_returns(
+        Arc::downgrade(inner),
+        channel.clone(),
+        Arc::clone(&inner.calls_started),
+    ));
     Ok(channel)
 }
 
@@ -234,10 +239,27 @@ pub(crate) async fn route_replies(
 
 /// Requests are published `mandatory` on a channel without publisher confirms; the broker
 /// returns a request nothing is bound for, and this task fails its call with `UnknownService`.
-async fn route_returns(inner: Weak<Inner>, rpc: Channel) {
+///
+/// lapin keeps returned messages until asked for them and tells no one when one arrives (it
+/// would, per publish, with confirms on, which would cost every call a broker acknowledgement),
+/// so this looks every 5 ms, but only while calls wait for replies: with none in flight nothing
+/// can come back, and the task sleeps until a call starts (waking once a second to notice a
+/// closed channel or a dropped broker handle).
+async fn route_returns(inner: Weak<Inner>, rpc: Channel, calls_started: Arc<Notify>) {
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let waiting = match inner.upgrade() {
+            Some(inner) => !lock(&inner.pending).is_empty(),
+            None => return,
+        };
+        if !waiting {
+            let _ = tokio::time::timeout(Duration::from_secs(1), calls_started.notified()).await;
+            if !rpc.status().connected() {
+                return;
+            }
+            continue;
+        }
         tick.tick().await;
         if !rpc.status().connected() {
             return;

@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) reply_queue: String,
     pub(crate) state: watch::Sender<Option<Arc<Live>>>,
     pub(crate) pending: Mutex<PendingMap>,
+    /// Told when a call starts while none was waiting, so that what watches for returned
+    /// requests sleeps while no call can have one.
+    pub(crate) calls_started: Arc<tokio::sync::Notify>,
     pub(crate) consumers: Mutex<HashMap<u64, Arc<ConsumerSpec>>>,
     pub(crate) next_id: AtomicU64,
     pub(crate) closed: AtomicBool,
@@ -84,6 +87,7 @@ impl AmqpBroker {
             options,
             state: watch::channel(None).0,
             pending: Mutex::new(HashMap::new()),
+            calls_started: Arc::new(tokio::sync::Notify::new()),
             consumers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),

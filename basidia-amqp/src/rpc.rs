@@ -30,7 +30,14 @@ impl AmqpBroker {
         let live = self.live()?;
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.pending).insert(correlation_id.clone(), tx);
+        let first = {
+            let mut pending = lock(&self.inner.pending);
+            pending.insert(correlation_id.clone(), tx);
+            pending.len() == 1
+        };
+        if first {
+            self.inner.calls_started.notify_one();
+        }
         // However the call ends, even with its future dropped by the caller, its entry goes.
         let registration = Registration {
             pending: &self.inner.pending,

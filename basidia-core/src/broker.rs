@@ -130,11 +130,6 @@ pub trait Settle: Send + Sync {
     async fn reply(&self, request: &Message, reply: Message) -> Result<(), BrokerError>;
     /// The work is done: remove the message.
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
-    /// Whether [`Settle::ack`] does anything; a backend whose deliveries need no ack (core
-    /// NATS, say) answers `false`, and acking such a delivery only drops it.
-    fn acks(&self) -> bool {
-        true
-    }
     /// Put the message back for redelivery (its delivery count goes up), after `delay`. The
     /// broker holds the message while it waits, not the consumer: a retry that waits must not
     /// keep a worker or a prefetch place, nor hold back a stop.
@@ -215,9 +210,6 @@ impl Delivery {
     /// Acknowledges the delivery.
     pub async fn ack(self) -> Result<(), BrokerError> {
         let (_, _, settle) = self.into_parts();
-        if !settle.acks() {
-            return Ok(());
-        }
         settle.ack().await
     }
 
@@ -337,6 +329,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Sends an RPC request to `service.method` and waits for the reply at most `timeout`.
     ///
+    /// The request's deadline and context come as [`Message::deadline`] and
+    /// [`Message::headers`]; where they travel is the backend's choice: as message headers, or,
+    /// where headers are dear, inside the request envelope (`"deadline"` and `"context"`
+    /// entries, added with [`append_metadata`](crate::envelope::append_metadata)). Servers read
+    /// them from either place.
+    ///
     /// Fails at once with [`BrokerError::UnknownService`] when nothing serves `service`.
     async fn call(
         &self,
@@ -371,16 +369,6 @@ pub trait Broker: Send + Sync + 'static {
     /// The largest payload the broker accepts, if it has a limit.
     fn max_payload(&self) -> Option<usize> {
         None
-    }
-
-    /// Whether RPC requests carry their deadline and context inside the request envelope
-    /// (`"deadline"` and `"context"` beside `"args"` and `"kwargs"`) rather than as the
-    /// message's [`Message::deadline`] and [`Message::headers`]. `false` by default; a backend
-    /// says `true` where message headers are dear (NATS: clients parse every header block into a
-    /// map, which costs more than the rest of a small request). Either way, a backend still
-    /// carries whatever deadline and headers a message has.
-    fn metadata_in_envelope(&self) -> bool {
-        false
     }
 
     /// The names of the services that answer RPC calls right now, sorted, or `None` when the

@@ -2,9 +2,13 @@
 //! `{"result": <value>, "error": null}` or `{"result": null, "error": <RemoteError>}`, in
 //! msgpack or JSON.
 //!
-//! On backends that ask for it ([`crate::Broker::metadata_in_envelope`]), a request envelope
-//! also carries the call's metadata: `"deadline"` (milliseconds since the Unix epoch) and
-//! `"context"` (the context data and call id stack, a map), each left out when there is none.
+//! A request envelope may also carry the call's metadata: `"deadline"` (milliseconds since the
+//! Unix epoch) and `"context"` (the context data and call id stack, a map), each left out when
+//! there is none. Callers hand a backend the metadata beside the body (as
+//! [`Message::deadline`](crate::Message::deadline) and
+//! [`Message::headers`](crate::Message::headers)); a backend whose message headers are dear
+//! moves it into the envelope with [`append_metadata`], and every server reads it from either
+//! place.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +92,72 @@ where
         context: Some(&metadata.context).filter(|c| !c.is_empty()),
     };
     format.encode(&request).map_err(RpcError::encode)
+}
+
+#[derive(Serialize)]
+struct MetadataOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadline: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a Headers>,
+}
+
+/// `body`, a request envelope as [`encode_request`] writes it, with `metadata` added as
+/// [`encode_request_with`] would have written it, without encoding the arguments again. `None`
+/// when there is no metadata to add, or when `body` is not such an envelope (a map of up to 13
+/// entries in msgpack, an object in JSON): the caller then keeps the metadata where it was.
+///
+/// ```
+/// use basidia_core::envelope::{append_metadata, encode_request, encode_request_with, NoKwargs, RequestMetadata};
+/// use basidia_core::Format;
+///
+/// let metadata = RequestMetadata { deadline_ms: Some(1_800_000_000_000), ..Default::default() };
+/// for format in [Format::MsgPack, Format::Json] {
+///     let plain = encode_request(format, &("hi",), &NoKwargs).unwrap();
+///     let with = encode_request_with(format, &("hi",), &NoKwargs, &metadata).unwrap();
+///     assert_eq!(append_metadata(format, &plain, &metadata), Some(with));
+/// }
+/// ```
+pub fn append_metadata(format: Format, body: &[u8], metadata: &RequestMetadata) -> Option<Vec<u8>> {
+    let extra = MetadataOut {
+        deadline: metadata.deadline_ms,
+        context: Some(&metadata.context).filter(|c| !c.is_empty()),
+    };
+    if extra.deadline.is_none() && extra.context.is_none() {
+        return None;
+    }
+    let entries = format.encode(&extra).ok()?;
+    match format {
+        Format::MsgPack => {
+            // Both are fixmaps (at most 15 entries): the first byte says how many.
+            let (&head, rest) = body.split_first()?;
+            let &extra_head = entries.first()?;
+            let (have, adding) = (head & 0x0f, extra_head & 0x0f);
+            if head & 0xf0 != 0x80 || extra_head & 0xf0 != 0x80 || have + adding > 15 {
+                return None;
+            }
+            let mut out = Vec::with_capacity(body.len() + entries.len());
+            out.push(0x80 | (have + adding));
+            out.extend_from_slice(rest);
+            out.extend_from_slice(&entries[1..]);
+            Some(out)
+        }
+        Format::Json => {
+            let inner = entries.strip_prefix(b"{")?.strip_suffix(b"}")?;
+            let open = body.strip_suffix(b"}")?;
+            if !body.starts_with(b"{") {
+                return None;
+            }
+            let mut out = Vec::with_capacity(body.len() + inner.len() + 1);
+            out.extend_from_slice(open);
+            if open.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(inner);
+            out.push(b'}');
+            Some(out)
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -14,9 +14,7 @@ use tracing::Instrument;
 
 use crate::broker::SharedBroker;
 use crate::context::Context;
-use crate::envelope::{
-    decode_reply, encode_request, encode_request_with, NoKwargs, RequestMetadata,
-};
+use crate::envelope::{decode_reply, encode_request, NoKwargs};
 use crate::error::{BrokerError, RpcError};
 use crate::message::Message;
 use crate::service::{ServiceDescription, DESCRIBE_METHOD};
@@ -130,23 +128,13 @@ impl RpcProxy {
             .map(|c| c.outgoing_headers())
             .unwrap_or_default();
         let format = self.options.format;
-        // `timeout` is already cut to the context's deadline.
-        let message = if self.broker.metadata_in_envelope() {
-            let metadata = RequestMetadata {
-                deadline_ms: Some(crate::context::epoch_ms_after(timeout)),
-                context: headers,
-            };
-            Message {
-                body: encode_request_with(format, args, kwargs, &metadata)?.into(),
-                ..Message::default()
-            }
-        } else {
-            Message {
-                body: encode_request(format, args, kwargs)?.into(),
-                headers,
-                deadline: Some(Instant::now() + timeout),
-                ..Message::default()
-            }
+        // `timeout` is already cut to the context's deadline. Where the metadata travels (the
+        // message's headers, or the envelope) is the backend's to decide.
+        let message = Message {
+            body: encode_request(format, args, kwargs)?.into(),
+            headers,
+            deadline: Some(Instant::now() + timeout),
+            ..Message::default()
         };
         let reply = self.send(service, method, message, timeout).await?;
         let format = reply

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{outbox, Padded};
 use crate::wire::{fits_subject, message_of, rpc_subject, to_nats_headers};
+use basidia_core::envelope::{append_metadata, RequestMetadata};
 use basidia_core::internal::{backend, backend_msg, lock, lost, lost_msg};
 use basidia_core::Message;
 
@@ -359,6 +360,7 @@ impl crate::NatsBroker {
         timeout: Duration,
     ) -> Result<Message, BrokerError> {
         let state = self.check()?;
+        let request = metadata_into_envelope(request);
         if !fits_subject(service) || !fits_subject(method) {
             return Err(backend_msg(format!(
                 "cannot call {service:?}.{method:?} over NATS: service and method names must be \
@@ -457,6 +459,37 @@ impl crate::NatsBroker {
             }
         }
     }
+}
+
+/// The request with its deadline and context moved into its envelope, where the service reads
+/// them as well as from headers: a header block costs the server and both clients a parse into
+/// a map for every message, which a small request need not pay. A body that is not an envelope
+/// Basidia wrote keeps its metadata in headers.
+fn metadata_into_envelope(mut request: Message) -> Message {
+    if request.headers.is_empty() && request.deadline.is_none() {
+        return request;
+    }
+    let format = request.content_type.as_deref().map_or(
+        Some(basidia_core::Format::MsgPack),
+        basidia_core::Format::from_content_type,
+    );
+    let Some(format) = format else {
+        return request;
+    };
+    let metadata = RequestMetadata {
+        deadline_ms: request
+            .deadline
+            .map(basidia_core::context::epoch_ms_from_instant),
+        context: std::mem::take(&mut request.headers),
+    };
+    match append_metadata(format, &request.body, &metadata) {
+        Some(body) => {
+            request.body = body.into();
+            request.deadline = None;
+        }
+        None => request.headers = metadata.context,
+    }
+    request
 }
 
 #[cfg(test)]

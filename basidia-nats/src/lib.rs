@@ -53,12 +53,6 @@ impl Broker for NatsBroker {
         "nats"
     }
 
-    /// A header block costs the server and both clients a parse into a map per message, more
-    /// than the rest of a small request: the deadline and context go in the envelope.
-    fn metadata_in_envelope(&self) -> bool {
-        true
-    }
-
     async fn call(
         &self,
         service: &str,

@@ -139,10 +139,6 @@ impl Settle for CoreSettle {
         Ok(())
     }
 
-    fn acks(&self) -> bool {
-        false
-    }
-
     async fn requeue(
         self: Box<Self>,
         _message: Message,
