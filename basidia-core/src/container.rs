@@ -695,16 +695,66 @@ const INLINE_STEP_LIMIT: Duration = Duration::from_micros(200);
 /// tried on the consume loop again.
 const INLINE_COOLDOWN: u32 = 64;
 
-/// Takes deliveries one at a time, admits each as a worker, and runs it.
+/// Where each worker's first step runs.
 ///
-/// A worker's first step runs right here on the consume loop: most RPC handlers finish in it
-/// (no I/O to wait for), and then the worker costs no task, no wake-up and no hand-over to
-/// another thread, and replies leave in the order requests came. A worker that has to wait goes
-/// on as a task of its own, so the loop takes the next delivery at once. Should first steps take
-/// long (CPU-heavy handlers), they would hold the next deliveries back, and so after one that took
+/// A worker's first step runs right on the consume loop: most RPC handlers finish in it (no I/O
+/// to wait for), and then the worker costs no task, no wake-up and no hand-over to another
+/// thread, and replies leave in the order requests came. A worker that has to wait goes on as a
+/// task of its own, so the loop takes the next delivery at once. Should first steps take long
+/// (CPU-heavy handlers), they would hold the next deliveries back, and so after one that took
 /// over [`INLINE_STEP_LIMIT`] the next [`INLINE_COOLDOWN`] workers start on tasks of their own.
+/// (What running first steps inline buys is measured in `docs/performance.md`.)
+#[derive(Debug, Default)]
+struct FirstStep {
+    cooldown: u32,
+}
+
+/// How a worker was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Its first step ran on the loop and finished the work.
+    FinishedInline,
+    /// Its first step ran on the loop; the rest goes on as a task.
+    ContinuedOnTask,
+    /// It went straight to a task of its own (during a cooldown).
+    OnTask,
+}
+
+impl FirstStep {
+    /// Starts `job`, handing it to `spawn` if it does not finish on the spot.
+    async fn start<F>(
+        &mut self,
+        mut job: std::pin::Pin<Box<F>>,
+        spawn: impl FnOnce(std::pin::Pin<Box<F>>),
+    ) -> Started
+    where
+        F: std::future::Future<Output = ()> + ?Sized,
+    {
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            spawn(job);
+            return Started::OnTask;
+        }
+        let began = std::time::Instant::now();
+        let finished = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(job.as_mut(), cx).is_ready())
+        })
+        .await;
+        if began.elapsed() > INLINE_STEP_LIMIT {
+            self.cooldown = INLINE_COOLDOWN;
+        }
+        if finished {
+            Started::FinishedInline
+        } else {
+            spawn(job);
+            Started::ContinuedOnTask
+        }
+    }
+}
+
+/// Takes deliveries one at a time, admits each as a worker, and starts it (see [`FirstStep`]).
 async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>>) {
-    let mut cooldown = 0u32;
+    let mut first_step = FirstStep::default();
     // One wait for cancellation for the whole loop: registered once, not twice per delivery.
     let cancelled = s.cancel.cancelled();
     tokio::pin!(cancelled);
@@ -719,7 +769,7 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
         let handler = handler.clone();
         // Tracked (for the stop to wait for) only if it goes on as a task of its own: while it
         // runs on this loop, the stop waits for the loop.
-        let mut job = Box::pin(async move {
+        let job = Box::pin(async move {
             let worker = &busy.0;
             match handler {
                 None => worker.handle_request(delivery).await,
@@ -727,22 +777,11 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
             }
             drop(busy);
         });
-        if cooldown > 0 {
-            cooldown -= 1;
-            tokio::spawn(s.tracker.track_future(job));
-            continue;
-        }
-        let began = std::time::Instant::now();
-        let finished = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(job.as_mut(), cx).is_ready())
-        })
-        .await;
-        if began.elapsed() > INLINE_STEP_LIMIT {
-            cooldown = INLINE_COOLDOWN;
-        }
-        if !finished {
-            tokio::spawn(s.tracker.track_future(job));
-        }
+        first_step
+            .start(job, |job| {
+                tokio::spawn(s.tracker.track_future(job));
+            })
+            .await;
     }
 }
 
@@ -793,5 +832,83 @@ async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool
             () = s.cancel.cancelled() => break,
             _ = job => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+    /// A job whose first step takes `busy` of CPU and which then waits `waits` times.
+    fn job(busy: Duration, waits: usize, done: Arc<AtomicBool>) -> Job {
+        Box::pin(async move {
+            let until = std::time::Instant::now() + busy;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            for _ in 0..waits {
+                tokio::task::yield_now().await;
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    }
+
+    #[tokio::test]
+    async fn quick_first_steps_finish_on_the_loop_and_waiting_ones_go_on_as_tasks() {
+        let mut first = FirstStep::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let started = first
+            .start(job(Duration::ZERO, 0, done.clone()), |_| {
+                panic!("spawned a finished job")
+            })
+            .await;
+        assert_eq!(started, Started::FinishedInline);
+        assert!(done.load(Ordering::SeqCst));
+
+        let done = Arc::new(AtomicBool::new(false));
+        let mut handed = None;
+        let started = first
+            .start(job(Duration::ZERO, 3, done.clone()), |j| handed = Some(j))
+            .await;
+        assert_eq!(started, Started::ContinuedOnTask);
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "it waits, so it is not done yet"
+        );
+        // The job handed over goes on from where its first step stopped.
+        tokio::spawn(handed.expect("handed to a task"))
+            .await
+            .unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert_eq!(first.cooldown, 0, "neither step was slow");
+    }
+
+    #[tokio::test]
+    async fn after_a_slow_first_step_the_next_workers_start_on_tasks() {
+        let mut first = FirstStep::default();
+        let slow = INLINE_STEP_LIMIT * 5;
+        let started = first.start(job(slow, 0, Arc::default()), |_| {}).await;
+        assert_eq!(
+            started,
+            Started::FinishedInline,
+            "the slow one still ran where it was"
+        );
+        for i in 0..INLINE_COOLDOWN {
+            let mut spawned = false;
+            let started = first
+                .start(job(Duration::ZERO, 0, Arc::default()), |_| spawned = true)
+                .await;
+            assert_eq!(started, Started::OnTask, "worker {i} of the cooldown");
+            assert!(spawned);
+        }
+        // The cooldown over, quick ones run on the loop again.
+        let started = first
+            .start(job(Duration::ZERO, 0, Arc::default()), |_| {
+                panic!("spawned")
+            })
+            .await;
+        assert_eq!(started, Started::FinishedInline);
     }
 }
