@@ -243,8 +243,16 @@ pub async fn rpc_round_trip(c: &dyn Connector) {
         .await
         .expect("call");
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).expect("a JSON reply");
-    assert_eq!(echoed["args"], serde_json::json!(["hi"]), "the body arrives whole");
-    assert_eq!(echoed["kwargs"], serde_json::json!({}), "the body arrives whole");
+    assert_eq!(
+        echoed["args"],
+        serde_json::json!(["hi"]),
+        "the body arrives whole"
+    );
+    assert_eq!(
+        echoed["kwargs"],
+        serde_json::json!({}),
+        "the body arrives whole"
+    );
     responder.await.expect("responder");
     server.close().await;
     client.close().await;
