@@ -51,8 +51,31 @@ pub const KNOWN_KEYS: &[&str] = &[
     "event_retry_max_delay",
     "event_handler_timeout",
     "max_priority",
+    "profile",
     "services",
 ];
+
+/// How `basidia run` builds the host: `debug` (the default, quickest to build) or `release`
+/// (what production runs: several times the throughput of a debug host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Unoptimised, with debug assertions.
+    #[default]
+    Debug,
+    /// Optimised.
+    Release,
+}
+
+impl Profile {
+    /// The profile's name, as cargo and the configuration spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
 
 /// Everything `basidia` reads from configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +116,9 @@ pub struct Settings {
     /// The RPC queues' maximum priority, on brokers with priorities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_priority: Option<u8>,
+    /// How `basidia run` builds the host (`--release` picks `release` too).
+    #[serde(default)]
+    pub profile: Profile,
     /// Overrides by service name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceOverrides>,
@@ -118,6 +144,7 @@ impl Default for Settings {
             event_retry_max_delay: d.event_retry_max_delay,
             event_handler_timeout: d.event_handler_timeout,
             max_priority: d.max_priority,
+            profile: Profile::Debug,
             services: BTreeMap::new(),
             sections: serde_json::Map::new(),
         }
@@ -493,6 +520,11 @@ pub fn render(loaded: &Loaded) -> String {
     if let Some(p) = s.max_priority {
         line(&mut out, "max_priority", toml::Value::Integer(p.into()));
     }
+    line(
+        &mut out,
+        "profile",
+        toml::Value::String(s.profile.name().into()),
+    );
     for (name, o) in &s.services {
         let mut t = toml::Table::new();
         if let Some(v) = o.max_workers {
@@ -642,5 +674,34 @@ pub mod human_duration {
     /// Reads `"30s"`, `"500ms"` or a number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         basidia_core::config::duration_serde::deserialize(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"broker = "memory://"
+serializer = "msgpack"
+max_workers = 1
+rpc_timeout = "1s"
+shutdown_grace = "1s"
+event_max_deliveries = 1
+event_retry_delay = "1s"
+event_retry_max_delay = "1s"
+event_handler_timeout = "1s"
+"#;
+
+    #[test]
+    fn the_profile_is_a_configuration_key() {
+        let s: Settings = toml::from_str(&format!("{BASE}profile = \"release\"")).unwrap();
+        assert_eq!(s.profile, Profile::Release);
+        let s: Settings = toml::from_str(BASE).unwrap();
+        assert_eq!(s.profile, Profile::Debug, "debug unless said otherwise");
+        assert!(
+            toml::from_str::<Settings>(&format!("{BASE}profile = \"fast\"")).is_err(),
+            "an unknown profile is refused"
+        );
+        assert!(KNOWN_KEYS.contains(&"profile"));
     }
 }

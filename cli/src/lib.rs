@@ -12,3 +12,4 @@ pub mod host;
 pub mod project;
 pub mod scaffold;
 pub mod shell;
+mod template;

@@ -137,10 +137,15 @@ fn main() -> ExitCode {
             quiet,
         } => {
             // Check the configuration here, so that a mistake shows before a long build.
-            if let Err(e) = cli.config.load() {
-                eprintln!("basidia: {e}");
-                return ExitCode::from(2);
-            }
+            let settings = match cli.config.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("basidia: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let release =
+                release || settings.settings.profile == basidia_cli::config::Profile::Release;
             let mut host_args = cli.config.to_args();
             for s in services {
                 host_args.extend(["--service".to_string(), s]);

@@ -5,6 +5,7 @@
 //! `basidia-testing`, and a `basidia.toml`. What it writes builds, passes its tests and runs under
 //! `basidia run` as it is.
 
+use crate::template;
 use std::path::{Path, PathBuf};
 
 /// Why scaffolding failed.
@@ -119,12 +120,17 @@ fn service_source(names: &ServiceNames, method: &str) -> String {
         type_name, service, ..
     } = names;
     let body = if method == "hello" {
-        "    /// Returns a greeting for `name`.\n    #[rpc]\n    pub async fn hello(&self, name: String) -> String {\n        format!(\"Hello, {name}!\")\n    }\n".to_string()
+        template::HELLO_METHOD.to_string()
     } else {
-        format!("    /// Answers `pong from {service}`.\n    #[rpc]\n    pub async fn ping(&self) -> String {{\n        \"pong from {service}\".to_string()\n    }}\n")
+        template::render(template::PING_METHOD, &[("service", service)])
     };
-    format!(
-        "//! `{service}`.\n\nuse basidia::prelude::*;\n\n/// The {service} service.\n#[service]\npub struct {type_name};\n\n#[service(name = \"{service}\")]\nimpl {type_name} {{\n{body}}}\n"
+    template::render(
+        template::SERVICE,
+        &[
+            ("service", service),
+            ("type_name", type_name),
+            ("body", &body),
+        ],
     )
 }
 
@@ -139,8 +145,16 @@ fn test_source(lib: &str, names: &ServiceNames, method: &str) -> String {
     } else {
         ("ping()", format!("pong from {service}"))
     };
-    format!(
-        "//! `{service}` in-process, on the in-memory broker.\n\nuse basidia_testing::ServiceHarness;\nuse {lib}::{module}::{{{type_name}, {type_name}Client}};\n\n#[tokio::test]\nasync fn {module}_service_answers() {{\n    let harness = ServiceHarness::start::<{type_name}>().await.expect(\"the service starts\");\n    let client = harness.client::<{type_name}Client>();\n    assert_eq!(client.{call}.await.expect(\"the call succeeds\"), {expected:?});\n    harness.stop().await;\n}}\n"
+    template::render(
+        template::SERVICE_TEST,
+        &[
+            ("service", service),
+            ("lib", lib),
+            ("module", module),
+            ("type_name", type_name),
+            ("call", call),
+            ("expected", &format!("{expected:?}")),
+        ],
     )
 }
 
@@ -157,48 +171,33 @@ pub fn new_project(parent: &Path, name: &str) -> Result<PathBuf, ScaffoldError> 
     let lib = package.replace('-', "_");
     let hello = ServiceNames::from_input("hello")?;
 
-    write(
-        &dir.join("Cargo.toml"),
-        "[workspace]\nresolver = \"2\"\nmembers = [\"services\"]\n",
-    )?;
-    write(&dir.join(".gitignore"), "/target\n")?;
-    write(
-        &dir.join("basidia.toml"),
-        "# Basidia configuration. BASIDIA_* environment variables and command-line flags override\n\
-         # it; `basidia show-config` prints the result.\n\
-         broker = \"memory://\"\n\
-         max_workers = 10\n\
-         rpc_timeout = \"30s\"\n\
-         \n\
-         # Per-service overrides:\n\
-         # [services.hello_service]\n\
-         # max_workers = 4\n\
-         \n\
-         # Any other table is a section services read through Config<T>:\n\
-         # [database]\n\
-         # url = \"postgres://app:secret@localhost/app\"\n",
-    )?;
+    write(&dir.join("Cargo.toml"), template::PROJECT_MANIFEST)?;
+    write(&dir.join(".gitignore"), template::PROJECT_GITIGNORE)?;
+    write(&dir.join("basidia.toml"), template::PROJECT_CONFIG)?;
     write(
         &dir.join("services/Cargo.toml"),
-        &format!(
-            "[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [dependencies]\nbasidia = {}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
-             [dev-dependencies]\nbasidia-testing = {}\ntokio = {{ version = \"1\", features = [\"macros\", \"rt-multi-thread\"] }}\n",
-            basidia_dependency("basidia", ", features = [\"amqp\", \"nats\"]"),
-            basidia_dependency("testing", ""),
+        &template::render(
+            template::SERVICES_MANIFEST,
+            &[
+                ("package", &package),
+                (
+                    "basidia_dependency",
+                    &basidia_dependency("basidia", ", features = [\"amqp\", \"nats\"]"),
+                ),
+                ("testing_dependency", &basidia_dependency("testing", "")),
+            ],
         ),
     )?;
     write(
         &dir.join("services/src/lib.rs"),
-        &format!(
-            "//! The services of {name}. `basidia run .` hosts every service `register` adds.\n\n\
-             pub mod {module};\n\n\
-             /// Adds every service of this crate to `runner`.\n\
-             pub fn register(runner: &mut basidia::Runner) {{\n    \
-             runner.add::<{module}::{ty}>();\n    \
-             {REGISTER_MARKER}\n}}\n",
-            module = hello.module,
-            ty = hello.type_name,
+        &template::render(
+            template::SERVICES_LIB,
+            &[
+                ("name", name),
+                ("module", &hello.module),
+                ("type_name", &hello.type_name),
+                ("register_marker", REGISTER_MARKER),
+            ],
         ),
     )?;
     write(
@@ -289,6 +288,40 @@ pub fn new_service(dir: &Path, name: &str) -> Result<PathBuf, ScaffoldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file of `dir` and below, with its text.
+    fn files(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else {
+                out.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn scaffolded_files_leave_no_placeholder_unfilled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = new_project(tmp.path(), "demo").unwrap();
+        new_service(&dir, "billing").unwrap();
+        let mut all = Vec::new();
+        files(&dir, &mut all);
+        assert!(all.len() >= 8, "{all:?}");
+        for (path, text) in &all {
+            let left =
+                text.split('@').skip(1).step_by(2).any(|w| {
+                    !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+            assert!(!left, "{} keeps a placeholder:\n{text}", path.display());
+        }
+        let manifest = std::fs::read_to_string(dir.join("services/Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("[package.metadata.basidia]"),
+            "{manifest}"
+        );
+    }
 
     #[test]
     fn names_derive_from_what_the_user_typed() {

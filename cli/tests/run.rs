@@ -152,13 +152,13 @@ fn a_path_without_service_crates_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("does/not/exist does not exist"), "{stderr}");
 
-    // The cli crate depends on basidia and has a library, but no `register`.
+    // The cli crate depends on basidia and has a library, but is not marked as a service crate.
     let out = output(basidia(tmp.path()).arg("run").arg(workspace().join("cli")));
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no service crate"), "{stderr}");
     assert!(
-        stderr.contains("basidia-cli has no `pub fn register"),
+        stderr.contains("basidia-cli is not marked as a service crate"),
         "{stderr}"
     );
 

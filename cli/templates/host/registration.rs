@@ -1,0 +1,4 @@
+        basidia_cli::host::Registration {
+            crate_name: @crate_name@,
+            register: ::@lib_name@::@register@,
+        },
