@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 use crate::template;
 
@@ -539,38 +541,45 @@ pub fn run(options: &RunOptions) -> ExitCode {
     }
 }
 
-/// Modification times of every source file of the crates, and of the configuration file.
-fn snapshot(project: &Project) -> BTreeMap<PathBuf, SystemTime> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, SystemTime>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+/// Whether a change at `path` (relative to the crate directory watched) calls for a rebuild:
+/// the crates' sources and manifests do; what builds write (`target/`) and hidden files (editor
+/// swap files, `.git`) do not. Relative, because the crates themselves may well sit below a
+/// directory named `target`.
+fn relevant(path: &Path) -> bool {
+    !path.components().any(|c| {
+        let name = c.as_os_str().to_string_lossy();
+        name == "target" || (name.starts_with('.') && name.len() > 1 && name != "..")
+    })
+}
+
+/// Watches the crates' directories and the configuration file through the operating system's
+/// file notifications (inotify on Linux); `changed` is told of every relevant change.
+fn watcher(project: &Project, changed: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let config = std::env::current_dir()
+        .unwrap_or_default()
+        .join(crate::config::CONFIG_FILE);
+    let config_for_events = config.clone();
+    let dirs: Vec<PathBuf> = project.crates.iter().map(|c| c.dir.clone()).collect();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
-        };
-        for e in entries.filter_map(Result::ok) {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "target" {
-                continue;
-            }
-            let path = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => walk(&path, out),
-                Ok(_) => {
-                    if let Some(m) = mtime(&path) {
-                        out.insert(path, m);
-                    }
-                }
-                Err(_) => {}
-            }
         }
-    }
-    let mut out = BTreeMap::new();
+        let counts = |p: &PathBuf| {
+            p == &config_for_events || dirs.iter().any(|d| p.strip_prefix(d).is_ok_and(relevant))
+        };
+        if event.paths.iter().any(counts) {
+            changed.notify_one();
+        }
+    })?;
     for c in &project.crates {
-        walk(&c.dir, &mut out);
+        watcher.watch(&c.dir, notify::RecursiveMode::Recursive)?;
     }
-    if let Some(m) = mtime(Path::new(crate::config::CONFIG_FILE)) {
-        out.insert(PathBuf::from(crate::config::CONFIG_FILE), m);
+    if let Some(dir) = config.parent().filter(|_| config.is_file()) {
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
     }
-    out
+    Ok(watcher)
 }
 
 fn watch(project: &Project, host: &Host, options: &RunOptions) -> ExitCode {
@@ -598,9 +607,16 @@ async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
 }
 
 async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> ExitCode {
-    let poll = Duration::from_millis(500);
     let grace = Duration::from_secs(15);
-    let mut seen = snapshot(project);
+    let changed = Arc::new(Notify::new());
+    // Kept for as long as the loop runs: dropping it stops the notifications.
+    let _watcher = match watcher(project, Arc::clone(&changed)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("basidia: cannot watch the sources for changes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut child: Option<tokio::process::Child> = None;
     let mut stop = std::pin::pin!(basidia::shutdown_signal());
     let mut rebuild = true;
@@ -659,16 +675,29 @@ async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> Exi
                     eprintln!("basidia: the services exited ({s}); watching for changes");
                 }
             }
-            () = tokio::time::sleep(poll) => {
-                let now = snapshot(project);
-                if now != seen {
-                    // Let a burst of saves settle before building.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    seen = snapshot(project);
-                    eprintln!("basidia: change detected, rebuilding");
-                    rebuild = true;
-                }
+            () = changed.notified() => {
+                // Let a burst of saves settle before building; what it notified meanwhile is
+                // part of this rebuild.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = tokio::time::timeout(Duration::ZERO, changed.notified()).await;
+                eprintln!("basidia: change detected, rebuilding");
+                rebuild = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_builds_write_and_hidden_files_call_for_no_rebuild() {
+        assert!(relevant(Path::new("src/lib.rs")));
+        assert!(relevant(Path::new("Cargo.toml")));
+        assert!(relevant(Path::new("./src/a.rs")));
+        assert!(!relevant(Path::new("target/debug/build/x")));
+        assert!(!relevant(Path::new("src/.lib.rs.swp")));
+        assert!(!relevant(Path::new(".git/index")));
     }
 }
