@@ -504,7 +504,7 @@ impl Shared {
             &self.name,
             handler,
             &msg.headers,
-            Some(Instant::now() + timeout),
+            Some(crate::context::deadline_after(timeout)),
         ));
         let format = msg
             .content_type

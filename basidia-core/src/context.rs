@@ -51,7 +51,7 @@ impl Context {
 
     /// Sets the deadline to `timeout` from now.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.deadline = Some(Instant::now() + timeout);
+        self.deadline = Some(deadline_after(timeout));
         self
     }
 
@@ -177,6 +177,12 @@ pub fn instant_from_epoch_ms(ms: i64) -> Instant {
 /// of", and keeps instant arithmetic from overflowing.
 const FARTHEST_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The instant `timeout` from now; a timeout past [`FARTHEST_DEADLINE`] (a configured
+/// `Duration::MAX`, say) counts as that far, rather than overflow the clock.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout.min(FARTHEST_DEADLINE)
+}
+
 /// The earlier of two deadlines; either alone if only one is set.
 pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -199,6 +205,14 @@ pub fn epoch_ms_from_instant(at: Instant) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_past_a_year_does_not_overflow_the_clock() {
+        let ctx = Context::new().with_timeout(Duration::MAX);
+        let left = ctx.deadline.unwrap() - Instant::now();
+        assert!(left <= FARTHEST_DEADLINE && left > FARTHEST_DEADLINE / 2);
+        let _ = deadline_after(Duration::MAX);
+    }
 
     #[test]
     fn worker_context_appends_and_caps_the_stack() {

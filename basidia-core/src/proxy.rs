@@ -133,7 +133,7 @@ impl RpcProxy {
         let message = Message {
             body: encode_request(format, args, kwargs)?.into(),
             headers,
-            deadline: Some(Instant::now() + timeout),
+            deadline: Some(crate::context::deadline_after(timeout)),
             ..Message::default()
         };
         let reply = self.send(service, method, message, timeout).await?;
