@@ -595,7 +595,10 @@ impl Workers {
         if self.busy.fetch_add(1, Ordering::AcqRel) < self.max {
             return true;
         }
-        self.give_back();
+        // Undone without a wake-up: this place was never taken, and telling `freed` would wake
+        // the very loop that is about to wait, which would find the service still full and try
+        // again, forever, without ever yielding its thread.
+        self.busy.fetch_sub(1, Ordering::AcqRel);
         false
     }
 
@@ -853,6 +856,35 @@ mod tests {
             }
             done.store(true, Ordering::SeqCst);
         })
+    }
+
+    #[test]
+    fn a_full_service_waits_for_a_place_without_spinning() {
+        let workers = Arc::new(Workers::new(1));
+        assert!(workers.try_take());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Arc::clone(&workers);
+        // On a thread of its own, so that a spinning wait fails this test instead of hanging it.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let waited = rt.block_on(async {
+                let never = std::future::pending::<()>();
+                tokio::pin!(never);
+                tokio::time::timeout(Duration::from_millis(100), w.take(never.as_mut()))
+                    .await
+                    .is_err()
+            });
+            let _ = tx.send(waited);
+        });
+        let waited = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the wait for a place yields instead of spinning");
+        assert!(waited, "no place was free, so the wait timed out");
+        workers.give_back();
+        assert!(workers.try_take(), "the place given back can be taken");
     }
 
     #[tokio::test]
