@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use basidia::{Format, Replay, SharedBroker, StoredDeadLetter};
 
-use crate::shell::printable;
+use basidia_shell::printable;
 
 /// How much of a payload a listing shows.
 const PREVIEW_CHARS: usize = 160;

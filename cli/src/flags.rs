@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use basidia::Format;
 
-use crate::config::{self, ConfigError, Loaded, Overrides};
+use basidia_runtime::config::{self, ConfigError, Loaded, Overrides};
 
 /// `--config`, `--broker`, `--timeout`, `--serializer`, `--max-workers`: the configuration file,
 /// and the top layer of configuration.
@@ -52,29 +52,11 @@ impl ConfigFlags {
         config::load(self.config.as_deref(), &self.overrides())
     }
 
-    /// The flags again as arguments, to hand to another `basidia` process.
+    /// The flags again as arguments, to hand to another `basidia` process or to a host.
     pub fn to_args(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(c) = &self.config {
-            out.push("--config".into());
-            out.push(c.display().to_string());
-        }
-        if let Some(b) = &self.broker {
-            out.push("--broker".into());
-            out.push(b.clone());
-        }
-        if let Some(t) = self.timeout {
-            out.push("--timeout".into());
-            out.push(format!("{}ms", t.as_millis()));
-        }
-        if let Some(s) = self.serializer {
-            out.push("--serializer".into());
-            out.push(s.name().into());
-        }
-        if let Some(n) = self.max_workers {
-            out.push("--max-workers".into());
-            out.push(n.to_string());
-        }
-        out
+        let mut host = basidia_runtime::HostArgs::default();
+        host.config = self.config.clone();
+        host.overrides = self.overrides();
+        host.to_args()
     }
 }

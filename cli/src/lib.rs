@@ -1,15 +1,9 @@
-//! The `basidia` command line as a library: layered configuration, the shell's expression
-//! language and REPL, the host program `basidia run` builds around service crates, and project
-//! scaffolding.
+//! The `basidia` command line as a library: its configuration flags, the projects `basidia run`
+//! builds hosts for, scaffolding, and the dead-letter commands. Configuration and hosting are
+//! [`basidia_runtime`]'s, the shell [`basidia_shell`]'s.
 
-pub use basidia_alloc::Allocator;
-
-pub mod config;
 pub mod dead_letters;
-pub mod expr;
 pub mod flags;
-pub mod host;
 pub mod project;
 pub mod scaffold;
-pub mod shell;
 mod template;

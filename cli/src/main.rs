@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use basidia_cli::flags::ConfigFlags;
-use basidia_cli::shell::{self, describe_rpc_error, Session};
-use basidia_cli::{config, project, scaffold};
+use basidia_cli::{project, scaffold};
+use basidia_runtime::config;
+use basidia_shell::{self as shell, describe_rpc_error, Session};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -144,8 +145,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let release =
-                release || settings.settings.profile == basidia_cli::config::Profile::Release;
+            let release = release || settings.settings.profile == config::Profile::Release;
+            let wants_shell = shell || !exec.is_empty();
             let mut host_args = cli.config.to_args();
             for s in services {
                 host_args.extend(["--service".to_string(), s]);
@@ -159,6 +160,7 @@ fn main() -> ExitCode {
             project::run(&project::RunOptions {
                 path,
                 host_args,
+                shell: wants_shell,
                 watch,
                 release,
                 quiet,
@@ -318,7 +320,7 @@ where
     F: FnOnce(config::Settings, basidia::SharedBroker) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    basidia_cli::host::init_tracing(true);
+    basidia_runtime::logging::init(true);
     let settings = match flags.load() {
         Ok(l) => l.settings,
         Err(e) => {
@@ -326,7 +328,7 @@ where
             return ExitCode::from(2);
         }
     };
-    let Some(runtime) = basidia_cli::host::runtime(true) else {
+    let Some(runtime) = basidia_runtime::tokio_runtime(true) else {
         return ExitCode::FAILURE;
     };
     let ok = runtime.block_on(async {
@@ -341,7 +343,7 @@ where
             }
         };
         let ok = f(settings, broker.clone()).await;
-        basidia_cli::host::close(&broker).await;
+        basidia_runtime::close(&broker).await;
         ok
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

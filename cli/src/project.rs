@@ -5,8 +5,12 @@
 //! A service crate is a library that depends on `basidia`, says so in its manifest with
 //! `[package.metadata.basidia]` (`register = "..."` names its entry function, `register` by
 //! default), and exposes that function, `pub fn register(runner: &mut basidia::Runner)`, at its
-//! root, adding its services (what `basidia new` scaffolds). The host lives in `<target-dir>/basidia-run/` and shares the crates'
-//! target directory and lock file, so it reuses what their own builds compiled.
+//! root, adding its services (what `basidia new` scaffolds).
+//!
+//! The host lives in `<target-dir>/basidia-run/` and shares the crates' target directory and
+//! lock file, so it reuses what their own builds compiled. It has two binaries: the services
+//! alone on `basidia-runtime` (what runs by default and in production), and the services with the
+//! shell (`basidia-shell`) for `--exec` and `--shell`, built only when those are asked for.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -53,7 +57,7 @@ pub enum RunError {
     BuildFailed,
 }
 
-/// Where the crates get `basidia` from, which decides where the host gets `basidia-cli` from.
+/// Where the crates get `basidia` from, which decides where the host gets `basidia-runtime` and `basidia-shell` from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BasidiaSource {
     /// A path dependency on the `basidia` crate in this directory.
@@ -144,8 +148,31 @@ struct Dependency {
     path: Option<PathBuf>,
 }
 
+/// Variables cargo sets for the program it runs (`cargo run`) that describe that program's own
+/// package. Build scripts of dependencies watch some of them (ring's asks to rerun when
+/// `CARGO_PKG_NAME` or `CARGO_MANIFEST_DIR` changes), so a cargo started with them inherited
+/// would see every such dependency as changed, rebuild it, and leave it to be rebuilt again by
+/// the next build started from a shell.
+fn is_package_variable(name: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        || matches!(name, "CARGO_PRIMARY_PACKAGE" | "OUT_DIR")
+}
+
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 fn metadata(manifest: &Path) -> Result<Metadata, RunError> {
@@ -341,11 +368,23 @@ pub struct Host {
 }
 
 impl Host {
-    /// The built binary for a profile.
-    pub fn binary(&self, release: bool) -> PathBuf {
+    /// The built binary for a profile: the plain host, or the one with the shell.
+    pub fn binary(&self, release: bool, shell: bool) -> PathBuf {
         self.target_dir
             .join(if release { "release" } else { "debug" })
-            .join(format!("{}{}", self.name, std::env::consts::EXE_SUFFIX))
+            .join(format!(
+                "{}{}",
+                self.bin_name(shell),
+                std::env::consts::EXE_SUFFIX
+            ))
+    }
+
+    fn bin_name(&self, shell: bool) -> String {
+        if shell {
+            format!("{}-shell", self.name)
+        } else {
+            self.name.clone()
+        }
     }
 }
 
@@ -353,21 +392,25 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// Where the host gets `basidia-cli` from: beside the crates' `basidia` checkout, else the
-/// checkout this binary was built from, else the registry.
-fn cli_dependency(project: &Project) -> String {
+/// Where the host gets the Basidia crate in `dir` (named `package`) from, as the inside of a
+/// dependency table: beside the crates' `basidia` checkout, else the checkout this binary was
+/// built from, else the registry.
+fn basidia_source(project: &Project, dir: &str, package: &str) -> String {
+    let is_it = |d: &Path| {
+        std::fs::read_to_string(d.join("Cargo.toml"))
+            .is_ok_and(|m| m.contains(&format!("name = \"{package}\"")))
+    };
     let beside = project.crates.iter().find_map(|c| match &c.basidia {
-        BasidiaSource::Path(p) => {
-            let cli = p.parent()?.join("cli");
-            let manifest = std::fs::read_to_string(cli.join("Cargo.toml")).ok()?;
-            manifest.contains("name = \"basidia-cli\"").then_some(cli)
-        }
+        BasidiaSource::Path(p) => Some(p.parent()?.join(dir)).filter(|d| is_it(d)),
         BasidiaSource::Registry(_) => None,
     });
-    let own = Path::new(env!("CARGO_MANIFEST_DIR"));
-    match beside.or_else(|| own.join("Cargo.toml").is_file().then(|| own.to_path_buf())) {
-        Some(p) => format!("{{ path = {} }}", toml_string(&p.display().to_string())),
-        None => format!("{{ version = \"={}\" }}", env!("CARGO_PKG_VERSION")),
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join(dir))
+        .filter(|d| is_it(d));
+    match beside.or(own) {
+        Some(p) => format!("path = {}", toml_string(&p.display().to_string())),
+        None => format!("version = \"={}\"", env!("CARGO_PKG_VERSION")),
     }
 }
 
@@ -411,13 +454,26 @@ pub fn write_host(project: &Project) -> Result<Host, RunError> {
         template::HOST_MANIFEST,
         &[
             ("name", &name),
-            ("cli_dependency", &cli_dependency(project)),
+            (
+                "runtime_source",
+                &basidia_source(project, "runtime", "basidia-runtime"),
+            ),
+            (
+                "shell_source",
+                &basidia_source(project, "shell", "basidia-shell"),
+            ),
             ("crate_dependencies", &dependencies),
         ],
     );
-    let main = template::render(template::HOST_MAIN, &[("registrations", &registrations)]);
+    let main = |host_main: &str| {
+        template::render(
+            template::HOST_MAIN,
+            &[("registrations", &registrations), ("host_main", host_main)],
+        )
+    };
     write_if_changed(&dir.join("Cargo.toml"), &manifest).map_err(io)?;
-    write_if_changed(&dir.join("main.rs"), &main).map_err(io)?;
+    write_if_changed(&dir.join("main.rs"), &main("basidia_runtime::host_main")).map_err(io)?;
+    write_if_changed(&dir.join("shell.rs"), &main("basidia_shell::host_main")).map_err(io)?;
 
     // Seed the lock file from the crates' workspace, so the host resolves the same versions and
     // reuses their compiled dependencies.
@@ -449,14 +505,20 @@ fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
 }
 
-/// Builds the host with cargo, its messages shown as cargo shows them.
-pub fn build(host: &Host, release: bool, quiet: bool) -> Result<PathBuf, RunError> {
+/// Builds the host (with the shell in it, if `shell`) with cargo, its messages shown as cargo
+/// shows them.
+pub fn build(host: &Host, release: bool, shell: bool, quiet: bool) -> Result<PathBuf, RunError> {
     let mut cmd = cargo();
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(host.dir.join("Cargo.toml"))
+        .arg("--bin")
+        .arg(host.bin_name(shell))
         .env("CARGO_TARGET_DIR", &host.target_dir)
         .stdout(Stdio::null());
+    if shell {
+        cmd.args(["--features", "shell"]);
+    }
     if release {
         cmd.arg("--release");
     }
@@ -467,7 +529,7 @@ pub fn build(host: &Host, release: bool, quiet: bool) -> Result<PathBuf, RunErro
     if !status.success() {
         return Err(RunError::BuildFailed);
     }
-    Ok(host.binary(release))
+    Ok(host.binary(release, shell))
 }
 
 /// What `basidia run` was asked to do.
@@ -477,6 +539,8 @@ pub struct RunOptions {
     pub path: PathBuf,
     /// Arguments for the host (configuration flags, `--service`, `--shell`, `--exec`).
     pub host_args: Vec<String>,
+    /// Whether the host needs the shell (for `--shell` or `--exec`).
+    pub shell: bool,
     /// Rebuild and restart on source changes.
     pub watch: bool,
     /// Build with optimisations.
@@ -514,7 +578,7 @@ pub fn run(options: &RunOptions) -> ExitCode {
     if options.watch {
         return watch(&project, &host, options);
     }
-    let binary = match build(&host, options.release, options.quiet) {
+    let binary = match build(&host, options.release, options.shell, options.quiet) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("basidia: {e}");
@@ -558,7 +622,7 @@ fn watcher(project: &Project, changed: Arc<Notify>) -> notify::Result<notify::Re
     use notify::Watcher;
     let config = std::env::current_dir()
         .unwrap_or_default()
-        .join(crate::config::CONFIG_FILE);
+        .join(basidia_runtime::config::CONFIG_FILE);
     let config_for_events = config.clone();
     let dirs: Vec<PathBuf> = project.crates.iter().map(|c| c.dir.clone()).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -583,7 +647,7 @@ fn watcher(project: &Project, changed: Arc<Notify>) -> notify::Result<notify::Re
 }
 
 fn watch(project: &Project, host: &Host, options: &RunOptions) -> ExitCode {
-    let Some(runtime) = crate::host::runtime(false) else {
+    let Some(runtime) = basidia_runtime::tokio_runtime(false) else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(watch_loop(project, host, options))
@@ -625,7 +689,7 @@ async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> Exi
             rebuild = false;
             let host = host.clone();
             let (release, quiet) = (options.release, options.quiet);
-            let built = tokio::task::spawn_blocking(move || build(&host, release, quiet))
+            let built = tokio::task::spawn_blocking(move || build(&host, release, false, quiet))
                 .await
                 .unwrap_or(Err(RunError::BuildFailed));
             match built {
@@ -690,6 +754,16 @@ async fn watch_loop(project: &Project, host: &Host, options: &RunOptions) -> Exi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_package_variables_of_cargo_run_are_not_passed_on() {
+        assert!(is_package_variable("CARGO_PKG_NAME"));
+        assert!(is_package_variable("CARGO_MANIFEST_DIR"));
+        assert!(is_package_variable("OUT_DIR"));
+        assert!(!is_package_variable("CARGO_HOME"));
+        assert!(!is_package_variable("CARGO_TARGET_DIR"));
+        assert!(!is_package_variable("PATH"));
+    }
 
     #[test]
     fn what_builds_write_and_hidden_files_call_for_no_rebuild() {

@@ -175,3 +175,95 @@ fn ctrl_c_stops_the_services_gracefully() {
     let status = services.interrupt(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }
+
+/// The crates a package of the generated host links with `features`, one name per line.
+fn host_crates(manifest: &std::path::Path, features: &[&str]) -> Vec<String> {
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    cmd.args([
+        "tree",
+        "--offline",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--manifest-path",
+    ])
+    .arg(manifest);
+    for f in features {
+        cmd.args(["--features", f]);
+    }
+    let out = cmd.output().expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_service_process_links_neither_the_shell_nor_an_argument_parser() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Writes (and builds) the host of the sample services.
+    let out = output(basidia(tmp.path()).arg("run").arg(examples()).args([
+        "-q",
+        "--exec",
+        r#"greeting_service.hello("World")"#,
+    ]));
+    assert!(out.status.success(), "{}", text(&out).1);
+    let hosts = target_dir().join("basidia-run");
+    let host = std::fs::read_dir(&hosts)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("basidia-host-basidia-example-services-"))
+        })
+        .expect("the sample services' host");
+    let manifest = host.join("Cargo.toml");
+
+    let plain = host_crates(&manifest, &[]);
+    assert!(plain.iter().any(|c| c == "basidia-runtime"), "{plain:?}");
+    for unwanted in [
+        "clap",
+        "rustyline",
+        "basidia-shell",
+        "basidia-cli",
+        "notify",
+    ] {
+        assert!(
+            !plain.iter().any(|c| c == unwanted),
+            "the plain host links {unwanted}: {plain:?}"
+        );
+    }
+    // The binary for --exec and --shell has the shell, and still no argument parser.
+    let with_shell = host_crates(&manifest, &["shell"]);
+    assert!(
+        with_shell.iter().any(|c| c == "rustyline"),
+        "{with_shell:?}"
+    );
+    assert!(!with_shell.iter().any(|c| c == "clap"), "{with_shell:?}");
+
+    // Its hand-read command line still explains itself and names a mistake.
+    let name = host.file_name().unwrap().to_str().unwrap();
+    let binary = target_dir().join("debug").join(format!("{name}-shell"));
+    let help = output(std::process::Command::new(&binary).arg("--help"));
+    assert!(help.status.success());
+    assert!(
+        text(&help).0.contains("--service NAME"),
+        "{}",
+        text(&help).0
+    );
+    let wrong = output(std::process::Command::new(&binary).args(["--brokr", "memory://"]));
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        text(&wrong).1.contains(r#"unknown argument "--brokr""#),
+        "{}",
+        text(&wrong).1
+    );
+}

@@ -21,7 +21,7 @@ fn secrets_child() {
     let Ok(url) = std::env::var(URL_VAR) else {
         return;
     };
-    basidia_cli::host::init_tracing(false);
+    basidia_runtime::logging::init(false);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let broker = basidia::connect(&url).await.unwrap();

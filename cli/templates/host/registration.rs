@@ -1,4 +1,4 @@
-        basidia_cli::host::Registration {
-            crate_name: @crate_name@,
-            register: ::@lib_name@::@register@,
-        },
+    basidia_runtime::Registration {
+        crate_name: @crate_name@,
+        register: ::@lib_name@::@register@,
+    },

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! ```
-//! use basidia_cli::expr::{parse, Command};
+//! use basidia_shell::expr::{parse, Command};
 //! let Command::Call { service, method, args, kwargs } =
 //!     parse(r#"greeting_service.hello("World", loud=true)"#).unwrap()
 //! else {

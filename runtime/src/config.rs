@@ -177,7 +177,7 @@ impl Settings {
 }
 
 /// Values given on the command line; each one set wins over every other layer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Overrides {
     /// `--broker`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,267 @@
+//! Hosting services: configuration to broker, broker to running services, a signal to a graceful
+//! stop.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use basidia::{Runner, RunningServices, SharedBroker};
+
+use crate::args::{HostArgs, Parsed, USAGE};
+use crate::config::{self, ConfigError, Settings};
+
+/// One service crate's entry point: its `register` function. A host is built from a list of
+/// these, one per service crate.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    /// The crate, for messages.
+    pub crate_name: &'static str,
+    /// Adds the crate's services to a runner.
+    pub register: fn(&mut Runner),
+}
+
+/// Why the services could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The configuration is invalid or unreadable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker could not be reached.
+    #[error("cannot connect to {url}")]
+    Connect {
+        /// The broker URL, credentials masked.
+        url: String,
+        /// What the broker client said.
+        #[source]
+        source: basidia::BrokerError,
+    },
+    /// No registration added a service.
+    #[error(
+        "{crates} registered no services: add them in `register` with runner.add::<MyService>()"
+    )]
+    NoServices {
+        /// The crates, comma-separated.
+        crates: String,
+    },
+    /// A service could not start (an unknown `--service`, a queue the broker refused, ...).
+    #[error("cannot start the services")]
+    Start(#[source] basidia::Error),
+}
+
+impl HostError {
+    /// The exit status a host reports this with: 2 for configuration, 1 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            HostError::Config(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The services of a host, started on the configured broker.
+pub struct Hosted {
+    broker: SharedBroker,
+    settings: Settings,
+    running: RunningServices,
+    names: Vec<String>,
+    url: String,
+}
+
+impl std::fmt::Debug for Hosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosted")
+            .field("services", &self.names)
+            .field("broker", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hosted {
+    /// Loads the configuration `args` name, connects to the broker, adds every registration's
+    /// services (only those of `--service`, if given) and starts them.
+    pub async fn start(args: &HostArgs, registrations: &[Registration]) -> Result<Self, HostError> {
+        let settings = args.load()?.settings;
+        let url = basidia_core::redact_url(&settings.broker);
+        let broker = config::connect(&settings)
+            .await
+            .map_err(|source| HostError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        let mut runner = Runner::new(broker.clone()).with_config(settings.runner_config());
+        for r in registrations {
+            (r.register)(&mut runner);
+        }
+        if runner.service_names().is_empty() {
+            close(&broker).await;
+            let crates: Vec<&str> = registrations.iter().map(|r| r.crate_name).collect();
+            return Err(HostError::NoServices {
+                crates: crates.join(", "),
+            });
+        }
+        if !args.services.is_empty() {
+            runner.only(args.services.clone());
+        }
+        let running = match runner.start().await {
+            Ok(r) => r,
+            Err(e) => {
+                close(&broker).await;
+                return Err(HostError::Start(e));
+            }
+        };
+        let names = running.names().iter().map(|s| s.to_string()).collect();
+        Ok(Hosted {
+            broker,
+            settings,
+            running,
+            names,
+            url,
+        })
+    }
+
+    /// The broker the services run on.
+    pub fn broker(&self) -> &SharedBroker {
+        &self.broker
+    }
+
+    /// The configuration they run with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The names of the running services.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The broker URL with its credentials masked, for messages.
+    pub fn broker_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully: every service stops taking work
+    /// and finishes what it holds within its `shutdown_grace`. A second signal forces the stop
+    /// (exit status 130).
+    pub async fn serve(self) -> ExitCode {
+        eprintln!(
+            "basidia: serving {} on {}; Ctrl-C stops",
+            self.names.join(", "),
+            self.url
+        );
+        basidia::shutdown_signal().await;
+        eprintln!("basidia: stopping (Ctrl-C again to force)");
+        let Hosted {
+            broker, running, ..
+        } = self;
+        let code = tokio::select! {
+            () = running.stop() => ExitCode::SUCCESS,
+            () = basidia::shutdown_signal() => {
+                eprintln!("basidia: forced stop");
+                ExitCode::from(130)
+            }
+        };
+        close(&broker).await;
+        code
+    }
+
+    /// Stops the services gracefully and closes the broker connection.
+    pub async fn stop(self) {
+        self.running.stop().await;
+        close(&self.broker).await;
+    }
+}
+
+/// How long closing the broker may take: after a forced stop (or a broker that no longer
+/// answers) the process must still end.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Closes `broker`, giving up after a few seconds.
+pub async fn close(broker: &SharedBroker) {
+    if tokio::time::timeout(CLOSE_LIMIT, broker.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the broker connection did not close within {CLOSE_LIMIT:?}; leaving it");
+    }
+}
+
+/// A tokio runtime (multi-threaded or on this thread); `None` after saying why it could not start.
+pub fn tokio_runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("basidia: cannot start the runtime: {e}"))
+        .ok()
+}
+
+/// The `main` of a service program: reads the command line ([`HostArgs`]), logs to standard
+/// error, hosts the services `register` adds until Ctrl-C or SIGTERM, and stops them gracefully.
+///
+/// ```no_run
+/// use basidia::prelude::*;
+///
+/// #[service]
+/// pub struct GreetingService;
+///
+/// #[service(name = "greeting_service")]
+/// impl GreetingService {
+///     #[rpc]
+///     async fn hello(&self, name: String) -> String {
+///         format!("Hello, {name}!")
+///     }
+/// }
+///
+/// fn register(runner: &mut basidia::Runner) {
+///     runner.add::<GreetingService>();
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     basidia_runtime::run(register)
+/// }
+/// ```
+pub fn run(register: fn(&mut Runner)) -> ExitCode {
+    host_main(&[Registration {
+        crate_name: "the program",
+        register,
+    }])
+}
+
+/// [`run`] for several service crates: the `main` of the host `basidia run` builds.
+pub fn host_main(registrations: &[Registration]) -> ExitCode {
+    let args = match HostArgs::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("basidia: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.shell || !args.exec.is_empty() {
+        eprintln!(
+            "basidia: this host was built without the shell; `basidia run` builds one with it for \
+             --exec and --shell"
+        );
+        return ExitCode::from(2);
+    }
+    crate::logging::init(false);
+    let Some(runtime) = tokio_runtime(true) else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        match Hosted::start(&args, registrations).await {
+            Ok(hosted) => hosted.serve().await,
+            Err(e) => {
+                eprintln!("basidia: {}", crate::error_chain(&e));
+                e.exit_code()
+            }
+        }
+    })
+}
