@@ -46,6 +46,11 @@ impl Broker for AmqpBroker {
         "amqp"
     }
 
+    fn is_connected(&self) -> bool {
+        self.live()
+            .is_ok_and(|live| live.connection.status().connected())
+    }
+
     async fn call(
         &self,
         service: &str,

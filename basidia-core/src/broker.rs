@@ -397,6 +397,12 @@ pub trait Broker: Send + Sync + 'static {
         )))
     }
 
+    /// Whether the connection to the broker is up now (readiness reports it). A backend that
+    /// reconnects says `false` between losing its connection and having it back.
+    fn is_connected(&self) -> bool {
+        true
+    }
+
     /// Closes the broker handle; calls in flight fail with [`BrokerError::Closed`].
     async fn close(&self);
 }

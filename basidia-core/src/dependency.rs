@@ -340,6 +340,8 @@ pub enum EntrypointKind {
     Event,
     /// A timer.
     Timer,
+    /// An HTTP route.
+    Http,
 }
 
 /// One worker, as providers' worker hooks see it.

@@ -11,6 +11,7 @@ pub mod context;
 pub mod dependency;
 pub mod envelope;
 pub mod error;
+pub mod http;
 #[doc(hidden)]
 pub mod internal;
 pub mod message;
@@ -26,7 +27,7 @@ pub use broker::{
     StoredDeadLetter, Subscription,
 };
 pub use config::{parse_duration, redact_url, RunnerConfig, ServiceOverrides, ServiceSettings};
-pub use container::{WorkerEvent, WorkerEvents};
+pub use container::{HttpEndpoint, ServiceProbe, WorkerEvent, WorkerEvents};
 pub use context::Context;
 pub use dependency::{
     Config, Dependency, DependencyProvider, EntrypointKind, EventDispatcher, FieldOptions, Inject,

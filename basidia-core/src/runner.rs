@@ -300,6 +300,22 @@ impl RunningServices {
             .collect()
     }
 
+    /// A view of each running service's state, for readiness.
+    pub fn probes(&self) -> Vec<crate::ServiceProbe> {
+        self.containers
+            .iter()
+            .map(ServiceContainer::probe)
+            .collect()
+    }
+
+    /// The HTTP routes of every running service, for the HTTP server to serve.
+    pub fn http_endpoints(&self) -> Vec<crate::HttpEndpoint> {
+        self.containers
+            .iter()
+            .flat_map(ServiceContainer::http_endpoints)
+            .collect()
+    }
+
     /// The broker.
     pub fn broker(&self) -> &SharedBroker {
         &self.broker

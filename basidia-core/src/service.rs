@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::HandlerType;
 use crate::envelope::Arguments;
 use crate::error::{BoxError, RemoteError};
+use crate::http::{HttpRequest, HttpResponse, HttpRouteDescription};
 
 /// The name of the built-in introspection method every service answers.
 pub const DESCRIBE_METHOD: &str = "__describe__";
@@ -55,6 +56,18 @@ pub trait Service: Send + Sync + 'static {
     async fn handle_event(&self, handler: &str, event: EventPayload) -> Result<(), RemoteError> {
         let _ = event;
         Err(RemoteError::method_not_found(self.name(), handler))
+    }
+
+    /// Handles one HTTP request for the `#[http]` method named `route`: `Ok` with the response
+    /// the method gave, or `Err` with the error it returned (or why its parameters could not be
+    /// read from the request), which the container answers as problem details.
+    async fn handle_http(
+        &self,
+        route: &str,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, RemoteError> {
+        let _ = request;
+        Err(RemoteError::method_not_found(self.name(), route))
     }
 
     /// Handles one tick of the timer method named `timer`.
@@ -143,6 +156,9 @@ pub struct ServiceDescription {
     pub events: Vec<EventHandlerDescription>,
     /// Timers.
     pub timers: Vec<TimerDescription>,
+    /// HTTP routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpRouteDescription>,
 }
 
 impl ServiceDescription {

@@ -164,6 +164,27 @@ pub fn timer(_attr: TokenStream, item: TokenStream) -> TokenStream {
     outside("timer", item)
 }
 
+/// Marks an HTTP entrypoint inside a `#[service]` impl block (served with the `http` feature).
+///
+/// `#[http(GET, "/users/{user_id}")]`: one or more methods (`GET`, `POST`, `PUT`, `PATCH`,
+/// `DELETE`, `HEAD`, `OPTIONS`), then the path, where `{name}` binds the parameter of that
+/// name (parsed from the text) and `{*name}` the rest of the path. Other parameters are read
+/// from the request: `Query<T>` from the query string, `Json<T>`, `Form<T>`, `Bytes` or
+/// `String` from the body (last, and not on `GET` or `HEAD`), and any extractor of the request
+/// head (`HeaderMap`, `Method`, `Uri`, ...). Options:
+///
+/// - `roles = ["admin"]`: the roles a caller needs (one of them);
+/// - `errors(UserNotFound = 404)`: the status a user error of that type name answers with
+///   (500 otherwise).
+///
+/// The method returns anything that serializes (200, as JSON), any axum `IntoResponse` (a
+/// `(StatusCode, Json<T>)`, a `Response`, ...), or a `Result` of either whose error answers as
+/// problem details.
+#[proc_macro_attribute]
+pub fn http(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside("http", item)
+}
+
 fn outside(name: &str, item: TokenStream) -> TokenStream {
     let msg = format!("#[{name}] only works on a method inside a #[service] impl block");
     with_error(

@@ -8,7 +8,7 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, ImplItem, ImplItemFn, ReturnType, Type};
 
-use crate::attr::{EntrypointAttr, EventHandlerAttr, ServiceAttr, TimerAttr};
+use crate::attr::{EntrypointAttr, EventHandlerAttr, HttpAttr, ServiceAttr, TimerAttr};
 use crate::signature::{typed_params, Param, Returns};
 use crate::util::{crate_path, doc_attrs, is_wire_name, snake_case, unraw, Errors};
 
@@ -50,13 +50,122 @@ pub enum Kind {
     Event(EventHandlerAttr),
     /// `#[timer]`.
     Timer(TimerAttr),
+    /// `#[http]`, with where each parameter comes from and how the result answers.
+    Http(Box<HttpRoute>),
     /// `#[on_start]`.
     OnStart,
     /// `#[on_stop]`.
     OnStop,
 }
 
+/// An `#[http]` method, read and checked.
+pub struct HttpRoute {
+    /// The attribute.
+    pub attr: HttpAttr,
+    /// Where each parameter comes from, in the order of the method's parameters.
+    pub sources: Vec<Source>,
+    /// How the return value answers.
+    pub returns: Returns,
+}
+
+/// Where an `#[http]` method's parameter comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A `{name}` of the path, by the parameter's name.
+    Path,
+    /// The query string (`Query<T>`).
+    Query,
+    /// The body: `Json<T>`, `Form<T>`, `Bytes`, `String`, `Body` or the whole `Request`.
+    Body,
+    /// The request head, through any extractor of it (`HeaderMap`, `Method`, `Uri`, ...).
+    Head,
+}
+
+impl Source {
+    /// The variant of `ParamSource` generated descriptions name.
+    pub fn variant(self) -> &'static str {
+        match self {
+            Source::Path => "Path",
+            Source::Query => "Query",
+            Source::Body => "Body",
+            Source::Head => "Request",
+        }
+    }
+}
+
+/// The last segment of a type's path, if it is a path.
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(tp) => tp.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+/// Where each of `params` comes from for a route declared by `attr`; errors at the parameter
+/// or the path for what cannot be served.
+fn http_sources(attr: &HttpAttr, params: &[Param], errors: &mut Errors) -> Vec<Source> {
+    let path_params: Vec<&str> = attr.path_params().collect();
+    let sources: Vec<Source> = params
+        .iter()
+        .map(|p| {
+            if path_params.contains(&unraw(&p.ident).as_str()) {
+                return Source::Path;
+            }
+            match last_segment(&p.ty).as_deref() {
+                Some("Query") => Source::Query,
+                Some("Json" | "Form" | "Bytes" | "String" | "Body" | "Request") => Source::Body,
+                _ => Source::Head,
+            }
+        })
+        .collect();
+    for name in &path_params {
+        if !params.iter().any(|p| unraw(&p.ident) == *name) {
+            errors.at(
+                attr.path.span(),
+                format!("the path has `{{{name}}}` but the method has no parameter `{name}`"),
+            );
+        }
+    }
+    let bodies: Vec<&Param> = params
+        .iter()
+        .zip(&sources)
+        .filter(|(_, s)| **s == Source::Body)
+        .map(|(p, _)| p)
+        .collect();
+    if let Some(second) = bodies.get(1) {
+        errors.at(
+            second.ident.span(),
+            "a request has one body: only one parameter can read it",
+        );
+    }
+    if let Some(body) = bodies.first() {
+        if let Some((method, _)) = attr.bodiless() {
+            errors.at(
+                body.ty.span(),
+                format!(
+                    "a {method} request has no body: `{}` reads one; take it in a POST, PUT or PATCH route",
+                    unraw(&body.ident)
+                ),
+            );
+        } else if sources.last() != Some(&Source::Body) {
+            errors.at(
+                body.ident.span(),
+                "the body is read last: put this parameter after the others",
+            );
+        }
+    }
+    sources
+}
+
 impl ServiceModel {
+    /// The HTTP routes.
+    pub fn http_routes(&self) -> impl Iterator<Item = (&Entrypoint, &HttpRoute)> {
+        self.entrypoints.iter().filter_map(|e| match &e.kind {
+            Kind::Http(r) => Some((e, &**r)),
+            _ => None,
+        })
+    }
+
     /// `<crate>::__private`, where every path generated code names lives.
     pub fn private(&self) -> TokenStream {
         let krate = &self.krate;
@@ -165,6 +274,7 @@ pub fn read(attr: TokenStream, imp: &mut syn::ItemImpl) -> syn::Result<ServiceMo
 fn read_entrypoints(items: &mut [ImplItem], errors: &mut Errors) -> Vec<Entrypoint> {
     let mut out: Vec<Entrypoint> = Vec::new();
     let mut wire_names = HashSet::new();
+    let mut routes: HashSet<(String, String)> = HashSet::new();
     for item in items {
         let ImplItem::Fn(f) = item else { continue };
         let Some(attr) = take_entrypoint_attr(&mut f.attrs, errors) else {
@@ -174,6 +284,30 @@ fn read_entrypoints(items: &mut [ImplItem], errors: &mut Errors) -> Vec<Entrypoi
             continue;
         };
         let span = entry.ident.span();
+        if let Kind::Http(route) = &entry.kind {
+            // `{a}` and `{b}` in the same place match the same requests.
+            let shape: String = route
+                .attr
+                .segments
+                .iter()
+                .map(|s| match s {
+                    crate::attr::Segment::Literal(l) => format!("/{l}"),
+                    crate::attr::Segment::Param(_) => "/{}".to_string(),
+                    crate::attr::Segment::Rest(_) => "/{*}".to_string(),
+                })
+                .collect();
+            for (method, method_span) in &route.attr.methods {
+                if !routes.insert((method.clone(), shape.clone())) {
+                    errors.at(
+                        *method_span,
+                        format!(
+                            "another entrypoint already answers {method} {}",
+                            route.attr.path.value()
+                        ),
+                    );
+                }
+            }
+        }
         match entry.kind {
             Kind::OnStart | Kind::OnStop => {
                 let twice = out.iter().any(|e| {
@@ -259,6 +393,15 @@ fn read_entrypoint(
                 errors.at(p.ident.span(), "a timer takes no parameters");
             }
             Kind::Timer(timer)
+        }
+        EntrypointAttr::Http(attr) => {
+            let sources = http_sources(&attr, &params, errors);
+            let returns = errors.ok(Returns::of(&sig.output, None))?;
+            Kind::Http(Box::new(HttpRoute {
+                attr,
+                sources,
+                returns,
+            }))
         }
         EntrypointAttr::OnStart => Kind::OnStart,
         EntrypointAttr::OnStop => Kind::OnStop,

@@ -53,6 +53,10 @@ impl Broker for NatsBroker {
         "nats"
     }
 
+    fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     async fn call(
         &self,
         service: &str,

@@ -69,7 +69,7 @@ pub use basidia_core::{
     EntrypointKind, EventDispatcher, EventPayload, Inject, InjectContext, NamedService, Provided,
     Service, WorkerInfo,
 };
-pub use basidia_macros::{client, event_handler, rpc, service, timer};
+pub use basidia_macros::{client, event_handler, http, rpc, service, timer};
 
 // Running services.
 pub use basidia_core::{
@@ -137,10 +137,53 @@ pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
     }
 }
 
+/// The HTTP edge (feature `http`): what `#[http]` methods take and return, the server, health.
+///
+/// ```
+/// use basidia::http::{Json, StatusCode};
+/// use basidia::prelude::*;
+///
+/// #[derive(serde::Serialize)]
+/// struct Greeting {
+///     message: String,
+/// }
+///
+/// #[service]
+/// pub struct ApiService;
+///
+/// #[service(name = "api_service")]
+/// impl ApiService {
+///     /// `GET /greet/World` answers `{"message": "Hello, World!"}`.
+///     #[http(GET, "/greet/{name}")]
+///     async fn greet(&self, name: String) -> Json<Greeting> {
+///         Json(Greeting { message: format!("Hello, {name}!") })
+///     }
+///
+///     /// `POST /echo` answers 201 with the JSON it was sent.
+///     #[http(POST, "/echo")]
+///     async fn echo(&self, body: Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
+///         (StatusCode::CREATED, body)
+///     }
+/// }
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http {
+    pub use basidia_core::http::{
+        HttpParamDescription, HttpRequest, HttpResponse, HttpRouteDescription, ParamSource,
+    };
+    pub use basidia_core::{HttpEndpoint, ServiceProbe};
+    pub use basidia_http::{
+        call, router, Body, Bytes, Form, HeaderMap, Health, HealthCheck, Html, HttpConfig,
+        HttpError, HttpServer, IntoResponse, Json, Method, Query, Request, Response, StatusCode,
+        Uri, DEFAULT_ADDRESS,
+    };
+}
+
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        client, event_handler, rpc, service, timer, Client, Config, Context, Dependency,
+        client, event_handler, http, rpc, service, timer, Client, Config, Context, Dependency,
         DependencyProvider, EventDispatcher, MemoryBroker, Provided, RemoteError, RpcError,
         RpcProxy, Runner, Service,
     };
@@ -150,6 +193,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
+    pub use basidia_core::http::{
+        HttpParamDescription, HttpRequest, HttpResponse, HttpRouteDescription, ParamSource,
+    };
     pub use basidia_core::private::*;
     pub use basidia_core::{
         Arguments, BoxError, Client, EncodedReply, Error, EventHandlerDescription, EventPayload,
@@ -158,4 +204,10 @@ pub mod __private {
         ServiceDescription, ServiceProxy, TimerDescription,
     };
     pub use serde;
+
+    /// What `#[http]` methods generate code against (the `http` feature).
+    #[cfg(feature = "http")]
+    pub mod http {
+        pub use basidia_http::__private::*;
+    }
 }

@@ -52,6 +52,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "event_handler_timeout",
     "max_priority",
     "profile",
+    "http",
     "services",
 ];
 
@@ -119,6 +120,10 @@ pub struct Settings {
     /// How `basidia run` builds the host (`--release` picks `release` too).
     #[serde(default)]
     pub profile: Profile,
+    /// The HTTP server: `[http]` with `address`, `body_limit`, `request_timeout`, `health`.
+    #[cfg(feature = "http")]
+    #[serde(default)]
+    pub http: basidia_http::HttpConfig,
     /// Overrides by service name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceOverrides>,
@@ -145,6 +150,8 @@ impl Default for Settings {
             event_handler_timeout: d.event_handler_timeout,
             max_priority: d.max_priority,
             profile: Profile::Debug,
+            #[cfg(feature = "http")]
+            http: basidia_http::HttpConfig::default(),
             services: BTreeMap::new(),
             sections: serde_json::Map::new(),
         }
@@ -525,6 +532,25 @@ pub fn render(loaded: &Loaded) -> String {
         "profile",
         toml::Value::String(s.profile.name().into()),
     );
+    #[cfg(feature = "http")]
+    {
+        let h = &s.http;
+        out.push_str(&format!("\n[http]  # {}\n", loaded.origin("http")));
+        let mut t = toml::Table::new();
+        t.insert("address".into(), toml::Value::String(h.address.to_string()));
+        t.insert(
+            "body_limit".into(),
+            toml::Value::Integer(h.body_limit as i64),
+        );
+        t.insert(
+            "request_timeout".into(),
+            toml::Value::String(human_duration::format(h.request_timeout)),
+        );
+        if let Some(health) = h.health {
+            t.insert("health".into(), toml::Value::Boolean(health));
+        }
+        out.push_str(&toml::to_string(&t).unwrap_or_default());
+    }
     for (name, o) in &s.services {
         let mut t = toml::Table::new();
         if let Some(v) = o.max_workers {

@@ -46,6 +46,10 @@ pub enum HostError {
     /// A service could not start (an unknown `--service`, a queue the broker refused, ...).
     #[error("cannot start the services")]
     Start(#[source] basidia::Error),
+    /// The HTTP server could not start (conflicting routes, an address in use).
+    #[cfg(feature = "http")]
+    #[error("cannot start the HTTP server")]
+    Http(#[source] basidia_http::HttpError),
 }
 
 impl HostError {
@@ -65,6 +69,8 @@ pub struct Hosted {
     running: RunningServices,
     names: Vec<String>,
     url: String,
+    #[cfg(feature = "http")]
+    http: Option<basidia_http::HttpServer>,
 }
 
 impl std::fmt::Debug for Hosted {
@@ -110,13 +116,30 @@ impl Hosted {
             }
         };
         let names = running.names().iter().map(|s| s.to_string()).collect();
+        #[cfg(feature = "http")]
+        let http = match start_http(&settings, &broker, &running).await {
+            Ok(server) => server,
+            Err(e) => {
+                running.stop().await;
+                close(&broker).await;
+                return Err(HostError::Http(e));
+            }
+        };
         Ok(Hosted {
             broker,
             settings,
             running,
             names,
             url,
+            #[cfg(feature = "http")]
+            http,
         })
+    }
+
+    /// Where the HTTP server listens, if it runs.
+    #[cfg(feature = "http")]
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(basidia_http::HttpServer::local_addr)
     }
 
     /// The broker the services run on.
@@ -150,11 +173,9 @@ impl Hosted {
         );
         basidia::shutdown_signal().await;
         eprintln!("basidia: stopping (Ctrl-C again to force)");
-        let Hosted {
-            broker, running, ..
-        } = self;
+        let broker = self.broker.clone();
         let code = tokio::select! {
-            () = running.stop() => ExitCode::SUCCESS,
+            () = self.stop_services() => ExitCode::SUCCESS,
             () = basidia::shutdown_signal() => {
                 eprintln!("basidia: forced stop");
                 ExitCode::from(130)
@@ -166,9 +187,43 @@ impl Hosted {
 
     /// Stops the services gracefully and closes the broker connection.
     pub async fn stop(self) {
-        self.running.stop().await;
-        close(&self.broker).await;
+        let broker = self.broker.clone();
+        self.stop_services().await;
+        close(&broker).await;
     }
+
+    /// Stops the HTTP server from accepting and the services from taking work, side by side;
+    /// requests and workers in flight finish within the shutdown grace.
+    async fn stop_services(self) {
+        #[cfg(feature = "http")]
+        if let Some(server) = self.http {
+            let grace = self.settings.shutdown_grace;
+            tokio::join!(server.stop(grace), self.running.stop());
+            return;
+        }
+        self.running.stop().await;
+    }
+}
+
+/// Starts the HTTP server if a service has HTTP routes or health is asked for; `None` if
+/// neither.
+#[cfg(feature = "http")]
+async fn start_http(
+    settings: &Settings,
+    broker: &SharedBroker,
+    running: &RunningServices,
+) -> Result<Option<basidia_http::HttpServer>, basidia_http::HttpError> {
+    let config = &settings.http;
+    let endpoints = running.http_endpoints();
+    if !config.wanted(endpoints.len()) {
+        return Ok(None);
+    }
+    let health = (config.health != Some(false))
+        .then(|| basidia_http::Health::new(broker.clone(), running.probes()));
+    let router = basidia_http::router(endpoints, config, health)?;
+    let server = basidia_http::HttpServer::start(config.address, router).await?;
+    eprintln!("basidia: HTTP on http://{}", server.local_addr());
+    Ok(Some(server))
 }
 
 /// How long closing the broker may take: after a forced stop (or a broker that no longer

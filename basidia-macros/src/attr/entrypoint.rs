@@ -1,10 +1,11 @@
-//! The attributes of entrypoint methods: `#[rpc]`, `#[event_handler]`, `#[timer]`,
+//! The attributes of entrypoint methods: `#[rpc]`, `#[event_handler]`, `#[timer]`, `#[http]`,
 //! `#[on_start]` and `#[on_stop]`.
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Attribute, LitStr};
 
+use super::http::{HttpAttr, HTTP};
 use super::{attr_tokens, duration_ms, parse_list, positional_str, Arg, Keys, Spec};
 use crate::util::{is_wire_name, Errors};
 
@@ -37,6 +38,8 @@ pub enum EntrypointAttr {
     EventHandler(EventHandlerAttr),
     /// `#[timer(...)]`.
     Timer(TimerAttr),
+    /// `#[http(...)]`.
+    Http(HttpAttr),
     /// `#[on_start]`.
     OnStart,
     /// `#[on_stop]`.
@@ -46,7 +49,7 @@ pub enum EntrypointAttr {
 impl EntrypointAttr {
     /// The name of the entrypoint attribute `attr` is, if it is one.
     pub fn name_of(attr: &Attribute) -> Option<&'static str> {
-        [&RPC, &EVENT_HANDLER, &TIMER, &ON_START, &ON_STOP]
+        [&RPC, &EVENT_HANDLER, &TIMER, &HTTP, &ON_START, &ON_STOP]
             .into_iter()
             .find(|spec| spec.is(attr))
             .map(|spec| spec.name)
@@ -60,6 +63,8 @@ impl EntrypointAttr {
             EventHandlerAttr::parse(attr).map(Self::EventHandler)
         } else if TIMER.is(attr) {
             TimerAttr::parse(attr).map(Self::Timer)
+        } else if HTTP.is(attr) {
+            HttpAttr::parse(attr).map(Self::Http)
         } else if ON_START.is(attr) {
             no_arguments(attr, &ON_START).map(|()| Self::OnStart)
         } else if ON_STOP.is(attr) {

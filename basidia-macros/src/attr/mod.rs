@@ -7,6 +7,7 @@
 //! has a value of the right kind. The submodules turn the items into typed structs.
 
 mod entrypoint;
+mod http;
 mod options;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Expr, Ident, Lit, LitStr, Token};
 
 pub use entrypoint::{EntrypointAttr, EventHandlerAttr, HandlerTypeKind, RpcAttr, TimerAttr};
+pub use http::{HttpAttr, Segment};
 pub use options::{ClientAttr, InjectAttr, ServiceAttr};
 
 use crate::util::Errors;

@@ -15,6 +15,7 @@ pub fn describe_fn(m: &ServiceModel) -> TokenStream {
     let rpc = rpc_descriptions(m, &p);
     let events = event_descriptions(m, &p);
     let timers = timer_descriptions(m, &p);
+    let http = http_descriptions(m, &p);
     quote! {
         fn describe(&self) -> #p::ServiceDescription {
             #p::ServiceDescription {
@@ -22,9 +23,52 @@ pub fn describe_fn(m: &ServiceModel) -> TokenStream {
                 rpc: ::std::vec![#(#rpc),*],
                 events: ::std::vec![#(#events),*],
                 timers: ::std::vec![#(#timers),*],
+                http: ::std::vec![#(#http),*],
             }
         }
     }
+}
+
+fn http_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
+    m.http_routes()
+        .map(|(e, route)| {
+            let wire = &e.wire;
+            let methods = route.attr.methods.iter().map(|(m, _)| m);
+            let path = route.attr.path.value();
+            let params = e.params.iter().zip(&route.sources).map(|(prm, source)| {
+                let n = unraw(&prm.ident);
+                let t = type_string(&prm.ty);
+                let source = Ident::new(source.variant(), Span::call_site());
+                quote! {
+                    #p::HttpParamDescription {
+                        name: #n.into(),
+                        ty: #t.into(),
+                        source: #p::ParamSource::#source,
+                    }
+                }
+            });
+            let returns = type_string(&route.returns.ok);
+            let roles = route.attr.roles.iter().map(|r| r.value());
+            let errors = route
+                .attr
+                .errors
+                .iter()
+                .map(|(t, c)| quote!((#t.into(), #c)));
+            let doc = doc_of(&e.docs);
+            quote! {
+                #p::HttpRouteDescription {
+                    name: #wire.into(),
+                    methods: ::std::vec![#(#methods.into()),*],
+                    path: #path.into(),
+                    params: ::std::vec![#(#params),*],
+                    returns: #returns.into(),
+                    roles: ::std::vec![#(#roles.into()),*],
+                    errors: ::std::vec![#(#errors),*],
+                    doc: #doc.into(),
+                }
+            }
+        })
+        .collect()
 }
 
 fn rpc_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {

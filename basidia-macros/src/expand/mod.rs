@@ -72,7 +72,7 @@ fn wire_type_checks(m: &ServiceModel) -> TokenStream {
                     checks.push(quote_spanned!(t.span()=> #p::assert_deserialize::<#t>();));
                 }
             }
-            Kind::Timer(_) | Kind::OnStart | Kind::OnStop => {}
+            Kind::Timer(_) | Kind::Http(_) | Kind::OnStart | Kind::OnStop => {}
         }
     }
     quote! {

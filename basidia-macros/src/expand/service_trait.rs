@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::describe::describe_fn;
-use crate::model::{Entrypoint, ServiceModel};
+use crate::model::{Entrypoint, HttpRoute, ServiceModel, Source};
 use crate::signature::{into_result, result_items, Returns};
 use crate::util::unraw;
 
@@ -19,6 +19,7 @@ pub fn service_impl(m: &ServiceModel) -> TokenStream {
     let handle_rpc = handle_rpc(m);
     let handle_event = handle_event(m);
     let handle_timer = handle_timer(m);
+    let handle_http = handle_http(m);
     let on_start = on_start(m);
     let on_stop = on_stop(m);
     quote! {
@@ -35,6 +36,8 @@ pub fn service_impl(m: &ServiceModel) -> TokenStream {
             #handle_event
 
             #handle_timer
+
+            #handle_http
 
             #on_start
             #on_stop
@@ -97,6 +100,90 @@ fn rpc_arm(p: &TokenStream, e: &Entrypoint, returns: &Returns) -> TokenStream {
         #wire => {
             args.check(&[#(#names),*])?;
             #(#takes)*
+            let __out = self.#ident(#(#call_args),*).await;
+            #reply
+        }
+    }
+}
+
+fn handle_http(m: &ServiceModel) -> Option<TokenStream> {
+    m.http_routes().next()?;
+    let p = m.private();
+    let name = &m.name;
+    let arms = m.http_routes().map(|(e, route)| http_arm(&p, e, route));
+    let result_items = m
+        .http_routes()
+        .any(|(_, r)| r.returns.result.is_some())
+        .then(result_items);
+    Some(quote! {
+        #[allow(unused_mut, unused_variables)]
+        async fn handle_http(
+            &self,
+            route: &str,
+            request: #p::HttpRequest,
+        ) -> ::core::result::Result<#p::HttpResponse, #p::RemoteError> {
+            #result_items
+            let #p::HttpRequest { parts: mut __parts, body: __body } = request;
+            match route {
+                #(#arms)*
+                _ => ::core::result::Result::Err(#p::RemoteError::method_not_found(#name, route)),
+            }
+        }
+    })
+}
+
+/// `"route" => { read each parameter from the request, call, answer }`.
+fn http_arm(p: &TokenStream, e: &Entrypoint, route: &HttpRoute) -> TokenStream {
+    let ident = &e.ident;
+    let wire = &e.wire;
+    let reads = e.params.iter().zip(&route.sources).map(|(prm, source)| {
+        let (n, t) = (&prm.ident, &prm.ty);
+        let key = unraw(n);
+        match source {
+            Source::Path => {
+                quote_spanned!(t.span()=> let #n: #t = #p::http::path_param(&mut __parts, #key).await?;)
+            }
+            Source::Query | Source::Head => {
+                quote_spanned!(t.span()=> let #n: #t = #p::http::from_head(&mut __parts, #key).await?;)
+            }
+            Source::Body => {
+                quote_spanned!(t.span()=> let #n: #t = #p::http::from_body(__parts, __body, #key).await?;)
+            }
+        }
+    });
+    let call_args = e.params.iter().map(|prm| &prm.ident);
+    let out = &e.output;
+    let respond = |v: TokenStream| {
+        quote_spanned! {out.span()=>
+            {
+                #[allow(unused_imports)]
+                use #p::http::{ViaIntoResponse as _, ViaSerialize as _};
+                // Bound first: the wrapper is not `Sync`, and must not live across the await.
+                let __response = (&&#p::http::Respond::new(#v)).into_http_response();
+                #p::http::collect(__response).await
+            }
+        }
+    };
+    let reply = match &route.returns.result {
+        Some(declared) => {
+            let value = into_result(&quote!(__out), declared);
+            let ok = respond(quote!(v));
+            quote_spanned! {out.span()=>
+                match #value {
+                    ::core::result::Result::Ok(v) => #ok,
+                    ::core::result::Result::Err(e) => {
+                        #[allow(unused_imports)]
+                        use #p::{ViaBuiltin as _, ViaUser as _};
+                        ::core::result::Result::Err((&#p::ErrWrap(&e)).to_remote_error())
+                    }
+                }
+            }
+        }
+        None => respond(quote!(__out)),
+    };
+    quote! {
+        #wire => {
+            #(#reads)*
             let __out = self.#ident(#(#call_args),*).await;
             #reply
         }

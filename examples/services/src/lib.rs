@@ -1,13 +1,15 @@
-//! The sample services: greeting, database, user and notification.
+//! The sample services: greeting, database, user, notification, and the HTTP api.
 //!
 //! [`register`] adds all of them to a runner; `basidia run examples/services` hosts them in one
 //! process.
 
+pub mod api;
 pub mod database;
 pub mod greeting;
 pub mod notification;
 pub mod user;
 
+pub use api::{ApiService, ApiServiceClient, Greeting, NewUser};
 pub use database::{DatabaseService, DatabaseServiceClient, User, UserNotFound};
 pub use greeting::{GreetingService, GreetingServiceClient};
 pub use notification::{NotificationService, NotificationServiceClient};
@@ -19,5 +21,6 @@ pub fn register(runner: &mut basidia::Runner) {
         .add::<GreetingService>()
         .add::<DatabaseService>()
         .add::<UserService>()
-        .add::<NotificationService>();
+        .add::<NotificationService>()
+        .add::<ApiService>();
 }

@@ -26,6 +26,10 @@ use crate::message::Message;
 use crate::private::reply_ok;
 use crate::service::{EncodedReply, EventPayload, Service, ServiceDescription, DESCRIBE_METHOD};
 
+mod http;
+
+pub use http::HttpEndpoint;
+
 /// What a finished worker reports to observers (the test harness waits on these).
 #[derive(Debug, Clone)]
 pub struct WorkerEvent {
@@ -87,6 +91,9 @@ struct Shared {
     broadcast_id: String,
     /// Requests dropped for want of a reply address.
     unanswerable: RateLimited,
+    /// Consume loops that ended while the service was running: the broker closed their
+    /// consumer for good, and the service no longer hears what they took.
+    lost_consumers: AtomicUsize,
 }
 
 /// Counts occurrences of something worth a log line, and says when to write one: for the first,
@@ -119,6 +126,32 @@ impl RateLimited {
         }
         *last = Some(now);
         Some(self.since_report.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Whether a running service is taking work, for readiness.
+#[derive(Clone)]
+pub struct ServiceProbe(Arc<Shared>);
+
+impl std::fmt::Debug for ServiceProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProbe")
+            .field("service", &self.0.name)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl ServiceProbe {
+    /// The service.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether it is taking work: not stopping, and every consumer it started still consuming.
+    pub fn is_running(&self) -> bool {
+        !self.0.stopping.load(Ordering::Acquire)
+            && self.0.lost_consumers.load(Ordering::Acquire) == 0
     }
 }
 
@@ -163,6 +196,7 @@ impl ServiceContainer {
             description,
             broadcast_id: uuid::Uuid::new_v4().simple().to_string(),
             unanswerable: RateLimited::new(),
+            lost_consumers: AtomicUsize::new(0),
         };
         ServiceContainer {
             shared: Arc::new(shared),
@@ -179,6 +213,22 @@ impl ServiceContainer {
     /// The service's description.
     pub fn description(&self) -> &ServiceDescription {
         &self.shared.description
+    }
+
+    /// A view of the service's state, for readiness.
+    pub fn probe(&self) -> ServiceProbe {
+        ServiceProbe(Arc::clone(&self.shared))
+    }
+
+    /// The service's HTTP routes (those allowed to run), for the HTTP server to serve.
+    pub fn http_endpoints(&self) -> Vec<HttpEndpoint> {
+        self.shared
+            .description
+            .http
+            .iter()
+            .filter(|r| self.shared.is_allowed(&r.name))
+            .map(|r| HttpEndpoint::new(Arc::clone(&self.shared), r.clone()))
+            .collect()
     }
 
     /// Starts providers, runs the service's start hook, then subscribes its entrypoints.
@@ -763,6 +813,9 @@ async fn consume(s: Arc<Shared>, mut sub: Subscription, handler: Option<Arc<str>
     tokio::pin!(cancelled);
     loop {
         let Some(delivery) = next_delivery(&s, &mut sub, cancelled.as_mut()).await else {
+            if !s.stopping.load(Ordering::Acquire) {
+                s.lost_consumers.fetch_add(1, Ordering::AcqRel);
+            }
             break;
         };
         if !s.workers.take(cancelled.as_mut()).await {

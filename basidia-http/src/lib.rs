@@ -1,0 +1,28 @@
+//! The HTTP edge of Basidia, on axum: the server that answers the `#[http]` entrypoints of every
+//! service in a process, and `/health/live` and `/health/ready`.
+//!
+//! A request to an `#[http]` route is a worker of its service like an RPC call: it counts
+//! against `max_workers` (a full service answers 503 with `Retry-After`), runs with a context
+//! of its own (a fresh call id, the bearer token as `auth_token`, W3C trace context) that flows
+//! into the calls and events it makes, has the configured request timeout as its deadline
+//! (504 past it), and is waited for by a graceful stop. Errors answer as
+//! `application/problem+json` (RFC 9457).
+//!
+//! The facade re-exports this crate as `basidia::http` (feature `http`), and `basidia run`
+//! starts the server when a service has HTTP routes.
+
+mod health;
+mod server;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use health::{Health, HealthCheck};
+pub use server::{call, router, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
+
+pub use axum::body::Body;
+pub use axum::extract::{Form, Query, Request};
+pub use axum::http::{HeaderMap, Method, StatusCode, Uri};
+pub use axum::response::{Html, IntoResponse, Response};
+pub use axum::Json;
+pub use bytes::Bytes;

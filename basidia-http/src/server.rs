@@ -1,0 +1,386 @@
+//! The one HTTP server of a process: the routes of every service in it, and health.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use basidia_core::http::{error_response, problem, HttpRequest, HttpResponse};
+use basidia_core::{HttpEndpoint, RemoteError};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
+
+/// The paths the server keeps for itself.
+const RESERVED: &[&str] = &["/health/live", "/health/ready"];
+
+/// The `[http]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Where to listen: `127.0.0.1:8000` by default, reachable from this machine only;
+    /// `0.0.0.0:8000` (or `[::]:8000`) listens on every interface.
+    pub address: SocketAddr,
+    /// The largest request body taken, in bytes; a larger one answers 413 unread.
+    pub body_limit: usize,
+    /// How long one request may take before it answers 504.
+    #[serde(with = "basidia_core::config::duration_serde")]
+    pub request_timeout: Duration,
+    /// Whether `/health/live` and `/health/ready` are served: `true` starts the server for them
+    /// even without HTTP routes; unset serves them whenever the server runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<bool>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            address: DEFAULT_ADDRESS
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            body_limit: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            health: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// This configuration listening on `address`.
+    pub fn with_address(mut self, address: SocketAddr) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// This configuration with a body limit of `bytes`.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// This configuration with `timeout` per request.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// This configuration with health endpoints on (`Some(true)`), off, or with the server.
+    pub fn with_health(mut self, health: Option<bool>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Whether a process with `routes` HTTP routes runs a server at all.
+    pub fn wanted(&self, routes: usize) -> bool {
+        routes > 0 || self.health == Some(true)
+    }
+}
+
+/// Why the server cannot be built or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Two routes answer the same requests.
+    #[error("{method} {path} is declared by both {first} and {second}")]
+    Conflict {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+        /// One entrypoint, as `service.method`.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A route's path cannot be served.
+    #[error("{route}: cannot serve {path:?}: {reason}")]
+    BadRoute {
+        /// The entrypoint, as `service.method`.
+        route: String,
+        /// Its path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The address cannot be listened on.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What each request handler needs.
+#[derive(Clone)]
+struct Limits {
+    body: usize,
+    timeout: Duration,
+}
+
+/// The router of `endpoints` (and of health, if given), as the server runs it and as tests call
+/// it in process.
+pub fn router(
+    endpoints: Vec<HttpEndpoint>,
+    config: &HttpConfig,
+    health: Option<Health>,
+) -> Result<Router, HttpError> {
+    let limits = Limits {
+        body: config.body_limit,
+        timeout: config.request_timeout,
+    };
+    // Paths in a form where `{a}` and `{b}` in one place are the same, to find conflicts the
+    // router would otherwise refuse by panicking.
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, Vec<HttpEndpoint>> = BTreeMap::new();
+    for e in endpoints {
+        let route = e.route();
+        let who = format!("{}.{}", e.service(), route.name);
+        let shape = shape(&route.path);
+        if RESERVED.contains(&shape.as_str()) && health.is_some() {
+            return Err(HttpError::BadRoute {
+                route: who,
+                path: route.path.clone(),
+                reason: "the server serves this path itself".into(),
+            });
+        }
+        for method in &route.methods {
+            if let Some(first) = seen.insert((method.clone(), shape.clone()), who.clone()) {
+                return Err(HttpError::Conflict {
+                    method: method.clone(),
+                    path: route.path.clone(),
+                    first,
+                    second: who,
+                });
+            }
+        }
+        by_path.entry(route.path.clone()).or_default().push(e);
+    }
+    let mut router = Router::new();
+    for (path, endpoints) in by_path {
+        let mut methods: MethodRouter = MethodRouter::new();
+        for e in endpoints {
+            let who = format!("{}.{}", e.service(), e.route().name);
+            for m in &e.route().methods {
+                let filter = method_filter(m).ok_or_else(|| HttpError::BadRoute {
+                    route: who.clone(),
+                    path: path.clone(),
+                    reason: format!("unknown method {m}"),
+                })?;
+                let (e, limits) = (e.clone(), limits.clone());
+                methods = methods.merge(on(filter, move |request: Request| {
+                    serve_one(e, limits, request)
+                }));
+            }
+        }
+        let insert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Router::new().route(&path, methods)
+        }));
+        let added = insert.map_err(|panic| HttpError::BadRoute {
+            route: path.clone(),
+            path: path.clone(),
+            reason: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "refused by the router".into()),
+        })?;
+        router = merge(router, added, &path)?;
+    }
+    if let Some(health) = health {
+        router = merge(router, crate::health::routes(health), "/health")?;
+    }
+    Ok(router.fallback(not_found))
+}
+
+fn merge(router: Router, other: Router, path: &str) -> Result<Router, HttpError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| router.merge(other))).map_err(|_| {
+        HttpError::BadRoute {
+            route: path.to_string(),
+            path: path.to_string(),
+            reason: "it overlaps another route".into(),
+        }
+    })
+}
+
+/// `path` with every parameter's name left out.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|s| match s.strip_prefix('{') {
+            Some(p) if p.starts_with('*') => "{*}",
+            Some(_) => "{}",
+            None => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn method_filter(method: &str) -> Option<MethodFilter> {
+    Some(match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "PATCH" => MethodFilter::PATCH,
+        "DELETE" => MethodFilter::DELETE,
+        "HEAD" => MethodFilter::HEAD,
+        "OPTIONS" => MethodFilter::OPTIONS,
+        _ => return None,
+    })
+}
+
+async fn not_found(request: Request) -> Response {
+    let e = RemoteError::new(
+        basidia_core::ErrorKind::MethodNotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    );
+    into_axum(problem(&e, StatusCode::NOT_FOUND))
+}
+
+fn too_large(limit: usize) -> Response {
+    let e = RemoteError {
+        exc_type: "PayloadTooLarge".into(),
+        exc_path: "basidia.PayloadTooLarge".into(),
+        exc_args: Vec::new(),
+        value: format!("the body is larger than {limit} bytes"),
+    };
+    into_axum(error_response(&e, &[]))
+}
+
+/// One request: its body read within the limit, then run as a worker of the route's service.
+async fn serve_one(endpoint: HttpEndpoint, limits: Limits, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.body as u64) {
+        return too_large(limits.body);
+    }
+    let body = match axum::body::to_bytes(body, limits.body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                return too_large(limits.body);
+            }
+            let e = RemoteError::malformed(format!("the body could not be read: {e}"));
+            return into_axum(error_response(&e, &[]));
+        }
+    };
+    let response = endpoint
+        .call(HttpRequest { parts, body }, limits.timeout)
+        .await;
+    into_axum(response)
+}
+
+fn into_axum(response: HttpResponse) -> Response {
+    response.map(Body::from)
+}
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Listens on `address` and serves `router` until [`HttpServer::stop`].
+    pub async fn start(address: SocketAddr, router: Router) -> Result<Self, HttpError> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| HttpError::Bind { address, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { address, source })?;
+        let shutdown = CancellationToken::new();
+        let stopped = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopped.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!("the HTTP server failed: {e}");
+            }
+        });
+        tracing::info!("HTTP on http://{local_addr}");
+        Ok(HttpServer {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Where it listens (the port the system chose, for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections and lets requests in flight finish, for at most `grace`;
+    /// connections still open after it are closed.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!("HTTP requests still in flight after {grace:?}; closing them");
+            task.abort();
+        }
+    }
+}
+
+/// The response a router gives for `request`, its body read whole: for tests that call the
+/// router in process.
+pub async fn call(router: &Router, request: Request) -> HttpResponse {
+    use tower_service::Service as _;
+    let mut router = router.clone();
+    let response = match router.call(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    HttpResponse::from_parts(parts, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_names_do_not_make_paths_different() {
+        assert_eq!(shape("/users/{id}"), shape("/users/{user_id}"));
+        assert_ne!(shape("/users/{id}"), shape("/users/me"));
+        assert_eq!(shape("/files/{*rest}"), "/files/{*}");
+    }
+
+    #[test]
+    fn the_configuration_reads_with_defaults() {
+        let c: HttpConfig =
+            serde_json::from_str(r#"{"address": "0.0.0.0:9000", "request_timeout": "5s"}"#)
+                .unwrap();
+        assert_eq!(c.address.port(), 9000);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_limit, HttpConfig::default().body_limit);
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"adress": "x"}"#).is_err());
+        assert!(!HttpConfig::default().wanted(0));
+        assert!(HttpConfig::default().wanted(1));
+        assert!(HttpConfig::default().with_health(Some(true)).wanted(0));
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP edge of `basidia run examples/services` on the memory broker, as a client sees it:
+//! curl against the seed's routes, errors, limits and health, then Ctrl-C.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// `curl` with `args`; the status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        code.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl {args:?}: {text}")),
+        body.to_string(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn the_seed_routes_errors_limits_and_health_over_a_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut host = Background::start(
+        basidia(tmp.path())
+            .arg("run")
+            .arg(examples())
+            .arg("-q")
+            .env("BASIDIA_HTTP__ADDRESS", "127.0.0.1:0")
+            .env("BASIDIA_HTTP__BODY_LIMIT", "65536"),
+    );
+    host.wait_for("basidia: HTTP on http://", BUILD_TIMEOUT);
+    host.wait_for("Ctrl-C stops", Duration::from_secs(30));
+    let stderr = host.stderr();
+    let base = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
+        .expect("the address is printed")
+        .trim()
+        .to_string();
+    let url = |path: &str| format!("{base}{path}");
+
+    let (status, body) = curl(&[&url("/users/7")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"message": "Hello, User 7!"})
+    );
+
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name": "Zed", "email": "zed@example.com"}"#,
+        &url("/users"),
+    ]);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json(&body)["name"], "Zed");
+    // notification_service heard user.created.
+    host.wait_for("to zed@example.com: Welcome, Zed!", Duration::from_secs(10));
+
+    let (status, body) = curl(&[&url("/users/0")]);
+    assert_eq!(status, 404, "a user that does not exist: {body}");
+    assert_eq!(json(&body)["exc_type"], "UserNotFound");
+    let (status, _) = curl(&[&url("/users/abc")]);
+    assert_eq!(status, 400);
+    let (status, body) = curl(&[&url("/no/such/route")]);
+    assert_eq!(status, 404);
+    assert_eq!(json(&body)["exc_type"], "MethodNotFound");
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name": 1}"#,
+        &url("/users"),
+    ]);
+    assert_eq!(status, 400, "{body}");
+    let big = format!(r#"{{"name": "{}", "email": "x"}}"#, "x".repeat(100_000));
+    let (status, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &big,
+        &url("/users"),
+    ]);
+    assert_eq!(status, 413);
+    let (status, body) = curl(&["-A", "probe/2", &url("/whoami")]);
+    assert_eq!((status, body.as_str()), (200, "probe/2"));
+
+    let (status, body) = curl(&[&url("/health/live")]);
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["status"], "UP");
+    let (status, body) = curl(&[&url("/health/ready")]);
+    assert_eq!(status, 200, "{body}");
+    let ready = json(&body);
+    assert_eq!(ready["components"]["broker"]["status"], "UP");
+    assert_eq!(
+        ready["components"]["services"]["components"]["api_service"]["status"],
+        "UP"
+    );
+
+    let status = host.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    // Stopped means stopped: nothing listens any more.
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &url("/health/live")])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the server still answers after the stop"
+    );
+}
