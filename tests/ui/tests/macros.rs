@@ -5,13 +5,6 @@
 fn macro_misuse_is_reported_at_the_right_place() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
-    t.pass("tests/ui/pass/*.rs");
-}
-
-/// The `#[http]` misuse cases need the HTTP edge built in.
-#[cfg(feature = "http")]
-#[test]
-fn http_route_misuse_is_reported_at_the_right_place() {
-    let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui-http/*.rs");
+    t.pass("tests/ui/pass/*.rs");
 }
