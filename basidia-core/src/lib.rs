@@ -4,6 +4,7 @@
 //! Users depend on the `basidia` facade crate, which re-exports what they need; this crate's
 //! API follows the facade's version but only the facade is the stable surface.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 mod container;

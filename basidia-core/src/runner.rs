@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::auth::TokenVerifier;
 use crate::broker::SharedBroker;
 use crate::config::RunnerConfig;
 use crate::container::{ServiceContainer, WorkerEvent, WorkerEvents};
@@ -87,6 +88,7 @@ pub struct Runner {
     specs: Vec<Spec>,
     only: Option<HashSet<String>>,
     observers: broadcast::Sender<WorkerEvent>,
+    verifier: Option<Arc<dyn TokenVerifier>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -110,7 +112,15 @@ impl Runner {
             specs: Vec::new(),
             only: None,
             observers: broadcast::channel(1024).0,
+            verifier: None,
         }
+    }
+
+    /// Checks callers of methods with roles with `verifier`. Without one, such methods refuse
+    /// every caller.
+    pub fn with_token_verifier(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// Sets the configuration.
@@ -193,6 +203,7 @@ impl Runner {
             specs,
             only,
             observers,
+            verifier,
         } = self;
         if let Some(only) = &only {
             let known: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -241,6 +252,7 @@ impl Runner {
                 providers,
                 spec.entrypoints,
                 observers.clone(),
+                verifier.clone(),
             );
             if let Err(e) = container.start().await {
                 running.stop().await;

@@ -112,6 +112,9 @@ pub struct MethodDescription {
     /// The doc comment.
     #[serde(default)]
     pub doc: String,
+    /// The roles a caller needs (any one of them), checked against the caller's verified token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// One event handler.

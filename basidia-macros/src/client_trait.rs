@@ -112,7 +112,19 @@ fn read_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<ClientMethod>
         return None;
     }
     let (wire, not_result) = match rpc {
-        Some(RpcAttr { name, not_result }) => (name.map(|n| n.value()), not_result),
+        Some(RpcAttr {
+            name,
+            not_result,
+            roles,
+        }) => {
+            if let Some((_, span)) = roles {
+                errors.at(
+                    span,
+                    "roles are checked where the method runs: put them on the service's #[rpc]",
+                );
+            }
+            (name.map(|n| n.value()), not_result)
+        }
         None => (None, None),
     };
     let returns = errors.ok(Returns::of(&sig.output, not_result))?;

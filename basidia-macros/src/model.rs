@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
-use syn::{Attribute, Ident, ImplItem, ImplItemFn, ReturnType, Type};
+use syn::{Attribute, Ident, ImplItem, ImplItemFn, LitStr, ReturnType, Type};
 
 use crate::attr::{EntrypointAttr, EventHandlerAttr, HttpAttr, ServiceAttr, TimerAttr};
 use crate::signature::{typed_params, Param, Returns};
@@ -38,6 +38,8 @@ pub struct Entrypoint {
     pub output: ReturnType,
     /// The method's doc comment, as attributes.
     pub docs: Vec<Attribute>,
+    /// The roles a caller needs (one of them), for RPC methods and HTTP routes.
+    pub roles: Vec<String>,
     /// What kind of entrypoint it is.
     pub kind: Kind,
 }
@@ -370,10 +372,14 @@ fn read_entrypoint(
     let ident = sig.ident.clone();
     let params = typed_params(sig, errors);
     let mut wire = unraw(&ident);
+    let mut roles: Vec<String> = Vec::new();
     let kind = match attr {
         EntrypointAttr::Rpc(rpc) => {
             if let Some(name) = rpc.name {
                 wire = name.value();
+            }
+            if let Some((list, _)) = &rpc.roles {
+                roles = list.iter().map(LitStr::value).collect();
             }
             Kind::Rpc(Box::new(
                 errors.ok(Returns::of(&sig.output, rpc.not_result))?,
@@ -395,6 +401,7 @@ fn read_entrypoint(
             Kind::Timer(timer)
         }
         EntrypointAttr::Http(attr) => {
+            roles = attr.roles.iter().map(LitStr::value).collect();
             let sources = http_sources(&attr, &params, errors);
             let returns = errors.ok(Returns::of(&sig.output, None))?;
             Kind::Http(Box::new(HttpRoute {
@@ -417,6 +424,7 @@ fn read_entrypoint(
         params,
         output: sig.output.clone(),
         docs: doc_attrs(&f.attrs),
+        roles,
         kind,
     })
 }

@@ -180,6 +180,15 @@ pub mod http {
     };
 }
 
+/// Roles: what `roles = [...]` on `#[rpc]` and `#[http]` checks callers' tokens with. The JWT
+/// verifier is the `auth` feature's.
+pub mod auth {
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+    pub use basidia_auth::{AuthConfigError, JwtConfig, JwtVerifier};
+    pub use basidia_core::auth::{forbidden, unauthorized, TokenVerifier, Verified, USER_ID};
+}
+
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {
     pub use crate::{

@@ -252,6 +252,7 @@ impl Service for Manual {
                 }],
                 returns: "i64".into(),
                 doc: String::new(),
+                roles: Vec::new(),
             }],
             ..ServiceDescription::default()
         }

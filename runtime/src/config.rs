@@ -53,6 +53,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_priority",
     "profile",
     "http",
+    "auth",
     "services",
 ];
 
@@ -124,6 +125,11 @@ pub struct Settings {
     #[cfg(feature = "http")]
     #[serde(default)]
     pub http: basidia_http::HttpConfig,
+    /// How callers' tokens are verified for methods with roles: `[auth]` with `algorithm`,
+    /// `secret` or `key_file` or `jwks_file`, `issuer`, `audience`, `leeway`, `roles_claim`.
+    #[cfg(feature = "auth")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<basidia_auth::JwtConfig>,
     /// Overrides by service name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceOverrides>,
@@ -152,6 +158,8 @@ impl Default for Settings {
             profile: Profile::Debug,
             #[cfg(feature = "http")]
             http: basidia_http::HttpConfig::default(),
+            #[cfg(feature = "auth")]
+            auth: None,
             services: BTreeMap::new(),
             sections: serde_json::Map::new(),
         }
@@ -452,6 +460,9 @@ pub async fn connect(settings: &Settings) -> Result<basidia::SharedBroker, basid
     }
 }
 
+/// What a secret reads as in `show-config`.
+pub const MASK: &str = "***";
+
 /// Words in a key that mark its value as secret in `show-config`.
 const SECRET_WORDS: &[&str] = &["password", "passwd", "secret", "token", "key", "credential"];
 
@@ -551,6 +562,37 @@ pub fn render(loaded: &Loaded) -> String {
         }
         out.push_str(&toml::to_string(&t).unwrap_or_default());
     }
+    #[cfg(feature = "auth")]
+    if let Some(a) = &s.auth {
+        out.push_str(&format!("\n[auth]  # {}\n", loaded.origin("auth")));
+        let mut t = toml::Table::new();
+        t.insert("algorithm".into(), toml::Value::String(a.algorithm.clone()));
+        if a.secret.is_some() {
+            t.insert(
+                "secret".into(),
+                toml::Value::String(crate::config::MASK.into()),
+            );
+        }
+        for (key, path) in [("key_file", &a.key_file), ("jwks_file", &a.jwks_file)] {
+            if let Some(p) = path {
+                t.insert(key.into(), toml::Value::String(p.display().to_string()));
+            }
+        }
+        for (key, value) in [("issuer", &a.issuer), ("audience", &a.audience)] {
+            if let Some(v) = value {
+                t.insert(key.into(), toml::Value::String(v.clone()));
+            }
+        }
+        t.insert(
+            "leeway".into(),
+            toml::Value::String(human_duration::format(a.leeway)),
+        );
+        t.insert(
+            "roles_claim".into(),
+            toml::Value::String(a.roles_claim.clone()),
+        );
+        out.push_str(&toml::to_string(&t).unwrap_or_default());
+    }
     for (name, o) in &s.services {
         let mut t = toml::Table::new();
         if let Some(v) = o.max_workers {
@@ -641,7 +683,7 @@ pub fn mask(key: &str, value: &serde_json::Value) -> serde_json::Value {
         }
         Value::Array(items) => Value::Array(items.iter().map(|v| mask(key, v)).collect()),
         Value::Null => Value::Null,
-        _ if is_secret_key(key) => Value::String("***".into()),
+        _ if is_secret_key(key) => Value::String(MASK.into()),
         Value::String(s) if s.contains("://") => Value::String(basidia_core::redact_url(s)),
         other => other.clone(),
     }

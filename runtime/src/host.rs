@@ -46,6 +46,10 @@ pub enum HostError {
     /// A service could not start (an unknown `--service`, a queue the broker refused, ...).
     #[error("cannot start the services")]
     Start(#[source] basidia::Error),
+    /// The `[auth]` configuration cannot verify tokens (a missing key, an unreadable file).
+    #[cfg(feature = "auth")]
+    #[error("invalid [auth] configuration")]
+    Auth(#[source] basidia_auth::AuthConfigError),
     /// The HTTP server could not start (conflicting routes, an address in use).
     #[cfg(feature = "http")]
     #[error("cannot start the HTTP server")]
@@ -57,6 +61,8 @@ impl HostError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             HostError::Config(_) => ExitCode::from(2),
+            #[cfg(feature = "auth")]
+            HostError::Auth(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -95,6 +101,16 @@ impl Hosted {
                 source,
             })?;
         let mut runner = Runner::new(broker.clone()).with_config(settings.runner_config());
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &settings.auth {
+            match basidia_auth::JwtVerifier::new(auth) {
+                Ok(v) => runner = runner.with_token_verifier(std::sync::Arc::new(v)),
+                Err(e) => {
+                    close(&broker).await;
+                    return Err(HostError::Auth(e));
+                }
+            }
+        }
         for r in registrations {
             (r.register)(&mut runner);
         }

@@ -499,6 +499,7 @@ mod tests {
                 .collect(),
             returns: "String".into(),
             doc: String::new(),
+            roles: Vec::new(),
         };
         let mut c = Catalog::default();
         c.services.insert("greeting_service".into());

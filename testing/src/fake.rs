@@ -108,6 +108,7 @@ impl Service for FakeService {
                 params: Vec::new(),
                 returns: "json".into(),
                 doc: "fake".into(),
+                roles: Vec::new(),
             })
             .collect();
         rpc.sort_by(|a, b| a.name.cmp(&b.name));

@@ -88,6 +88,10 @@ impl HttpEndpoint {
             &request.parts.headers,
             deadline,
         ));
+        let ctx = match s.authorized(ctx, route, &self.route.roles) {
+            Ok(ctx) => ctx,
+            Err(e) => return error_response(&e, &mapping),
+        };
         let service = Arc::clone(&s.service);
         let work = s.run_worker(route, EntrypointKind::Http, ctx, async move {
             service.handle_http(route, request).await

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::auth::{authorize, with_subject, TokenVerifier};
 use crate::broker::{ConsumeOptions, Delivery, EventBinding, SharedBroker, Subscription};
 use crate::config::ServiceSettings;
 use crate::context::Context;
@@ -91,6 +92,8 @@ struct Shared {
     broadcast_id: String,
     /// Requests dropped for want of a reply address.
     unanswerable: RateLimited,
+    /// Checks the tokens of callers of methods with roles.
+    verifier: Option<Arc<dyn TokenVerifier>>,
     /// Consume loops that ended while the service was running: the broker closed their
     /// consumer for good, and the service no longer hears what they took.
     lost_consumers: AtomicUsize,
@@ -179,6 +182,7 @@ impl ServiceContainer {
         providers: Vec<Arc<dyn DependencyProvider>>,
         allowed: Option<HashSet<String>>,
         observers: broadcast::Sender<WorkerEvent>,
+        verifier: Option<Arc<dyn TokenVerifier>>,
     ) -> Self {
         let description = service.describe();
         let shared = Shared {
@@ -196,6 +200,7 @@ impl ServiceContainer {
             description,
             broadcast_id: uuid::Uuid::new_v4().simple().to_string(),
             unanswerable: RateLimited::new(),
+            verifier,
             lost_consumers: AtomicUsize::new(0),
         };
         ServiceContainer {
@@ -255,6 +260,14 @@ impl ServiceContainer {
                 message: e.to_string(),
                 source: Some(e),
             });
+        }
+        let guarded = s.description.rpc.iter().any(|m| !m.roles.is_empty())
+            || s.description.http.iter().any(|r| !r.roles.is_empty());
+        if guarded && s.verifier.is_none() {
+            tracing::warn!(
+                service = %s.name,
+                "methods with roles, and no token verifier configured: they refuse every caller"
+            );
         }
         self.started = true;
         if let Err(e) = self.subscribe().await {
@@ -349,6 +362,28 @@ impl ServiceContainer {
 }
 
 impl Shared {
+    /// `ctx` if its caller may run `entrypoint`, which needs one of `roles`: with the verified
+    /// subject as its user id when there are roles; else the error to answer with, the
+    /// entrypoint not run.
+    fn authorized(
+        &self,
+        ctx: Arc<Context>,
+        entrypoint: &str,
+        roles: &[String],
+    ) -> Result<Arc<Context>, RemoteError> {
+        match authorize(self.verifier.as_deref(), &ctx, entrypoint, roles) {
+            Err(e) => {
+                tracing::warn!(service = %self.name, entrypoint, "refused: {}", e.value);
+                Err(e)
+            }
+            Ok(None) => Ok(ctx),
+            Ok(Some(verified)) => Ok(Arc::new(with_subject(
+                Arc::unwrap_or_clone(ctx),
+                verified.subject,
+            ))),
+        }
+    }
+
     fn is_allowed(&self, entrypoint: &str) -> bool {
         self.allowed.as_ref().is_none_or(|a| a.contains(entrypoint))
     }
@@ -469,17 +504,26 @@ impl Shared {
                         msg,
                         args.take_metadata(),
                     ));
+                    let roles = self
+                        .description
+                        .method(method)
+                        .map_or(&[][..], |m| m.roles.as_slice());
                     if ctx.deadline.is_some_and(|d| d <= Instant::now()) {
                         Err(RemoteError::new(
                             ErrorKind::Timeout,
                             "the caller's deadline passed before the request was handled",
                         ))
                     } else {
-                        let service = &self.service;
-                        self.run_worker(method, EntrypointKind::Rpc, ctx, async move {
-                            service.handle_rpc(method, args).await
-                        })
-                        .await
+                        match self.authorized(ctx, method, roles) {
+                            Err(e) => Err(e),
+                            Ok(ctx) => {
+                                let service = &self.service;
+                                self.run_worker(method, EntrypointKind::Rpc, ctx, async move {
+                                    service.handle_rpc(method, args).await
+                                })
+                                .await
+                            }
+                        }
                     }
                 }
             },

@@ -11,7 +11,7 @@ use crate::util::{is_wire_name, Errors};
 
 const RPC: Spec = Spec {
     name: "rpc",
-    keys: &["name", "not_result"],
+    keys: &["name", "not_result", "roles"],
 };
 const EVENT_HANDLER: Spec = Spec {
     name: "event_handler",
@@ -94,6 +94,8 @@ pub struct RpcAttr {
     /// `not_result`: the return type is a plain value even though its name is `Result`; the
     /// span of the flag.
     pub not_result: Option<Span>,
+    /// `roles = [...]`: the roles a caller needs (one of them); on service methods only.
+    pub roles: Option<(Vec<LitStr>, Span)>,
 }
 
 impl RpcAttr {
@@ -108,6 +110,7 @@ impl RpcAttr {
         let mut out = RpcAttr {
             name: None,
             not_result: None,
+            roles: None,
         };
         parse_list(tokens, &RPC, &mut Keys::default(), |arg, _| match arg {
             Arg::Key(k) => match k.name().as_str() {
@@ -125,6 +128,10 @@ impl RpcAttr {
                 "not_result" => {
                     k.flag()?;
                     out.not_result = Some(k.key.span());
+                    Ok(())
+                }
+                "roles" => {
+                    out.roles = Some((k.strings("[\"admin\"]")?, k.key.span()));
                     Ok(())
                 }
                 _ => Err(k.unknown(&RPC)),

@@ -98,6 +98,37 @@ impl KeyArg {
         }
     }
 
+    /// The value of `key = ["...", ...]`: a list of string literals, none empty.
+    pub fn strings(&self, example: &str) -> syn::Result<Vec<LitStr>> {
+        let key = self.name();
+        let wrong = |span: &dyn quote::ToTokens| {
+            syn::Error::new_spanned(
+                span,
+                format!("expected a list of strings: `{key} = {example}`"),
+            )
+        };
+        match &self.value {
+            Some(Expr::Array(array)) => array
+                .elems
+                .iter()
+                .map(|e| match e {
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) if !s.value().trim().is_empty() => Ok(s.clone()),
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => Err(syn::Error::new(s.span(), "a role cannot be empty")),
+                    other => Err(wrong(other)),
+                })
+                .collect(),
+            Some(other) => Err(wrong(other)),
+            None => Err(syn::Error::new(
+                self.key.span(),
+                format!("`{key}` needs a value: `{key} = {example}`"),
+            )),
+        }
+    }
+
     /// Checks that a flag such as `eager` has no value.
     pub fn flag(&self) -> syn::Result<()> {
         match &self.value {

@@ -48,7 +48,7 @@ fn http_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
                 }
             });
             let returns = type_string(&route.returns.ok);
-            let roles = route.attr.roles.iter().map(|r| r.value());
+            let roles = &e.roles;
             let errors = route
                 .attr
                 .errors
@@ -82,12 +82,14 @@ fn rpc_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
             });
             let returns = type_string(&returns.ok);
             let doc = doc_of(&e.docs);
+            let roles = &e.roles;
             quote! {
                 #p::MethodDescription {
                     name: #wire.into(),
                     params: ::std::vec![#(#params),*],
                     returns: #returns.into(),
                     doc: #doc.into(),
+                    roles: ::std::vec![#(#roles.into()),*],
                 }
             }
         })

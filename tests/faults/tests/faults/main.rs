@@ -14,3 +14,4 @@ mod late_events;
 mod nats_peers;
 mod operator;
 mod poison;
+mod roles;

@@ -1,0 +1,173 @@
+//! Roles against peers that write their own context: a raw AMQP client and a raw NATS client
+//! send a request for a method that needs the `admin` role, claiming it with a token that is
+//! unsigned, expired, signed with the wrong secret, or granting another role, and with a
+//! `user_id` of their choosing. Only the request with a valid admin token runs, and the method
+//! sees the token's subject, never the claimed user id.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use basidia::auth::{JwtConfig, JwtVerifier};
+use basidia::prelude::*;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+use crate::amqp_wire::RawPeer;
+
+const SECRET: &str = "the identity provider's signing secret";
+
+static PURGES: AtomicUsize = AtomicUsize::new(0);
+
+/// A method only admins may run.
+#[service]
+pub struct Guarded;
+
+#[service(name = "t_guarded")]
+impl Guarded {
+    #[rpc(roles = ["admin"])]
+    async fn purge(&self) -> String {
+        PURGES.fetch_add(1, Ordering::SeqCst);
+        Context::current()
+            .and_then(|c| c.get("user_id").map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn jwt(roles: &[&str], exp: u64, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "ada", "exp": exp, "roles": roles}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn unsigned() -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = serde_json::json!({"sub": "ada", "exp": now() + 600, "roles": ["admin"]});
+    format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    )
+}
+
+/// The tokens a peer tries, each with whether the method may run for it.
+fn attempts() -> Vec<(&'static str, String, bool)> {
+    vec![
+        ("unsigned", unsigned(), false),
+        ("expired", jwt(&["admin"], now() - 3600, SECRET), false),
+        (
+            "wrongly signed",
+            jwt(&["admin"], now() + 600, "a guess"),
+            false,
+        ),
+        ("another role", jwt(&["user"], now() + 600, SECRET), false),
+        ("valid", jwt(&["admin"], now() + 600, SECRET), true),
+    ]
+}
+
+async fn host(url: &str) -> basidia::RunningServices {
+    let verifier = JwtVerifier::new(&JwtConfig::with_secret("HS256", SECRET)).unwrap();
+    let mut runner =
+        Runner::new(basidia::connect(url).await.unwrap()).with_token_verifier(Arc::new(verifier));
+    runner.add::<Guarded>();
+    runner.start().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_raw_amqp_peer_cannot_claim_a_role() {
+    let Some(url) = crate::amqp_wire::url() else {
+        return;
+    };
+    let _serial = crate::child::serial().await;
+    let running = host(&url).await;
+    let mut peer = RawPeer::new(&url).await;
+    for (label, token, allowed) in attempts() {
+        let before = PURGES.load(Ordering::SeqCst);
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from("nameko.auth_token"),
+            AMQPValue::LongString(LongString::from(token)),
+        );
+        headers.insert(
+            ShortString::from("nameko.user_id"),
+            AMQPValue::LongString(LongString::from("mallory")),
+        );
+        let props = peer
+            .props(Some("application/json"), label)
+            .with_headers(headers);
+        peer.publish("t_guarded.purge", br#"{"args": [], "kwargs": {}}"#, props)
+            .await;
+        let (_, reply) = peer.reply().await;
+        if allowed {
+            assert_eq!(reply["result"], "ada", "{label}: {reply}");
+            assert_eq!(PURGES.load(Ordering::SeqCst), before + 1, "{label}");
+        } else {
+            let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
+            assert!(
+                kind == "Unauthorized" || kind == "Forbidden",
+                "{label}: {reply}"
+            );
+            assert_eq!(
+                PURGES.load(Ordering::SeqCst),
+                before,
+                "{label} ran the method"
+            );
+        }
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_raw_nats_peer_cannot_claim_a_role() {
+    let Some(url) = basidia_conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = crate::child::serial().await;
+    let running = host(&url).await;
+    let raw = async_nats::connect(url.as_str()).await.unwrap();
+    for (label, token, allowed) in attempts() {
+        let before = PURGES.load(Ordering::SeqCst);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", "application/json");
+        let context = serde_json::json!({"auth_token": token, "user_id": "mallory"});
+        headers.insert("Basidia-Context", context.to_string().as_str());
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            raw.request_with_headers(
+                "basidia.rpc.t_guarded.purge",
+                headers,
+                br#"{"args": [], "kwargs": {}}"#.to_vec().into(),
+            ),
+        )
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        if allowed {
+            assert_eq!(reply["result"], "ada", "{label}: {reply}");
+            assert_eq!(PURGES.load(Ordering::SeqCst), before + 1, "{label}");
+        } else {
+            let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
+            assert!(
+                kind == "Unauthorized" || kind == "Forbidden",
+                "{label}: {reply}"
+            );
+            assert_eq!(
+                PURGES.load(Ordering::SeqCst),
+                before,
+                "{label} ran the method"
+            );
+        }
+    }
+    running.stop().await;
+}
