@@ -185,7 +185,7 @@ fn is_traceparent(value: &str) -> bool {
 /// of `Authorization` as `auth_token`, `User-Agent` as `user_agent`, the first language of
 /// `Accept-Language` as `language`, W3C trace context when it is well formed, and `deadline`.
 /// Headers that are not text, or not in their expected form, are left out.
-pub(crate) fn request_context(
+pub fn request_context(
     service: &str,
     route: &str,
     headers: &HeaderMap,

@@ -51,6 +51,11 @@ impl Health {
         }
     }
 
+    /// The broker it watches.
+    pub fn broker(&self) -> &SharedBroker {
+        &self.broker
+    }
+
     /// Adds a user check.
     pub fn with_check(mut self, check: impl HealthCheck) -> Self {
         self.checks.push(Arc::new(check));

@@ -11,14 +11,16 @@
 //! The facade re-exports this crate as `basidia::http` (feature `http`), and `basidia run`
 //! starts the server when a service has HTTP routes.
 
+mod gateway;
 mod health;
 mod server;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use gateway::GatewayConfig;
 pub use health::{Health, HealthCheck};
-pub use server::{call, router, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
+pub use server::{call, edge, router, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
 
 pub use axum::body::Body;
 pub use axum::extract::{Form, Query, Request};

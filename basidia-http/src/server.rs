@@ -22,7 +22,7 @@ use crate::health::Health;
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
 
 /// The paths the server keeps for itself.
-const RESERVED: &[&str] = &["/health/live", "/health/ready"];
+const RESERVED: &[&str] = &["/health/live", "/health/ready", "/rpc/{}/{}"];
 
 /// The `[http]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub struct HttpConfig {
     /// even without HTTP routes; unset serves them whenever the server runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<bool>,
+    /// The RPC gateway, off unless its allow-list names something.
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +54,7 @@ impl Default for HttpConfig {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             health: None,
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }
@@ -81,9 +84,15 @@ impl HttpConfig {
         self
     }
 
+    /// This configuration with `gateway`.
+    pub fn with_gateway(mut self, gateway: crate::gateway::GatewayConfig) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
     /// Whether a process with `routes` HTTP routes runs a server at all.
     pub fn wanted(&self, routes: usize) -> bool {
-        routes > 0 || self.health == Some(true)
+        routes > 0 || self.health == Some(true) || self.gateway.enabled()
     }
 }
 
@@ -132,11 +141,23 @@ struct Limits {
 }
 
 /// The router of `endpoints` (and of health, if given), as the server runs it and as tests call
-/// it in process.
+/// it in process; the gateway too when the configuration turns it on (on the broker `health`
+/// watches).
 pub fn router(
     endpoints: Vec<HttpEndpoint>,
     config: &HttpConfig,
     health: Option<Health>,
+) -> Result<Router, HttpError> {
+    let broker = health.as_ref().map(|h| h.broker().clone());
+    edge(endpoints, config, health, broker)
+}
+
+/// [`router`] with the gateway's broker given apart from health.
+pub fn edge(
+    endpoints: Vec<HttpEndpoint>,
+    config: &HttpConfig,
+    health: Option<Health>,
+    gateway_broker: Option<basidia_core::SharedBroker>,
 ) -> Result<Router, HttpError> {
     let limits = Limits {
         body: config.body_limit,
@@ -150,7 +171,7 @@ pub fn router(
         let route = e.route();
         let who = format!("{}.{}", e.service(), route.name);
         let shape = shape(&route.path);
-        if RESERVED.contains(&shape.as_str()) && health.is_some() {
+        if RESERVED.contains(&shape.as_str()) {
             return Err(HttpError::BadRoute {
                 route: who,
                 path: route.path.clone(),
@@ -202,6 +223,17 @@ pub fn router(
     }
     if let Some(health) = health {
         router = merge(router, crate::health::routes(health), "/health")?;
+    }
+    if config.gateway.enabled() {
+        if let Some(broker) = gateway_broker {
+            let routes = crate::gateway::routes(
+                config.gateway.clone(),
+                broker,
+                config.request_timeout,
+                config.body_limit,
+            );
+            router = merge(router, routes, "/rpc")?;
+        }
     }
     Ok(router.fallback(not_found))
 }

@@ -174,9 +174,9 @@ pub mod http {
     };
     pub use basidia_core::{HttpEndpoint, ServiceProbe};
     pub use basidia_http::{
-        call, router, Body, Bytes, Form, HeaderMap, Health, HealthCheck, Html, HttpConfig,
-        HttpError, HttpServer, IntoResponse, Json, Method, Query, Request, Response, StatusCode,
-        Uri, DEFAULT_ADDRESS,
+        call, edge, router, Body, Bytes, Form, GatewayConfig, HeaderMap, Health, HealthCheck, Html,
+        HttpConfig, HttpError, HttpServer, IntoResponse, Json, Method, Query, Request, Response,
+        StatusCode, Uri, DEFAULT_ADDRESS,
     };
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use basidia::auth::{JwtConfig, JwtVerifier};
-use basidia::http::{call, router, Body, HttpConfig, Request, StatusCode};
+use basidia::http::{call, edge, router, Body, GatewayConfig, HttpConfig, Request, StatusCode};
 use basidia::prelude::*;
 
 const SECRET: &str = "a secret only the issuer and the services share";
@@ -234,5 +234,50 @@ async fn without_a_verifier_a_method_with_roles_refuses_everyone() {
         .unwrap_err();
     assert_eq!(kind_of(&e), "Unauthorized");
     assert!(e.to_string().contains("no token verifier"), "{e}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_calls_what_it_allows_and_holds_it_to_its_roles() {
+    let (running, broker) = start().await;
+    let t = tokens();
+    let config = HttpConfig::default().with_gateway(GatewayConfig::allowing(["vault.*"]));
+    let router = edge(Vec::new(), &config, None, Some(broker)).unwrap();
+    let post = |uri: &str, token: Option<&str>, body: &str| {
+        let mut b = Request::builder().method("POST").uri(uri);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+    let r = call(&router, post("/rpc/vault/purge", Some(&t.admin), "[]")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(r.body())
+    );
+    assert_eq!(String::from_utf8_lossy(r.body()), r#""ada""#);
+    let r = call(&router, post("/rpc/vault/purge", Some(&t.user), "[]")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = call(&router, post("/rpc/vault/purge", Some(&t.forged), "{}")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = call(&router, post("/rpc/vault/open", None, "")).await;
+    assert_eq!(String::from_utf8_lossy(r.body()), "1");
+    // Outside the allow-list: as if there were no such route.
+    let r = call(&router, post("/rpc/front/purge", Some(&t.admin), "[]")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Arguments that are not a list or a map, and a method the service lacks.
+    let r = call(&router, post("/rpc/vault/open", None, "42")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = call(&router, post("/rpc/vault/open", None, "[1, 2, 3]")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(r.body())
+    );
+    let r = call(&router, post("/rpc/vault/nosuch", None, "[]")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     running.stop().await;
 }

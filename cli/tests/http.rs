@@ -32,6 +32,11 @@ fn json(text: &str) -> serde_json::Value {
 #[test]
 fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("basidia.toml"),
+        "[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n",
+    )
+    .unwrap();
     let mut host = Background::start(
         basidia(tmp.path())
             .arg("run")
@@ -103,6 +108,28 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     assert_eq!(status, 413);
     let (status, body) = curl(&["-A", "probe/2", &url("/whoami")]);
     assert_eq!((status, body.as_str()), (200, "probe/2"));
+
+    // The gateway, for what its allow-list names only.
+    let gateway = |path: &str, body: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &url(path),
+        ])
+    };
+    let (status, body) = gateway("/rpc/greeting_service/hello", r#"["World"]"#);
+    assert_eq!((status, body.as_str()), (200, r#""Hello, World!""#));
+    let (status, body) = gateway("/rpc/greeting_service/hello", r#"{"name": "Ann"}"#);
+    assert_eq!((status, body.as_str()), (200, r#""Hello, Ann!""#));
+    let (status, _) = gateway("/rpc/greeting_service/goodbye", r#"["World"]"#);
+    assert_eq!(status, 404, "not in the allow-list");
+    let (status, body) = gateway("/rpc/nobody/anything", "[]");
+    assert_eq!(status, 503, "allowed, but nothing serves it: {body}");
+    assert_eq!(json(&body)["exc_type"], "UnknownService");
 
     let (status, body) = curl(&[&url("/health/live")]);
     assert_eq!(status, 200);

@@ -560,6 +560,27 @@ pub fn render(loaded: &Loaded) -> String {
         if let Some(health) = h.health {
             t.insert("health".into(), toml::Value::Boolean(health));
         }
+        if h.gateway.enabled() {
+            let mut g = toml::Table::new();
+            g.insert(
+                "allow".into(),
+                toml::Value::Array(
+                    h.gateway
+                        .allow
+                        .iter()
+                        .cloned()
+                        .map(toml::Value::String)
+                        .collect(),
+                ),
+            );
+            if let Some(timeout) = h.gateway.timeout {
+                g.insert(
+                    "timeout".into(),
+                    toml::Value::String(human_duration::format(timeout)),
+                );
+            }
+            t.insert("gateway".into(), toml::Value::Table(g));
+        }
         out.push_str(&toml::to_string(&t).unwrap_or_default());
     }
     #[cfg(feature = "auth")]

@@ -236,7 +236,7 @@ async fn start_http(
     }
     let health = (config.health != Some(false))
         .then(|| basidia_http::Health::new(broker.clone(), running.probes()));
-    let router = basidia_http::router(endpoints, config, health)?;
+    let router = basidia_http::edge(endpoints, config, health, Some(broker.clone()))?;
     let server = basidia_http::HttpServer::start(config.address, router).await?;
     eprintln!("basidia: HTTP on http://{}", server.local_addr());
     Ok(Some(server))
