@@ -6,7 +6,8 @@
 #   BASIDIA_PYTHON        interpreter used to create it (default: python3)
 #
 # Quick when the venv already exists and `import nameko, msgpack, pika, nats` works.
-# (nats-py is there for .ci/nats-clean.py.)
+# (nats-py is there for .ci/nats-clean.py, openapi-spec-validator for the check of
+# /openapi.json.)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,7 @@ requirements=(
   "msgpack==1.0.7"
   "pika==1.3.2"
   "nats-py==2.9.0"
+  "openapi-spec-validator==0.7.1"
   "setuptools<70"
 )
 
@@ -34,6 +36,7 @@ import eventlet  # noqa: F401
 import msgpack  # noqa: F401
 import pika  # noqa: F401
 import nats  # noqa: F401
+import openapi_spec_validator  # noqa: F401
 import nameko
 from nameko.rpc import rpc  # noqa: F401
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: F401

@@ -13,6 +13,7 @@
 
 mod gateway;
 mod health;
+mod openapi;
 mod server;
 
 #[doc(hidden)]
@@ -20,7 +21,7 @@ pub mod __private;
 
 pub use gateway::GatewayConfig;
 pub use health::{Health, HealthCheck};
-pub use server::{call, edge, router, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
+pub use server::{call, router, Edge, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
 
 pub use axum::body::Body;
 pub use axum::extract::{Form, Query, Request};

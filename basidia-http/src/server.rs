@@ -22,7 +22,12 @@ use crate::health::Health;
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
 
 /// The paths the server keeps for itself.
-const RESERVED: &[&str] = &["/health/live", "/health/ready", "/rpc/{}/{}"];
+const RESERVED: &[&str] = &[
+    "/health/live",
+    "/health/ready",
+    "/rpc/{}/{}",
+    "/openapi.json",
+];
 
 /// The `[http]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +48,8 @@ pub struct HttpConfig {
     pub health: Option<bool>,
     /// The RPC gateway, off unless its allow-list names something.
     pub gateway: crate::gateway::GatewayConfig,
+    /// Whether `/openapi.json` is served (it is by default).
+    pub openapi: bool,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +62,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             health: None,
             gateway: crate::gateway::GatewayConfig::default(),
+            openapi: true,
         }
     }
 }
@@ -140,102 +148,178 @@ struct Limits {
     timeout: Duration,
 }
 
-/// The router of `endpoints` (and of health, if given), as the server runs it and as tests call
-/// it in process; the gateway too when the configuration turns it on (on the broker `health`
-/// watches).
+/// The router of `endpoints` (and of health, if given), as tests call it in process; the
+/// gateway too when the configuration turns it on, on the broker `health` watches. [`Edge`]
+/// gives every part apart.
 pub fn router(
     endpoints: Vec<HttpEndpoint>,
     config: &HttpConfig,
     health: Option<Health>,
 ) -> Result<Router, HttpError> {
-    let broker = health.as_ref().map(|h| h.broker().clone());
-    edge(endpoints, config, health, broker)
+    let mut edge = Edge::new(endpoints, config);
+    if let Some(h) = health {
+        let broker = h.broker().clone();
+        edge = edge.with_health(h).with_gateway(broker, Vec::new());
+    }
+    edge.router()
 }
 
-/// [`router`] with the gateway's broker given apart from health.
-pub fn edge(
+/// Everything a process's HTTP server serves: the services' routes, and optionally health, the
+/// gateway and `/openapi.json`.
+pub struct Edge {
     endpoints: Vec<HttpEndpoint>,
-    config: &HttpConfig,
+    config: HttpConfig,
     health: Option<Health>,
-    gateway_broker: Option<basidia_core::SharedBroker>,
-) -> Result<Router, HttpError> {
-    let limits = Limits {
-        body: config.body_limit,
-        timeout: config.request_timeout,
-    };
-    // Paths in a form where `{a}` and `{b}` in one place are the same, to find conflicts the
-    // router would otherwise refuse by panicking.
-    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
-    let mut by_path: BTreeMap<String, Vec<HttpEndpoint>> = BTreeMap::new();
-    for e in endpoints {
-        let route = e.route();
-        let who = format!("{}.{}", e.service(), route.name);
-        let shape = shape(&route.path);
-        if RESERVED.contains(&shape.as_str()) {
-            return Err(HttpError::BadRoute {
-                route: who,
-                path: route.path.clone(),
-                reason: "the server serves this path itself".into(),
-            });
+    gateway: Option<(
+        basidia_core::SharedBroker,
+        Vec<basidia_core::ServiceDescription>,
+    )>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("routes", &self.endpoints.len())
+            .field("health", &self.health.is_some())
+            .field("gateway", &self.gateway.is_some())
+            .finish()
+    }
+}
+
+impl Edge {
+    /// The routes of `endpoints`, served as `config` says.
+    pub fn new(endpoints: Vec<HttpEndpoint>, config: &HttpConfig) -> Self {
+        Edge {
+            endpoints,
+            config: config.clone(),
+            health: None,
+            gateway: None,
         }
-        for method in &route.methods {
-            if let Some(first) = seen.insert((method.clone(), shape.clone()), who.clone()) {
-                return Err(HttpError::Conflict {
-                    method: method.clone(),
+    }
+
+    /// Serves `/health/live` and `/health/ready` from `health`.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Serves the gateway (if the configuration allows anything) on `broker`; `services` are
+    /// the descriptions of the services in this process, for `/openapi.json`.
+    pub fn with_gateway(
+        mut self,
+        broker: basidia_core::SharedBroker,
+        services: Vec<basidia_core::ServiceDescription>,
+    ) -> Self {
+        self.gateway = Some((broker, services));
+        self
+    }
+
+    /// The router.
+    pub fn router(self) -> Result<Router, HttpError> {
+        let Edge {
+            endpoints,
+            config,
+            health,
+            gateway,
+        } = self;
+        let config = &config;
+        let limits = Limits {
+            body: config.body_limit,
+            timeout: config.request_timeout,
+        };
+        // Paths in a form where `{a}` and `{b}` in one place are the same, to find conflicts the
+        // router would otherwise refuse by panicking.
+        let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut by_path: BTreeMap<String, Vec<HttpEndpoint>> = BTreeMap::new();
+        let described: Vec<(String, basidia_core::http::HttpRouteDescription)> = endpoints
+            .iter()
+            .map(|e| (e.service().to_string(), e.route().clone()))
+            .collect();
+        let has_health = health.is_some();
+        for e in endpoints {
+            let route = e.route();
+            let who = format!("{}.{}", e.service(), route.name);
+            let shape = shape(&route.path);
+            if RESERVED.contains(&shape.as_str()) {
+                return Err(HttpError::BadRoute {
+                    route: who,
                     path: route.path.clone(),
-                    first,
-                    second: who,
+                    reason: "the server serves this path itself".into(),
                 });
             }
+            for method in &route.methods {
+                if let Some(first) = seen.insert((method.clone(), shape.clone()), who.clone()) {
+                    return Err(HttpError::Conflict {
+                        method: method.clone(),
+                        path: route.path.clone(),
+                        first,
+                        second: who,
+                    });
+                }
+            }
+            by_path.entry(route.path.clone()).or_default().push(e);
         }
-        by_path.entry(route.path.clone()).or_default().push(e);
-    }
-    let mut router = Router::new();
-    for (path, endpoints) in by_path {
-        let mut methods: MethodRouter = MethodRouter::new();
-        for e in endpoints {
-            let who = format!("{}.{}", e.service(), e.route().name);
-            for m in &e.route().methods {
-                let filter = method_filter(m).ok_or_else(|| HttpError::BadRoute {
-                    route: who.clone(),
-                    path: path.clone(),
-                    reason: format!("unknown method {m}"),
-                })?;
-                let (e, limits) = (e.clone(), limits.clone());
-                methods = methods.merge(on(filter, move |request: Request| {
-                    serve_one(e, limits, request)
-                }));
+        let mut router = Router::new();
+        for (path, endpoints) in by_path {
+            let mut methods: MethodRouter = MethodRouter::new();
+            for e in endpoints {
+                let who = format!("{}.{}", e.service(), e.route().name);
+                for m in &e.route().methods {
+                    let filter = method_filter(m).ok_or_else(|| HttpError::BadRoute {
+                        route: who.clone(),
+                        path: path.clone(),
+                        reason: format!("unknown method {m}"),
+                    })?;
+                    let (e, limits) = (e.clone(), limits.clone());
+                    methods = methods.merge(on(filter, move |request: Request| {
+                        serve_one(e, limits, request)
+                    }));
+                }
+            }
+            let insert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Router::new().route(&path, methods)
+            }));
+            let added = insert.map_err(|panic| HttpError::BadRoute {
+                route: path.clone(),
+                path: path.clone(),
+                reason: panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "refused by the router".into()),
+            })?;
+            router = merge(router, added, &path)?;
+        }
+        if let Some(health) = health {
+            router = merge(router, crate::health::routes(health), "/health")?;
+        }
+        let services = gateway.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+        if config.gateway.enabled() {
+            if let Some((broker, _)) = gateway {
+                let routes = crate::gateway::routes(
+                    config.gateway.clone(),
+                    broker,
+                    config.request_timeout,
+                    config.body_limit,
+                );
+                router = merge(router, routes, "/rpc")?;
             }
         }
-        let insert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Router::new().route(&path, methods)
-        }));
-        let added = insert.map_err(|panic| HttpError::BadRoute {
-            route: path.clone(),
-            path: path.clone(),
-            reason: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "refused by the router".into()),
-        })?;
-        router = merge(router, added, &path)?;
-    }
-    if let Some(health) = health {
-        router = merge(router, crate::health::routes(health), "/health")?;
-    }
-    if config.gateway.enabled() {
-        if let Some(broker) = gateway_broker {
-            let routes = crate::gateway::routes(
-                config.gateway.clone(),
-                broker,
-                config.request_timeout,
-                config.body_limit,
+        if config.openapi {
+            let document =
+                crate::openapi::document(&described, &services, &config.gateway, has_health);
+            let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
+            let openapi = Router::new().route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    let body = body.clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+                }),
             );
-            router = merge(router, routes, "/rpc")?;
+            router = merge(router, openapi, "/openapi.json")?;
         }
+        Ok(router.fallback(not_found))
     }
-    Ok(router.fallback(not_found))
 }
 
 fn merge(router: Router, other: Router, path: &str) -> Result<Router, HttpError> {

@@ -174,7 +174,7 @@ pub mod http {
     };
     pub use basidia_core::{HttpEndpoint, ServiceProbe};
     pub use basidia_http::{
-        call, edge, router, Body, Bytes, Form, GatewayConfig, HeaderMap, Health, HealthCheck, Html,
+        call, router, Body, Bytes, Edge, Form, GatewayConfig, HeaderMap, Health, HealthCheck, Html,
         HttpConfig, HttpError, HttpServer, IntoResponse, Json, Method, Query, Request, Response,
         StatusCode, Uri, DEFAULT_ADDRESS,
     };

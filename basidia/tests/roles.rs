@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use basidia::auth::{JwtConfig, JwtVerifier};
-use basidia::http::{call, edge, router, Body, GatewayConfig, HttpConfig, Request, StatusCode};
+use basidia::http::{call, router, Body, Edge, GatewayConfig, HttpConfig, Request, StatusCode};
 use basidia::prelude::*;
 
 const SECRET: &str = "a secret only the issuer and the services share";
@@ -201,6 +201,18 @@ async fn an_http_route_with_roles_and_a_token_passed_on() {
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
     }
 
+    // The roles are the route's security requirement in the OpenAPI document.
+    let doc = call(&router, bearer("GET", "/openapi.json", None)).await;
+    let doc: serde_json::Value = serde_json::from_slice(doc.body()).unwrap();
+    assert_eq!(
+        doc["paths"]["/vault"]["delete"]["security"],
+        serde_json::json!([{"bearer": ["admin", "ops"]}])
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
     // front has no roles; the vault checks the token front passes on.
     let r = call(&router, bearer("POST", "/purge", Some(&t.admin))).await;
     assert_eq!(
@@ -242,7 +254,10 @@ async fn the_gateway_calls_what_it_allows_and_holds_it_to_its_roles() {
     let (running, broker) = start().await;
     let t = tokens();
     let config = HttpConfig::default().with_gateway(GatewayConfig::allowing(["vault.*"]));
-    let router = edge(Vec::new(), &config, None, Some(broker)).unwrap();
+    let router = Edge::new(Vec::new(), &config)
+        .with_gateway(broker, Vec::new())
+        .router()
+        .unwrap();
     let post = |uri: &str, token: Option<&str>, body: &str| {
         let mut b = Request::builder().method("POST").uri(uri);
         if let Some(t) = token {

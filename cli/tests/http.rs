@@ -29,6 +29,35 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
+/// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
+fn validate_openapi(dir: &std::path::Path, document: &str) {
+    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BASIDIA_NAMEKO_VENV is not set: CI validates the OpenAPI document with it"
+        );
+        eprintln!("skipping the OpenAPI validation: BASIDIA_NAMEKO_VENV is not set");
+        return;
+    };
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, document).unwrap();
+    let out = Command::new(std::path::Path::new(&venv).join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("the virtualenv's python runs");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
@@ -130,6 +159,27 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let (status, body) = gateway("/rpc/nobody/anything", "[]");
     assert_eq!(status, 503, "allowed, but nothing serves it: {body}");
     assert_eq!(json(&body)["exc_type"], "UnknownService");
+
+    // The OpenAPI document, read by a real validator.
+    let (status, body) = curl(&[&url("/openapi.json")]);
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let get_user = &doc["paths"]["/users/{user_id}"]["get"];
+    assert_eq!(get_user["parameters"][0]["name"], "user_id");
+    assert_eq!(get_user["parameters"][0]["schema"]["type"], "integer");
+    assert!(
+        doc["paths"]["/users"]["post"]["requestBody"]["content"]["application/json"].is_object()
+    );
+    assert!(
+        doc["paths"]["/rpc/greeting_service/hello"]["post"].is_object(),
+        "the gateway's methods"
+    );
+    assert!(
+        doc["paths"]["/rpc/greeting_service/goodbye"].is_null(),
+        "only what it allows"
+    );
+    validate_openapi(tmp.path(), &body);
 
     let (status, body) = curl(&[&url("/health/live")]);
     assert_eq!(status, 200);

@@ -234,9 +234,13 @@ async fn start_http(
     if !config.wanted(endpoints.len()) {
         return Ok(None);
     }
-    let health = (config.health != Some(false))
-        .then(|| basidia_http::Health::new(broker.clone(), running.probes()));
-    let router = basidia_http::edge(endpoints, config, health, Some(broker.clone()))?;
+    let services = running.descriptions().into_iter().cloned().collect();
+    let mut edge =
+        basidia_http::Edge::new(endpoints, config).with_gateway(broker.clone(), services);
+    if config.health != Some(false) {
+        edge = edge.with_health(basidia_http::Health::new(broker.clone(), running.probes()));
+    }
+    let router = edge.router()?;
     let server = basidia_http::HttpServer::start(config.address, router).await?;
     eprintln!("basidia: HTTP on http://{}", server.local_addr());
     Ok(Some(server))
