@@ -10,6 +10,7 @@ mod cluster;
 mod drain;
 mod flood;
 mod headers;
+mod http_drain;
 mod late_events;
 mod nats_peers;
 mod operator;
