@@ -11,6 +11,7 @@
 //! The facade re-exports this crate as `basidia::http` (feature `http`), and `basidia run`
 //! starts the server when a service has HTTP routes.
 
+mod cors;
 mod gateway;
 mod health;
 mod openapi;
@@ -19,6 +20,7 @@ mod server;
 #[doc(hidden)]
 pub mod __private;
 
+pub use cors::CorsConfig;
 pub use gateway::GatewayConfig;
 pub use health::{Health, HealthCheck};
 pub use server::{call, router, Edge, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};

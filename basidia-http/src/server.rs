@@ -50,6 +50,10 @@ pub struct HttpConfig {
     pub gateway: crate::gateway::GatewayConfig,
     /// Whether `/openapi.json` is served (it is by default).
     pub openapi: bool,
+    /// Cross-origin requests, off unless origins are named.
+    pub cors: crate::cors::CorsConfig,
+    /// Whether responses are gzip-compressed for clients that accept it.
+    pub compression: bool,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +67,8 @@ impl Default for HttpConfig {
             health: None,
             gateway: crate::gateway::GatewayConfig::default(),
             openapi: true,
+            cors: crate::cors::CorsConfig::default(),
+            compression: false,
         }
     }
 }
@@ -89,6 +95,18 @@ impl HttpConfig {
     /// This configuration with health endpoints on (`Some(true)`), off, or with the server.
     pub fn with_health(mut self, health: Option<bool>) -> Self {
         self.health = health;
+        self
+    }
+
+    /// This configuration with `cors`.
+    pub fn with_cors(mut self, cors: crate::cors::CorsConfig) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// This configuration compressing responses, or not.
+    pub fn with_compression(mut self, on: bool) -> Self {
+        self.compression = on;
         self
     }
 
@@ -318,7 +336,19 @@ impl Edge {
             );
             router = merge(router, openapi, "/openapi.json")?;
         }
-        Ok(router.fallback(not_found))
+        let mut router = router.fallback(not_found);
+        let cors = config.cors.layer().map_err(|reason| HttpError::BadRoute {
+            route: "[http.cors]".into(),
+            path: "*".into(),
+            reason: format!("invalid {reason}"),
+        })?;
+        if let Some(cors) = cors {
+            router = router.layer(cors);
+        }
+        if config.compression {
+            router = router.layer(tower_http::compression::CompressionLayer::new());
+        }
+        Ok(router)
     }
 }
 

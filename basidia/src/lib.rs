@@ -174,9 +174,9 @@ pub mod http {
     };
     pub use basidia_core::{HttpEndpoint, ServiceProbe};
     pub use basidia_http::{
-        call, router, Body, Bytes, Edge, Form, GatewayConfig, HeaderMap, Health, HealthCheck, Html,
-        HttpConfig, HttpError, HttpServer, IntoResponse, Json, Method, Query, Request, Response,
-        StatusCode, Uri, DEFAULT_ADDRESS,
+        call, router, Body, Bytes, CorsConfig, Edge, Form, GatewayConfig, HeaderMap, Health,
+        HealthCheck, Html, HttpConfig, HttpError, HttpServer, IntoResponse, Json, Method, Query,
+        Request, Response, StatusCode, Uri, DEFAULT_ADDRESS,
     };
 }
 

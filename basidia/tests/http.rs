@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basidia::http::{
-    call, router, Body, HeaderMap, Health, HttpConfig, Json, Query, Request, StatusCode,
+    call, router, Body, CorsConfig, HeaderMap, Health, HttpConfig, Json, Query, Request, StatusCode,
 };
 use basidia::prelude::*;
 use basidia::{RunnerConfig, ServiceSettings};
@@ -327,5 +327,69 @@ async fn routes_that_answer_the_same_requests_are_refused() {
     endpoints.extend(running.http_endpoints());
     let err = router(endpoints, &config, None).unwrap_err();
     assert!(err.to_string().contains("is declared by both"), "{err}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflights_and_compression_as_configured() {
+    let (running, config) = host(8, Duration::from_secs(5)).await;
+    let config = config
+        .with_cors(CorsConfig::allowing(["https://app.example.com"]))
+        .with_compression(true);
+    let router = router(running.http_endpoints(), &config, None).unwrap();
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/items")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type, authorization",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let r = call(&router, preflight("https://app.example.com")).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+    assert_eq!(r.headers()["access-control-max-age"], "600");
+    // Another origin gets no permission.
+    let r = call(&router, preflight("https://evil.example.com")).await;
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // An actual cross-origin request carries the header too.
+    let mut get = request("GET", "/items?limit=300", "");
+    get.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    get.headers_mut()
+        .insert("accept-encoding", "gzip".parse().unwrap());
+    let r = call(&router, get).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let plain = serde_json::to_vec(&(1..=300).collect::<Vec<i64>>())
+        .unwrap()
+        .len();
+    assert!(
+        r.body().len() < plain / 2,
+        "{} bytes against {plain}",
+        r.body().len()
+    );
     running.stop().await;
 }

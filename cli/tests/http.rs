@@ -63,7 +63,7 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("basidia.toml"),
-        "[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n",
+        "[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n\n[http.cors]\nallow_origins = [\"https://app.example.com\"]\n",
     )
     .unwrap();
     let mut host = Background::start(
@@ -159,6 +159,26 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let (status, body) = gateway("/rpc/nobody/anything", "[]");
     assert_eq!(status, 503, "allowed, but nothing serves it: {body}");
     assert_eq!(json(&body)["exc_type"], "UnknownService");
+
+    // A browser's preflight from an allowed origin, and from another.
+    let preflight = |origin: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "-X", "OPTIONS", "-H"])
+            .arg(format!("Origin: {origin}"))
+            .args(["-H", "Access-Control-Request-Method: POST", "-H"])
+            .arg("Access-Control-Request-Headers: content-type")
+            .arg(url("/users"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let allowed = preflight("https://app.example.com");
+    assert!(allowed.starts_with("http/1.1 200"), "{allowed}");
+    assert!(
+        allowed.contains("access-control-allow-origin: https://app.example.com"),
+        "{allowed}"
+    );
+    assert!(!preflight("https://elsewhere.example.com").contains("access-control-allow-origin"));
 
     // The OpenAPI document, read by a real validator.
     let (status, body) = curl(&[&url("/openapi.json")]);
