@@ -11,6 +11,7 @@ mod drain;
 mod flood;
 mod headers;
 mod http_drain;
+mod http_outage;
 mod late_events;
 mod nats_peers;
 mod operator;

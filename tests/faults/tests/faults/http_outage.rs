@@ -1,0 +1,172 @@
+//! The HTTP edge through a broker outage: a private nats-server (on a free port of its own) is
+//! stopped under a running host and started again. While it is away, `/health/ready` says DOWN
+//! with 503 and a route that calls another service answers 503 at once; after it is back (the
+//! client reconnects by itself), readiness is UP again and the route answers. Requests go over
+//! a real socket from a plain HTTP/1.1 client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use basidia::http::{Edge, Health, HttpConfig, HttpServer};
+use basidia::prelude::*;
+
+/// Answers greetings over the broker.
+#[service]
+pub struct OutageGreeter;
+
+#[service(name = "t_outage_greeter")]
+impl OutageGreeter {
+    #[rpc]
+    async fn hello(&self, name: String) -> String {
+        format!("Hello, {name}!")
+    }
+}
+
+/// The HTTP face, calling the greeter over the broker.
+#[service]
+pub struct OutageFront {
+    greeter: Dependency<OutageGreeterClient>,
+}
+
+#[service(name = "t_outage_front")]
+impl OutageFront {
+    #[http(GET, "/hello/{name}")]
+    async fn hello(&self, name: String) -> Result<String, RpcError> {
+        self.greeter.hello(name).await
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_server(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts")
+}
+
+async fn wait_until_it_answers(port: u16) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nats-server never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET path` over a fresh connection: the status and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls `path` until it answers `status`, for at most `limit`.
+async fn until(addr: SocketAddr, path: &str, status: u16, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let (s, body) = get(addr, path).await;
+        if s == status {
+            return body;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{path} still answers {s} after {limit:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn readiness_goes_down_with_the_broker_and_up_again() {
+    let port = free_port();
+    let mut server = nats_server(port);
+    wait_until_it_answers(port).await;
+    let broker: basidia::SharedBroker = Arc::new(
+        basidia::NatsBroker::connect(&format!("nats://127.0.0.1:{port}"))
+            .await
+            .unwrap(),
+    );
+    let mut runner = Runner::new(broker.clone());
+    runner.add::<OutageGreeter>().add::<OutageFront>();
+    let running = runner.start().await.unwrap();
+    let config = HttpConfig::default()
+        .with_address("127.0.0.1:0".parse().unwrap())
+        .with_request_timeout(Duration::from_secs(5));
+    let router = Edge::new(running.http_endpoints(), &config)
+        .with_health(Health::new(broker.clone(), running.probes()))
+        .router()
+        .unwrap();
+    let http = HttpServer::start(config.address, router).await.unwrap();
+    let addr = http.local_addr();
+
+    let ready = until(addr, "/health/ready", 200, Duration::from_secs(5)).await;
+    assert!(ready.contains(r#""status":"UP""#), "{ready}");
+    assert_eq!(
+        get(addr, "/hello/Ann").await,
+        (200, "Hello, Ann!".to_string())
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let down = until(addr, "/health/ready", 503, Duration::from_secs(15)).await;
+    let report: serde_json::Value = serde_json::from_str(&down).unwrap();
+    assert_eq!(report["components"]["broker"]["status"], "DOWN", "{report}");
+    let asked = Instant::now();
+    let (status, body) = get(addr, "/hello/Bob").await;
+    assert_eq!(status, 503, "a call while the broker is away: {body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "it answered within the request timeout, not at its end: {:?}",
+        asked.elapsed()
+    );
+
+    let mut server = nats_server(port);
+    wait_until_it_answers(port).await;
+    until(addr, "/health/ready", 200, Duration::from_secs(30)).await;
+    let body = until(addr, "/hello/Cy", 200, Duration::from_secs(10)).await;
+    assert_eq!(body, "Hello, Cy!");
+
+    http.stop(Duration::from_secs(5)).await;
+    running.stop().await;
+    broker.close().await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
