@@ -13,6 +13,8 @@ use basidia_core::RemoteError;
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use axum::Router;
+
 /// The largest response body an entrypoint may produce; beyond it the request fails with 500
 /// rather than the process holding whatever a handler streams.
 const RESPONSE_LIMIT: usize = 64 * 1024 * 1024;

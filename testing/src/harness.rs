@@ -18,6 +18,7 @@ pub struct HarnessBuilder {
     broker: MemoryBroker,
     config: RunnerConfig,
     adds: Vec<AddFn>,
+    verifier: Option<Arc<dyn basidia_core::auth::TokenVerifier>>,
 }
 
 impl std::fmt::Debug for HarnessBuilder {
@@ -63,6 +64,12 @@ impl HarnessBuilder {
         self
     }
 
+    /// Checks callers of methods with roles with `verifier` (without one they refuse everyone).
+    pub fn token_verifier(mut self, verifier: Arc<dyn basidia_core::auth::TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// Uses an existing memory broker (to share it with other harnesses or fakes).
     pub fn broker(mut self, broker: MemoryBroker) -> Self {
         self.broker = broker;
@@ -73,6 +80,9 @@ impl HarnessBuilder {
     pub async fn start(self) -> Result<ServiceHarness, Error> {
         let shared: SharedBroker = Arc::new(self.broker.clone());
         let mut runner = Runner::new(shared).with_config(self.config);
+        if let Some(v) = self.verifier {
+            runner = runner.with_token_verifier(v);
+        }
         for add in self.adds {
             add(&mut runner);
         }
@@ -108,6 +118,7 @@ impl ServiceHarness {
             broker: MemoryBroker::new(),
             config: RunnerConfig::default(),
             adds: Vec::new(),
+            verifier: None,
         }
     }
 
@@ -124,6 +135,26 @@ impl ServiceHarness {
     /// The running services.
     pub fn running(&self) -> &RunningServices {
         &self.running
+    }
+
+    /// An HTTP client of the services' `#[http]` routes, in process: requests go through the
+    /// same router the server runs (no socket), with `config`'s limits, CORS and gateway (on
+    /// this harness's broker), plus health.
+    #[cfg(feature = "http")]
+    pub fn http(
+        &self,
+        config: &basidia_http::HttpConfig,
+    ) -> Result<HttpClient, basidia_http::HttpError> {
+        let shared: SharedBroker = Arc::new(self.broker.clone());
+        let services = self.running.descriptions().into_iter().cloned().collect();
+        let router = basidia_http::Edge::new(self.running.http_endpoints(), config)
+            .with_health(basidia_http::Health::new(
+                shared.clone(),
+                self.running.probes(),
+            ))
+            .with_gateway(shared, services)
+            .router()?;
+        Ok(HttpClient { router })
     }
 
     /// A dynamic proxy from a separate connection, as an outside caller.
@@ -288,5 +319,73 @@ impl<S: Service + NamedService + Inject> WorkerFactory<S> {
         let service = S::inject(&mut cx).await?;
         cx.check_overrides_used()?;
         Ok(service)
+    }
+}
+
+/// An in-process HTTP client of a harness's routes (see [`ServiceHarness::http`]).
+#[cfg(feature = "http")]
+#[derive(Clone)]
+pub struct HttpClient {
+    router: basidia_http::__private::Router,
+}
+
+#[cfg(feature = "http")]
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "http")]
+impl HttpClient {
+    /// Sends `request` and returns the response with its whole body.
+    pub async fn send(&self, request: basidia_http::Request) -> basidia_core::http::HttpResponse {
+        basidia_http::call(&self.router, request).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> basidia_core::http::HttpResponse {
+        self.send(Self::request(
+            "GET",
+            path,
+            basidia_http::Body::empty(),
+            None,
+        ))
+        .await
+    }
+
+    /// `method path` with `body` as JSON.
+    pub async fn json<T: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &T,
+    ) -> basidia_core::http::HttpResponse {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.send(Self::request(
+            method,
+            path,
+            basidia_http::Body::from(bytes),
+            Some("application/json"),
+        ))
+        .await
+    }
+
+    fn request(
+        method: &str,
+        path: &str,
+        body: basidia_http::Body,
+        content_type: Option<&str>,
+    ) -> basidia_http::Request {
+        let mut builder = basidia_http::Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(body).unwrap_or_else(|_| {
+            // A method or path that is not one: the router answers it as unroutable.
+            let mut r = basidia_http::Request::new(basidia_http::Body::empty());
+            *r.uri_mut() = basidia_http::Uri::from_static("/");
+            r
+        })
     }
 }

@@ -13,6 +13,7 @@ async fn all_services() -> ServiceHarness {
         .service::<DatabaseService>()
         .service::<UserService>()
         .service::<NotificationService>()
+        .service::<ApiService>()
         .start()
         .await
         .expect("services start")
@@ -288,5 +289,35 @@ async fn every_service_describes_itself() {
     assert_eq!(n.events[0].payload, "UserCreated");
     assert_eq!(n.timers[0].name, "digest");
     assert_eq!(n.timers[0].interval_ms, 60_000);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn api_service_greets_and_creates_users_over_http() {
+    let h = all_services().await;
+    let http = h.http(&basidia::http::HttpConfig::default()).unwrap();
+    let r = http.get("/users/7").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(body, json!({"message": "Hello, User 7!"}));
+    let r = http.get("/users/0").await;
+    assert_eq!(r.status(), 404, "UserNotFound is mapped");
+
+    let welcomed = h.waiter("notification_service", "on_user_created");
+    let r = http
+        .json(
+            "POST",
+            "/users",
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let user: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(user["name"], "Ada");
+    welcomed.wait(Duration::from_secs(5)).await.unwrap();
+    let r = http
+        .json("POST", "/users", &json!({"name": "no email"}))
+        .await;
+    assert_eq!(r.status(), 400);
     h.stop().await;
 }
