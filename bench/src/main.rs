@@ -1,4 +1,4 @@
-//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|nats|all]`
+//! `cargo run --release -p basidia-bench -- [--quick] [--broker memory|amqp|nats|http|all]`
 //!
 //! Measures RPC round trips of `greeting_service.hello` through the typed client: sequential and
 //! with 16 and 64 concurrent callers, with p50 and p99 latency from an HDR histogram. On AMQP and
@@ -28,6 +28,7 @@ macro_rules! hello_call {
 
 mod cpu;
 mod events;
+mod http;
 mod raw_amqp;
 mod rss;
 
@@ -105,6 +106,25 @@ where
     R: Fn() -> RF + Clone + Send + 'static,
     RF: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
+    compare_as(broker, "rpc", server, duration, basidia_call, raw_call).await
+}
+
+/// [`compare`] for a workload named `workload`; `server` is the broker process whose CPU time
+/// is counted too (none if empty).
+async fn compare_as<B, BF, R, RF>(
+    broker: &'static str,
+    workload: &'static str,
+    server: &'static str,
+    duration: Duration,
+    basidia_call: B,
+    raw_call: R,
+) -> anyhow::Result<Vec<Measurement>>
+where
+    B: Fn() -> BF + Clone + Send + 'static,
+    BF: std::future::Future<Output = anyhow::Result<()>> + Send,
+    R: Fn() -> RF + Clone + Send + 'static,
+    RF: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     drive(4, Duration::from_millis(300), basidia_call.clone()).await?;
     drive(4, Duration::from_millis(300), raw_call.clone()).await?;
     // For profiling one side alone: BASIDIA_BENCH_ONLY=basidia or =raw.
@@ -127,7 +147,9 @@ where
             .with_context(|| format!("BASIDIA_BENCH_CONCURRENCY={v:?}"))?,
         Err(_) => vec![1, 16, 64],
     };
-    let server_pid = cpu::server_pid(server);
+    let server_pid = (!server.is_empty())
+        .then(|| cpu::server_pid(server))
+        .flatten();
     let server_pid = server_pid.as_deref();
     for concurrency in levels {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -149,7 +171,7 @@ where
             }
         }
         eprintln!(
-            "{broker} rpc x{concurrency}: CPU per call (us), this process / {server}: \
+            "{broker} {workload} x{concurrency}: CPU per call (us), this process / {server}: \
              Basidia {} | raw {}",
             cpu.per_call(calls),
             raw_cpu.per_call(raw_calls)
@@ -157,7 +179,7 @@ where
         let total = duration.as_secs_f64();
         out.push(Measurement {
             broker,
-            workload: "rpc",
+            workload,
             concurrency,
             per_s: calls / total,
             p50_us: hist.value_at_quantile(0.50) as f64,
@@ -467,12 +489,12 @@ fn main() -> anyhow::Result<()> {
                 return rss::serve_examples(&url, args.next().as_deref() == Some("basic"));
             }
             other => bail!(
-                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|all]"
+                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|http|all]"
             ),
         }
     }
-    if !["memory", "amqp", "nats", "all"].contains(&broker.as_str()) {
-        bail!("unknown broker {broker:?}: use memory, amqp, nats or all");
+    if !["memory", "amqp", "nats", "http", "all"].contains(&broker.as_str()) {
+        bail!("unknown broker {broker:?}: use memory, amqp, nats, http or all");
     }
     let nats_url = std::env::var("BASIDIA_BENCH_NATS_URL")
         .or_else(|_| std::env::var("BASIDIA_TEST_NATS_URL"))
@@ -493,6 +515,9 @@ fn main() -> anyhow::Result<()> {
     }
     if broker == "nats" || broker == "all" {
         results.extend(rt.block_on(bench_nats(&nats_url, quick))?);
+    }
+    if broker == "http" || broker == "all" {
+        results.extend(rt.block_on(http::bench_http(Some(nats_url.as_str()), quick))?);
     }
     let load = if quick {
         Duration::from_secs(1)

@@ -122,6 +122,9 @@ enum NewCmd {
         /// The project.
         #[arg(long, default_value = ".")]
         path: PathBuf,
+        /// An HTTP service (a `GET` route and its test) instead of an RPC one.
+        #[arg(long)]
+        http: bool,
     },
 }
 
@@ -175,8 +178,8 @@ fn main() -> ExitCode {
                         dir.display()
                     );
                 }),
-                NewCmd::Service { name, path } => {
-                    scaffold::new_service(&path, &name).map(|file| {
+                NewCmd::Service { name, path, http } => {
+                    scaffold::new_service(&path, &name, http).map(|file| {
                         println!("created {} and registered it in src/lib.rs", file.display());
                     })
                 }

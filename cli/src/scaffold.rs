@@ -182,9 +182,12 @@ pub fn new_project(parent: &Path, name: &str) -> Result<PathBuf, ScaffoldError> 
                 ("package", &package),
                 (
                     "basidia_dependency",
-                    &basidia_dependency("basidia", ", features = [\"amqp\", \"nats\"]"),
+                    &basidia_dependency("basidia", ", features = [\"amqp\", \"nats\", \"http\"]"),
                 ),
-                ("testing_dependency", &basidia_dependency("testing", "")),
+                (
+                    "testing_dependency",
+                    &basidia_dependency("testing", ", features = [\"http\"]"),
+                ),
             ],
         ),
     )?;
@@ -219,8 +222,9 @@ fn services_crate(dir: &Path) -> Result<PathBuf, ScaffoldError> {
         .ok_or_else(|| ScaffoldError::NotAProject(dir.to_path_buf()))
 }
 
-/// Adds the service `name` to the project at `dir`; returns the new source file.
-pub fn new_service(dir: &Path, name: &str) -> Result<PathBuf, ScaffoldError> {
+/// Adds the service `name` to the project at `dir`, with an HTTP route instead of an RPC method
+/// if `http`; returns the new source file.
+pub fn new_service(dir: &Path, name: &str, http: bool) -> Result<PathBuf, ScaffoldError> {
     let names = ServiceNames::from_input(name)?;
     let krate = services_crate(dir)?;
     let source = krate.join(format!("src/{}.rs", names.module));
@@ -276,11 +280,25 @@ pub fn new_service(dir: &Path, name: &str) -> Result<PathBuf, ScaffoldError> {
     let mut updated = lines.join("\n");
     updated.push('\n');
 
-    write(&source, &service_source(&names, "ping"))?;
-    write(
-        &krate.join(format!("tests/{}.rs", names.module)),
-        &test_source(&lib, &names, "ping"),
-    )?;
+    if http {
+        let values = [
+            ("service", names.service.as_str()),
+            ("module", names.module.as_str()),
+            ("type_name", names.type_name.as_str()),
+            ("lib", lib.as_str()),
+        ];
+        write(&source, &template::render(template::HTTP_SERVICE, &values))?;
+        write(
+            &krate.join(format!("tests/{}.rs", names.module)),
+            &template::render(template::HTTP_SERVICE_TEST, &values),
+        )?;
+    } else {
+        write(&source, &service_source(&names, "ping"))?;
+        write(
+            &krate.join(format!("tests/{}.rs", names.module)),
+            &test_source(&lib, &names, "ping"),
+        )?;
+    }
     write(&lib_path, &updated)?;
     Ok(source)
 }
@@ -305,10 +323,11 @@ mod tests {
     fn scaffolded_files_leave_no_placeholder_unfilled() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = new_project(tmp.path(), "demo").unwrap();
-        new_service(&dir, "billing").unwrap();
+        new_service(&dir, "billing", false).unwrap();
+        new_service(&dir, "storefront", true).unwrap();
         let mut all = Vec::new();
         files(&dir, &mut all);
-        assert!(all.len() >= 8, "{all:?}");
+        assert!(all.len() >= 10, "{all:?}");
         for (path, text) in &all {
             let left =
                 text.split('@').skip(1).step_by(2).any(|w| {
@@ -352,7 +371,7 @@ mod tests {
             new_project(tmp.path(), "shop"),
             Err(ScaffoldError::Exists(_))
         ));
-        new_service(&project, "billing").unwrap();
+        new_service(&project, "billing", false).unwrap();
         let lib = std::fs::read_to_string(project.join("services/src/lib.rs")).unwrap();
         assert!(lib.contains("pub mod hello;\npub mod billing;"), "{lib}");
         assert!(
@@ -361,11 +380,11 @@ mod tests {
         );
         assert!(project.join("services/tests/billing.rs").is_file());
         assert!(matches!(
-            new_service(&project, "billing"),
+            new_service(&project, "billing", false),
             Err(ScaffoldError::Exists(_))
         ));
         assert!(matches!(
-            new_service(tmp.path(), "other"),
+            new_service(tmp.path(), "other", false),
             Err(ScaffoldError::NotAProject(_))
         ));
     }

@@ -35,6 +35,11 @@ pub(crate) const SERVICE: &str = include_str!("../templates/project/service.rs")
 pub(crate) const HELLO_METHOD: &str = include_str!("../templates/project/hello_method.rs");
 /// The method of a service added later.
 pub(crate) const PING_METHOD: &str = include_str!("../templates/project/ping_method.rs");
+/// An HTTP service (`basidia new service --http`).
+pub(crate) const HTTP_SERVICE: &str = include_str!("../templates/project/http_service.rs");
+/// An HTTP service's test.
+pub(crate) const HTTP_SERVICE_TEST: &str =
+    include_str!("../templates/project/http_service_test.rs");
 /// A service's test.
 pub(crate) const SERVICE_TEST: &str = include_str!("../templates/project/service_test.rs");
 

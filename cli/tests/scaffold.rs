@@ -20,6 +20,8 @@ fn a_new_project_builds_passes_its_tests_and_runs() {
     let out = output(basidia(&project).args(["new", "service", "billing"]));
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(project.join("services/src/billing.rs").is_file());
+    let out = output(basidia(&project).args(["new", "service", "storefront", "--http"]));
+    assert!(out.status.success(), "{:?}", text(&out));
 
     // Its own tests, one per service, on basidia-testing.
     let out = output(cargo(&project).args(["test", "--quiet"]));
@@ -27,7 +29,7 @@ fn a_new_project_builds_passes_its_tests_and_runs() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(
         stdout.matches("test result: ok. 1 passed").count(),
-        2,
+        3,
         "{stdout}"
     );
 
@@ -42,7 +44,8 @@ fn a_new_project_builds_passes_its_tests_and_runs() {
                 "--exec",
                 r#"hello_service.hello("World")"#,
             ])
-            .args(["--exec", "billing_service.ping()", "--exec", "services"]),
+            .args(["--exec", "billing_service.ping()", "--exec", "services"])
+            .env("BASIDIA_HTTP__ADDRESS", "127.0.0.1:0"),
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -52,7 +55,8 @@ fn a_new_project_builds_passes_its_tests_and_runs() {
             "Hello, World!",
             "pong from billing_service",
             "billing_service",
-            "hello_service"
+            "hello_service",
+            "storefront_service"
         ],
         "{stderr}"
     );

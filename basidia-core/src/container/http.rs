@@ -58,17 +58,19 @@ impl HttpEndpoint {
     /// `max_workers` are busy (the request is not run); 504 when the deadline passes.
     pub async fn call(&self, request: HttpRequest, timeout: Duration) -> HttpResponse {
         let s = &self.shared;
-        let mapping: Vec<(&str, u16)> = self
-            .route
-            .errors
-            .iter()
-            .map(|(t, c)| (t.as_str(), *c))
-            .collect();
+        // Read only when answering an error: most requests never need it.
+        let mapping = || -> Vec<(&str, u16)> {
+            self.route
+                .errors
+                .iter()
+                .map(|(t, c)| (t.as_str(), *c))
+                .collect()
+        };
         // Counted before the stop flag is read: a stop that sets the flag after this read waits
         // for this request, and one that set it before is seen here.
         let tracked = s.tracker.token();
         if s.stopping.load(Ordering::SeqCst) {
-            return error_response(&busy_error(format!("{} is stopping", s.name)), &mapping);
+            return error_response(&busy_error(format!("{} is stopping", s.name)), &mapping());
         }
         if !s.workers.try_take() {
             return error_response(
@@ -76,7 +78,7 @@ impl HttpEndpoint {
                     "all {} workers of {} are busy",
                     s.workers.max, s.name
                 )),
-                &mapping,
+                &mapping(),
             );
         }
         let busy = Busy(Arc::clone(s));
@@ -90,7 +92,7 @@ impl HttpEndpoint {
         ));
         let ctx = match s.authorized(ctx, route, &self.route.roles) {
             Ok(ctx) => ctx,
-            Err(e) => return error_response(&e, &mapping),
+            Err(e) => return error_response(&e, &mapping()),
         };
         let service = Arc::clone(&s.service);
         let work = s.run_worker(route, EntrypointKind::Http, ctx, async move {
@@ -101,13 +103,13 @@ impl HttpEndpoint {
         drop(tracked);
         match outcome {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => error_response(&error, &mapping),
+            Ok(Err(error)) => error_response(&error, &mapping()),
             Err(_) => error_response(
                 &RemoteError::new(
                     crate::ErrorKind::Timeout,
                     format!("the request took longer than {timeout:?}"),
                 ),
-                &mapping,
+                &mapping(),
             ),
         }
     }
