@@ -45,6 +45,9 @@ enum Cmd {
         /// Build with optimisations.
         #[arg(long)]
         release: bool,
+        /// Run no HTTP server, even for services with HTTP routes.
+        #[arg(long)]
+        no_http: bool,
         /// Show cargo's output only when the build fails.
         #[arg(long, short)]
         quiet: bool,
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
             shell,
             exec,
             release,
+            no_http,
             quiet,
         } => {
             // Check the configuration here, so that a mistake shows before a long build.
@@ -159,6 +163,9 @@ fn main() -> ExitCode {
             }
             for e in exec {
                 host_args.extend(["--exec".to_string(), e]);
+            }
+            if no_http {
+                host_args.push("--no-http".into());
             }
             project::run(&project::RunOptions {
                 path,

@@ -106,6 +106,21 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     // notification_service heard user.created.
     host.wait_for("to zed@example.com: Welcome, Zed!", Duration::from_secs(10));
 
+    // HTTP/2 too, on the same port (cleartext, with prior knowledge).
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "--http2-prior-knowledge",
+        ])
+        .arg(url("/users/7"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+
     let (status, body) = curl(&[&url("/users/0")]);
     assert_eq!(status, 404, "a user that does not exist: {body}");
     assert_eq!(json(&body)["exc_type"], "UserNotFound");

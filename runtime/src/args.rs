@@ -21,6 +21,8 @@ pub struct HostArgs {
     pub exec: Vec<String>,
     /// `--shell`: open the shell once the services are up.
     pub shell: bool,
+    /// `--no-http`: run no HTTP server, whatever the services and the configuration say.
+    pub no_http: bool,
 }
 
 /// A command line the host cannot take.
@@ -68,6 +70,8 @@ Options:
   --exec EXPR          evaluate a shell expression once the services are up (hosts built
                        with the shell; repeatable)
   --shell              open the shell once the services are up (hosts built with the shell)
+  --no-http            run no HTTP server (it runs when a service has HTTP routes, or when
+                       the configuration asks for health or the gateway)
   -h, --help           print this text
 ";
 
@@ -123,6 +127,7 @@ impl HostArgs {
                 "--service" => out.services.push(value("--service")?),
                 "--exec" => out.exec.push(value("--exec")?),
                 "--shell" if inline.is_none() => out.shell = true,
+                "--no-http" if inline.is_none() => out.no_http = true,
                 _ => return Err(ArgsError::Unknown(arg)),
             }
         }
@@ -166,6 +171,9 @@ impl HostArgs {
         if self.shell {
             out.push("--shell".into());
         }
+        if self.no_http {
+            out.push("--no-http".into());
+        }
         out
     }
 }
@@ -203,6 +211,7 @@ mod tests {
             "--exec",
             "a.f(1)",
             "--shell",
+            "--no-http",
         ]);
         assert_eq!(a.config.as_deref(), Some(Path::new("x.toml")));
         assert_eq!(a.overrides.broker.as_deref(), Some("nats://h:4222"));
@@ -212,6 +221,7 @@ mod tests {
         assert_eq!(a.services, ["a", "b"]);
         assert_eq!(a.exec, ["a.f(1)"]);
         assert!(a.shell);
+        assert!(a.no_http);
         assert_eq!(
             run(&a.to_args().iter().map(String::as_str).collect::<Vec<_>>()),
             a

@@ -133,7 +133,7 @@ impl Hosted {
         };
         let names = running.names().iter().map(|s| s.to_string()).collect();
         #[cfg(feature = "http")]
-        let http = match start_http(&settings, &broker, &running).await {
+        let http = match start_http(&settings, &broker, &running, args.no_http).await {
             Ok(server) => server,
             Err(e) => {
                 running.stop().await;
@@ -228,10 +228,11 @@ async fn start_http(
     settings: &Settings,
     broker: &SharedBroker,
     running: &RunningServices,
+    refused: bool,
 ) -> Result<Option<basidia_http::HttpServer>, basidia_http::HttpError> {
     let config = &settings.http;
     let endpoints = running.http_endpoints();
-    if !config.wanted(endpoints.len()) {
+    if refused || !config.wanted(endpoints.len()) {
         return Ok(None);
     }
     let services = running.descriptions().into_iter().cloned().collect();
@@ -306,18 +307,27 @@ pub fn run(register: fn(&mut Runner)) -> ExitCode {
     }])
 }
 
-/// [`run`] for several service crates: the `main` of the host `basidia run` builds.
-pub fn host_main(registrations: &[Registration]) -> ExitCode {
-    let args = match HostArgs::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(a)) => a,
+/// The process's command line as [`HostArgs`]; `Err` with the exit status after printing the
+/// usage (`--help`: 0) or the mistake (2).
+pub fn command_line() -> Result<HostArgs, ExitCode> {
+    match HostArgs::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(a)) => Ok(a),
         Ok(Parsed::Help) => {
             print!("{USAGE}");
-            return ExitCode::SUCCESS;
+            Err(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("basidia: {e}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+/// [`run`] for several service crates: the `main` of the host `basidia run` builds.
+pub fn host_main(registrations: &[Registration]) -> ExitCode {
+    let args = match command_line() {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     if args.shell || !args.exec.is_empty() {
         eprintln!(

@@ -31,7 +31,9 @@ mod host;
 
 pub use args::{ArgsError, HostArgs, Parsed, USAGE};
 pub use basidia_alloc::Allocator;
-pub use host::{close, host_main, run, tokio_runtime, HostError, Hosted, Registration};
+pub use host::{
+    close, command_line, host_main, run, tokio_runtime, HostError, Hosted, Registration,
+};
 
 /// `error` and its sources, joined by `: `, for a one-line message.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

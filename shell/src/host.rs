@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use basidia_runtime::{HostArgs, Hosted, Parsed, Registration, USAGE};
+use basidia_runtime::{HostArgs, Hosted, Registration};
 
 use crate::session::Session;
 
@@ -12,17 +12,15 @@ use crate::session::Session;
 /// the expressions once they are up, prints each result and stops (exit status 1 if any failed);
 /// with `--shell`, opens the shell and stops when it is left.
 pub fn host_main(registrations: &[Registration]) -> ExitCode {
-    let args = match HostArgs::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(a)) => a,
-        Ok(Parsed::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("basidia: {e}");
-            return ExitCode::from(2);
-        }
+    let mut args = match basidia_runtime::command_line() {
+        Ok(a) => a,
+        Err(code) => return code,
     };
+    // Expressions evaluated once and then a stop: nobody could reach a server in that time, and
+    // one listening would only make the run fail where the address is taken.
+    if !args.exec.is_empty() {
+        args.no_http = true;
+    }
     let interactive = args.shell || !args.exec.is_empty();
     basidia_runtime::logging::init(interactive);
     let Some(runtime) = basidia_runtime::tokio_runtime(true) else {

@@ -39,7 +39,10 @@ pub fn basidia(cwd: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(cwd).env("RUST_LOG", "info");
+    // Tests run side by side: each host listens on a port of its own, not on 8000.
+    cmd.current_dir(cwd)
+        .env("RUST_LOG", "info")
+        .env("BASIDIA_HTTP__ADDRESS", "127.0.0.1:0");
     cmd
 }
 

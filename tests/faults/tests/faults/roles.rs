@@ -75,6 +75,26 @@ fn attempts() -> Vec<(&'static str, String, bool)> {
     ]
 }
 
+/// The reply to attempt `label` is the method's answer if `allowed`, else a refusal; and the
+/// method ran exactly then (`before` counted the runs before the attempt).
+fn check(label: &str, allowed: bool, reply: &serde_json::Value, before: usize) {
+    if allowed {
+        assert_eq!(reply["result"], "ada", "{label}: {reply}");
+        assert_eq!(PURGES.load(Ordering::SeqCst), before + 1, "{label}");
+    } else {
+        let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
+        assert!(
+            kind == "Unauthorized" || kind == "Forbidden",
+            "{label}: {reply}"
+        );
+        assert_eq!(
+            PURGES.load(Ordering::SeqCst),
+            before,
+            "{label} ran the method"
+        );
+    }
+}
+
 async fn host(url: &str) -> basidia::RunningServices {
     let verifier = JwtVerifier::new(&JwtConfig::with_secret("HS256", SECRET)).unwrap();
     let mut runner =
@@ -108,21 +128,7 @@ async fn a_raw_amqp_peer_cannot_claim_a_role() {
         peer.publish("t_guarded.purge", br#"{"args": [], "kwargs": {}}"#, props)
             .await;
         let (_, reply) = peer.reply().await;
-        if allowed {
-            assert_eq!(reply["result"], "ada", "{label}: {reply}");
-            assert_eq!(PURGES.load(Ordering::SeqCst), before + 1, "{label}");
-        } else {
-            let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
-            assert!(
-                kind == "Unauthorized" || kind == "Forbidden",
-                "{label}: {reply}"
-            );
-            assert_eq!(
-                PURGES.load(Ordering::SeqCst),
-                before,
-                "{label} ran the method"
-            );
-        }
+        check(label, allowed, &reply, before);
     }
     running.stop().await;
 }
@@ -153,21 +159,7 @@ async fn a_raw_nats_peer_cannot_claim_a_role() {
         .expect("an answer within 10 s")
         .unwrap();
         let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-        if allowed {
-            assert_eq!(reply["result"], "ada", "{label}: {reply}");
-            assert_eq!(PURGES.load(Ordering::SeqCst), before + 1, "{label}");
-        } else {
-            let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
-            assert!(
-                kind == "Unauthorized" || kind == "Forbidden",
-                "{label}: {reply}"
-            );
-            assert_eq!(
-                PURGES.load(Ordering::SeqCst),
-                before,
-                "{label} ran the method"
-            );
-        }
+        check(label, allowed, &reply, before);
     }
     running.stop().await;
 }
