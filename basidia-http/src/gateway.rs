@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+
+use crate::server::{into_axum, too_large};
 use axum::extract::{Path, Request};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -118,10 +120,6 @@ pub(crate) fn routes(
     )
 }
 
-fn into_axum(r: basidia_core::http::HttpResponse) -> Response {
-    r.map(Body::from)
-}
-
 impl Gateway {
     async fn call(&self, service: &str, method: &str, request: Request) -> Response {
         if !self.config.allows(service, method) {
@@ -134,15 +132,7 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, self.body_limit).await {
             Ok(b) => b,
-            Err(_) => {
-                let e = RemoteError {
-                    exc_type: "PayloadTooLarge".into(),
-                    exc_path: "basidia.PayloadTooLarge".into(),
-                    exc_args: Vec::new(),
-                    value: format!("the body is larger than {} bytes", self.body_limit),
-                };
-                return into_axum(error_response(&e, &[]));
-            }
+            Err(_) => return too_large(self.body_limit),
         };
         let args: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Array(Vec::new())

@@ -395,7 +395,8 @@ async fn not_found(request: Request) -> Response {
     into_axum(problem(&e, StatusCode::NOT_FOUND))
 }
 
-fn too_large(limit: usize) -> Response {
+/// 413 for a body over `limit` bytes.
+pub(crate) fn too_large(limit: usize) -> Response {
     let e = RemoteError {
         exc_type: "PayloadTooLarge".into(),
         exc_path: "basidia.PayloadTooLarge".into(),
@@ -434,7 +435,7 @@ async fn serve_one(endpoint: HttpEndpoint, limits: Limits, request: Request) -> 
     into_axum(response)
 }
 
-fn into_axum(response: HttpResponse) -> Response {
+pub(crate) fn into_axum(response: HttpResponse) -> Response {
     response.map(Body::from)
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use basidia::http::{Edge, Health, HttpConfig, HttpServer};
 use basidia::prelude::*;
 
+use crate::cluster::free_port;
+
 /// Answers greetings over the broker.
 #[service]
 pub struct OutageGreeter;
@@ -37,14 +39,6 @@ impl OutageFront {
     async fn hello(&self, name: String) -> Result<String, RpcError> {
         self.greeter.hello(name).await
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn nats_server(port: u16) -> Child {
