@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use basidia_core::BrokerError;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::Notify;
 
-use crate::connect::{bind_queue, declare_durable_queue, Inner, Live};
+use crate::connect::{bind_queue, Inner, Live};
 use crate::wire;
 use basidia_core::internal::{backend, lock, lost};
 
@@ -108,7 +108,19 @@ pub(crate) async fn open_replies(
         "x-expires".into(),
         AMQPValue::LongLongInt(REPLY_QUEUE_EXPIRES_MS),
     );
-    declare_durable_queue(&channel, &inner.reply_queue, args).await?;
+    // Transient: a durable classic queue is bound to the node it was declared on, and once
+    // that node goes it can be declared on no other, which would leave the caller without
+    // replies until the node came back. A transient one goes with its node and is declared
+    // again wherever the connection lands. The replies in it would be lost with the node
+    // anyway, and the calls waiting for them fail with the connection.
+    channel
+        .queue_declare(
+            inner.reply_queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            args,
+        )
+        .await
+        .map_err(backend)?;
     bind_queue(
         &channel,
         &inner.reply_queue,

@@ -288,6 +288,17 @@ async fn connect_live(inner: &Arc<Inner>, generation: u64) -> Result<Arc<Live>, 
     Ok(live)
 }
 
+/// Adds the queue type `options` asks for to the arguments of a durable queue Basidia owns.
+pub(crate) fn owned_queue_args(options: &AmqpOptions, mut args: FieldTable) -> FieldTable {
+    if options.quorum_queues {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+    }
+    args
+}
+
 /// Declares a durable queue with `args`.
 pub(crate) async fn declare_durable_queue(
     channel: &Channel,
@@ -363,7 +374,14 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
                         if !live.connection.status().connected() {
                             break e.to_string();
                         }
-                        tracing::warn!("the broker closed a channel: {e}");
+                        let text = e.to_string();
+                        if text.contains("delivery acknowledgement") {
+                            // RabbitMQ's consumer_timeout: the delivery goes back to the queue
+                            // while its handler may still be running.
+                            tracing::warn!("the broker closed a channel: {text}; a handler held its delivery past RabbitMQ's consumer_timeout, so the broker hands it out again and it may run twice: set consumer_timeout above the longest handler timeout");
+                        } else {
+                            tracing::warn!("the broker closed a channel: {text}");
+                        }
                         if let Some(strong) = inner.upgrade() {
                             live.channels.repair(&strong, &live.connection).await;
                         }

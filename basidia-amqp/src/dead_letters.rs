@@ -15,7 +15,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection};
 
 use crate::channels::open_publish;
-use crate::connect::Live;
+use crate::connect::{owned_queue_args, Live};
 use crate::options::AmqpOptions;
 use crate::wire;
 use basidia_core::internal::{backend, backend_msg, lost};
@@ -177,6 +177,7 @@ pub(crate) async fn declare_dead_letter_queue(
         "x-overflow".into(),
         AMQPValue::LongString(LongString::from("drop-head")),
     );
+    let args = owned_queue_args(opts, args);
     // On a channel of its own: a refused declaration closes the channel it was made on.
     let channel = connection.create_channel().await.map_err(lost)?;
     let declared = channel

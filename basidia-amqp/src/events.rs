@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::Channel;
 
 use crate::connect::{
-    bind_queue, declare_durable_queue, declare_exchange, AmqpBroker, Inner, Live,
+    bind_queue, declare_durable_queue, declare_exchange, owned_queue_args, AmqpBroker, Inner, Live,
 };
 
 /// Retries that wait are published here, routed `<delay ms>.<queue>` to the delay queue
@@ -63,13 +63,11 @@ pub(crate) async fn declare_event_queue(
     let exchange = event_exchange_name(&binding.source);
     declare_exchange(channel, &exchange).await?;
     let broadcast = binding.handler_type == HandlerType::Broadcast;
-    let mut args = FieldTable::default();
-    if inner.options.quorum_event_queues && !broadcast {
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString(LongString::from("quorum")),
-        );
-    }
+    let args = if broadcast {
+        FieldTable::default()
+    } else {
+        owned_queue_args(&inner.options, FieldTable::default())
+    };
     channel
         .queue_declare(
             queue.into(),
@@ -110,7 +108,7 @@ pub(crate) async fn delay_queue(
     );
     let channel = live.channels.publish();
     let declare = async {
-        declare_durable_queue(&channel, &name, args).await?;
+        declare_durable_queue(&channel, &name, owned_queue_args(&inner.options, args)).await?;
         bind_queue(&channel, &name, DELAY_EXCHANGE, &format!("{ms}.#")).await
     };
     inner

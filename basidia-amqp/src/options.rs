@@ -28,12 +28,19 @@ pub struct AmqpOptions {
     /// when the message has no earlier deadline. A broker under an alarm takes nothing until it
     /// clears; this bounds how long a dispatcher waits for that.
     pub publish_timeout: Duration,
-    /// Declare durable event queues (service pool and singleton handlers) as quorum queues:
-    /// replicated across a cluster's nodes, and counting deliveries themselves, so that
-    /// `event_max_deliveries` holds even when a handler takes its process down each time. Off by
-    /// default: an existing classic queue cannot change its type (delete it first), and Nameko
-    /// peers sharing the queue must declare it the same way.
-    pub quorum_event_queues: bool,
+    /// Declare the durable queues Basidia owns as quorum queues: each service's RPC queue, the
+    /// service-pool and singleton event queues, the dead-letter queue and the retry delay
+    /// queues. Quorum queues are replicated across a cluster's nodes, so that a node going
+    /// loses no confirmed message and leaves no queue behind on it; and they count deliveries
+    /// themselves, so that `event_max_deliveries` holds even when a handler takes its process
+    /// down each time.
+    ///
+    /// Off by default: an existing classic queue cannot change its type (delete it first),
+    /// Nameko peers declaring the same queue must declare it the same way, and RabbitMQ 3.x
+    /// quorum queues have no priorities (a service with `max_priority` is refused at start).
+    /// The process's reply queue is transient either way, so that it can be declared again on
+    /// any node.
+    pub quorum_queues: bool,
     /// The most dead letters the dead-letter queue keeps (`x-max-length`); past it RabbitMQ
     /// drops the oldest.
     pub dead_letter_max_count: i64,
@@ -52,7 +59,7 @@ impl AmqpOptions {
             max_reconnect_backoff: Duration::from_secs(5),
             max_payload: 128 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
-            quorum_event_queues: false,
+            quorum_queues: false,
             dead_letter_max_count: 100_000,
             dead_letter_max_bytes: 256 * 1024 * 1024,
         }
@@ -93,10 +100,10 @@ impl AmqpOptions {
         self
     }
 
-    /// Sets [`quorum_event_queues`](Self::quorum_event_queues).
+    /// Sets [`quorum_queues`](Self::quorum_queues).
     #[must_use]
-    pub fn with_quorum_event_queues(mut self, quorum_event_queues: bool) -> Self {
-        self.quorum_event_queues = quorum_event_queues;
+    pub fn with_quorum_queues(mut self, quorum_queues: bool) -> Self {
+        self.quorum_queues = quorum_queues;
         self
     }
 

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use basidia_core::internal::{lock, lost, lost_msg};
+use basidia_core::internal::{backend_msg, lock, lost, lost_msg};
 use basidia_core::{BrokerError, ConsumeOptions, Message};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
 use tokio::sync::oneshot;
 
-use crate::connect::{bind_queue, declare_durable_queue, AmqpBroker, Inner};
+use crate::connect::{bind_queue, declare_durable_queue, owned_queue_args, AmqpBroker, Inner};
 use crate::wire;
 
 /// The calls waiting for their replies, by correlation id.
@@ -103,9 +103,15 @@ pub(crate) async fn declare_service_queue(
 ) -> Result<(), BrokerError> {
     let mut args = FieldTable::default();
     if let Some(p) = options.max_priority {
+        if inner.options.quorum_queues {
+            return Err(backend_msg(format!(
+                "the queue {queue} is to have priorities, which a quorum queue cannot have: \
+                 turn off quorum queues or the service's max_priority"
+            )));
+        }
         args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(p));
     }
-    declare_durable_queue(channel, queue, args).await?;
+    declare_durable_queue(channel, queue, owned_queue_args(&inner.options, args)).await?;
     let key = format!("{service}.*");
     bind_queue(channel, queue, &inner.options.rpc_exchange, &key).await
 }

@@ -90,8 +90,8 @@ pub struct Settings {
     /// A NATS `.creds` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats_credentials_file: Option<PathBuf>,
-    /// On AMQP: declare durable event queues as quorum queues (see
-    /// `AmqpOptions::quorum_event_queues`).
+    /// On AMQP: declare the durable queues Basidia owns as quorum queues (see
+    /// `AmqpOptions::quorum_queues`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub amqp_quorum_queues: bool,
     /// The format of outgoing requests and events.
@@ -441,7 +441,7 @@ pub async fn connect(settings: &Settings) -> Result<basidia::SharedBroker, basid
         "amqp" | "amqps" if settings.tls_ca_file.is_some() || settings.amqp_quorum_queues => {
             let mut options = basidia::AmqpOptions::new(url);
             options.tls_ca_file = settings.tls_ca_file.clone();
-            options.quorum_event_queues = settings.amqp_quorum_queues;
+            options.quorum_queues = settings.amqp_quorum_queues;
             Ok(std::sync::Arc::new(
                 basidia::AmqpBroker::connect_with(options).await?,
             ))

@@ -186,7 +186,7 @@ fn env_ms(var: &str) -> Option<Duration> {
 async fn connect_child(url: &str) -> basidia::SharedBroker {
     if url.starts_with("amqp") {
         let mut options = basidia::AmqpOptions::new(url);
-        options.quorum_event_queues = std::env::var_os(QUORUM_VAR).is_some();
+        options.quorum_queues = std::env::var_os(QUORUM_VAR).is_some();
         return std::sync::Arc::new(
             basidia::AmqpBroker::connect_with(options)
                 .await

@@ -6,16 +6,20 @@
 //!   the switch (none waits past its deadline) and succeed again within seconds; no event whose
 //!   publish JetStream acknowledged is lost.
 //! - AMQP: a URL naming several nodes is tried in turn; one that does not answer is passed over.
+//!   Three private RabbitMQ nodes form a cluster, Basidia's queues are quorum queues, and the
+//!   node the service is connected to (which also leads its queues) is killed while calls and
+//!   events flow: the same outcome is asked for as on NATS.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use basidia::prelude::*;
-use basidia::{AmqpBroker, NatsBroker, NatsOptions};
+use basidia::{AmqpBroker, AmqpOptions, NatsBroker, NatsOptions};
 use basidia::{Broker, Message};
 
 use crate::child::{serial, NO_KWARGS};
+use crate::rabbit_nodes::{self, RabbitNodes};
 
 static SEEN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -276,4 +280,158 @@ async fn an_amqp_node_that_does_not_answer_is_passed_over() {
     let all_dead = AmqpBroker::connect(&format!("{dead},{dead}")).await;
     assert!(all_dead.is_err(), "no node answers: a clear error");
     broker.close().await;
+}
+
+static SEEN_AMQP: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[service]
+struct RabbitClustered;
+
+#[service(name = "t_rclustered")]
+impl RabbitClustered {
+    #[rpc]
+    async fn echo(&self, n: u32) -> u32 {
+        n
+    }
+
+    #[event_handler("t_rclustered_src", "tick")]
+    async fn on_tick(&self, n: u32) {
+        SEEN_AMQP.lock().unwrap().push(n);
+    }
+}
+
+async fn amqp_connect(urls: &[String]) -> Arc<AmqpBroker> {
+    let options = AmqpOptions::new(&urls.join(","))
+        .with_quorum_queues(true)
+        .with_publish_timeout(Duration::from_secs(2));
+    Arc::new(AmqpBroker::connect_with(options).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_node_goes_and_calls_and_events_carry_on() {
+    if crate::amqp_wire::url().is_none() || !rabbit_nodes::available() {
+        return;
+    }
+    let _serial = serial().await;
+    let mut cluster = tokio::task::spawn_blocking(|| RabbitNodes::start(3, "", "[]."))
+        .await
+        .unwrap();
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    // The service is on the first node, where its queues are declared and led; the caller on
+    // the second.
+    let server = amqp_connect(&urls).await;
+    let mut runner = Runner::new(server.clone());
+    runner.add::<RabbitClustered>();
+    let running = runner.start().await.unwrap();
+    let caller = amqp_connect(&[urls[1].clone(), urls[2].clone(), urls[0].clone()]).await;
+    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(2));
+    let echoed: u32 = proxy
+        .call("t_rclustered", "echo", &(7u32,), &NO_KWARGS)
+        .await
+        .unwrap();
+    assert_eq!(echoed, 7);
+
+    let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let publisher = {
+        let caller = caller.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for n in 0..200u32 {
+                let body = serde_json::to_vec(&n).unwrap();
+                let published = caller
+                    .publish_event(
+                        "t_rclustered_src",
+                        "tick",
+                        Message::new(body, "application/json"),
+                    )
+                    .await;
+                if published.is_ok() {
+                    acked.lock().unwrap().push(n);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // What goes with the node: the service's connection and the leader of each of its queues.
+    let queues = cluster.nodes[1].ctl(&["list_queues", "name", "type", "leader"]);
+    for queue in [
+        "rpc-t_rclustered",
+        "evt-t_rclustered_src-tick--t_rclustered.on_tick",
+    ] {
+        let line = queues
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(queue))
+            .unwrap_or_else(|| panic!("no queue {queue} in {queues}"));
+        assert!(
+            line.contains("quorum") && line.contains(&cluster.nodes[0].name),
+            "{queue} is a quorum queue led by the first node: {line}"
+        );
+    }
+    cluster.nodes[0].kill();
+    let killed = tokio::time::Instant::now();
+
+    let mut answered_again = None;
+    let mut slowest = Duration::ZERO;
+    while killed.elapsed() < Duration::from_secs(30) {
+        let began = tokio::time::Instant::now();
+        let result: Result<u32, _> = proxy
+            .call("t_rclustered", "echo", &(1u32,), &NO_KWARGS)
+            .await;
+        slowest = slowest.max(began.elapsed());
+        match result {
+            Ok(_) => {
+                answered_again = Some(killed.elapsed());
+                break;
+            }
+            Err(e) => eprintln!("{:?} after the kill: {e}", killed.elapsed()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = answered_again.expect("calls succeed again after the node went");
+    eprintln!(
+        "calls answered again {again:?} after the kill; the slowest attempt took {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(4),
+        "a call waited {slowest:?}, past its deadline of 2 s"
+    );
+    assert!(
+        again < Duration::from_secs(15),
+        "calls came back only after {again:?}"
+    );
+
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .expect("every publish ends")
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    eprintln!("{} of 200 events confirmed", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} of 200 events were confirmed",
+        acked.len()
+    );
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = SEEN_AMQP.lock().unwrap().clone();
+        let missing: Vec<u32> = acked
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains(n))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "confirmed events never handled: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("every confirmed event was handled");
+    running.stop().await;
+    caller.close().await;
+    server.close().await;
 }

@@ -16,4 +16,5 @@ mod late_events;
 mod nats_peers;
 mod operator;
 mod poison;
+mod rabbit_nodes;
 mod roles;

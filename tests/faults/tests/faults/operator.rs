@@ -7,7 +7,7 @@
 //!   (every call answered UnknownService) and logged nothing; with the reply queue gone every
 //!   call timed out.
 //! - Channel errors (a publish to an exchange an operator deleted, a message over the broker's
-//!   size limit) close one channel, which is reopened on the same connection; the process keeps
+//!   size limit, a delivery held past RabbitMQ's `consumer_timeout`) close one channel, which is reopened on the same connection; the process keeps
 //!   one connection. Before, a channel error counted as a lost connection: a second connection
 //!   was opened while the first stayed.
 
@@ -249,4 +249,104 @@ async fn a_channel_error_reopens_that_channel_only() {
     f.one_connection_each();
     limited.close().await;
     f.stop().await;
+}
+
+static LONG_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[service]
+struct Overdue;
+
+#[service(name = "t_overdue")]
+impl Overdue {
+    /// Holds its delivery past the broker's `consumer_timeout` the first time.
+    #[rpc]
+    async fn work(&self) -> u32 {
+        let run = LONG_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if run == 1 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+        run
+    }
+
+    #[rpc]
+    async fn hello(&self) -> String {
+        "hello".into()
+    }
+}
+
+/// RabbitMQ's `consumer_timeout` closes the channel of a consumer that holds a delivery too
+/// long, with the connection left open: a channel error from the broker's side, on a private
+/// node configured with a one-second timeout checked every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_timeout_closes_one_channel_and_the_service_consumes_again() {
+    if url().is_none() || !crate::rabbit_nodes::available() {
+        return;
+    }
+    let _serial = serial().await;
+    let node = tokio::task::spawn_blocking(|| {
+        crate::rabbit_nodes::RabbitNodes::start(
+            1,
+            "consumer_timeout = 1000",
+            "[{rabbit, [{channel_tick_interval, 500}]}].",
+        )
+    })
+    .await
+    .unwrap();
+    let node = &node.nodes[0];
+    let server = Arc::new(AmqpBroker::connect(&node.url()).await.unwrap());
+    let caller = Arc::new(AmqpBroker::connect(&node.url()).await.unwrap());
+    let mut runner = Runner::new(server.clone());
+    runner.add::<Overdue>();
+    let running = runner.start().await.unwrap();
+    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(20));
+
+    let run: u32 = proxy
+        .call("t_overdue", "work", &NO_ARGS, &NO_KWARGS)
+        .await
+        .expect("the overdue call is answered");
+    eprintln!(
+        "the overdue call was answered by run {run}; {} runs in all",
+        LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    let answered: String = proxy
+        .call("t_overdue", "hello", &NO_ARGS, &NO_KWARGS)
+        .await
+        .expect("the service consumes again after its channel was closed");
+    assert_eq!(answered, "hello");
+    let named = node
+        .ctl(&["list_connections", "client_properties"])
+        .lines()
+        .filter(|l| l.contains(&format!("\"{}\"", server.connection_name())))
+        .count();
+    assert_eq!(named, 1, "the service keeps one connection");
+    running.stop().await;
+    caller.close().await;
+    server.close().await;
+
+    // On the same private node: quorum queues have no priorities, and a service asking for
+    // both is refused at start with a reason rather than left half-declared.
+    let quorum =
+        AmqpBroker::connect_with(basidia::AmqpOptions::new(&node.url()).with_quorum_queues(true))
+            .await
+            .unwrap();
+    let mut config = basidia::RunnerConfig::default();
+    config.services.insert(
+        "t_overdue".into(),
+        basidia::ServiceOverrides {
+            max_priority: Some(5),
+            ..basidia::ServiceOverrides::default()
+        },
+    );
+    let mut runner = Runner::new(Arc::new(quorum.clone())).with_config(config);
+    runner.add::<Overdue>();
+    let refused = runner
+        .start()
+        .await
+        .err()
+        .expect("priorities on a quorum queue are refused");
+    assert!(
+        format!("{refused:#}").contains("priorities"),
+        "the refusal says why: {refused:#}"
+    );
+    quorum.close().await;
 }
