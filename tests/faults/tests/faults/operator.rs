@@ -339,11 +339,9 @@ async fn a_consumer_timeout_closes_one_channel_and_the_service_consumes_again() 
     );
     let mut runner = Runner::new(Arc::new(quorum.clone())).with_config(config);
     runner.add::<Overdue>();
-    let refused = runner
-        .start()
-        .await
-        .err()
-        .expect("priorities on a quorum queue are refused");
+    let Err(refused) = runner.start().await else {
+        panic!("priorities on a quorum queue are refused");
+    };
     assert!(
         format!("{refused:#}").contains("priorities"),
         "the refusal says why: {refused:#}"
