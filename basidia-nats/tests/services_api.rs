@@ -35,6 +35,24 @@ impl Meter {
     }
 }
 
+/// The payload test's own service: a second `t_meter` instance would take some of the metered
+/// test's calls and answer its STATS request with figures of its own.
+#[service]
+struct Sizer;
+
+#[service(name = "t_sizer")]
+impl Sizer {
+    #[rpc]
+    async fn echo(&self, text: String) -> String {
+        text
+    }
+
+    #[rpc]
+    async fn grow(&self, size: u64) -> String {
+        "x".repeat(size as usize)
+    }
+}
+
 async fn srv(client: &async_nats::Client, subject: &str) -> Value {
     let reply = client
         .request(subject.to_string(), "".into())
@@ -110,9 +128,9 @@ async fn payloads_over_the_server_limit_are_refused_before_sending() {
     let broker = NatsBroker::connect(&url).await.unwrap();
     let max = basidia::Broker::max_payload(&broker).expect("the server announces max_payload");
     let mut runner = Runner::new(basidia::connect(&url).await.unwrap());
-    runner.add::<Meter>();
+    runner.add::<Sizer>();
     let running = runner.start().await.unwrap();
-    let client = MeterClient::connect(&RpcProxy::new(std::sync::Arc::new(broker)));
+    let client = SizerClient::connect(&RpcProxy::new(std::sync::Arc::new(broker)));
     let err = client.echo("x".repeat(max + 1)).await.unwrap_err();
     assert!(
         matches!(err, RpcError::Broker(BrokerError::PayloadTooLarge { max: m, .. }) if m == max),
