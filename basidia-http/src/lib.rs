@@ -8,6 +8,9 @@
 //! (504 past it), and is waited for by a graceful stop. Errors answer as
 //! `application/problem+json` (RFC 9457).
 //!
+//! With `[http.tls]` (a PEM certificate chain and key) it serves HTTPS instead, HTTP/2 or
+//! HTTP/1.1 as the client's ALPN asks.
+//!
 //! The facade re-exports this crate as `basidia::http` (feature `http`), and `basidia run`
 //! starts the server when a service has HTTP routes.
 
@@ -16,6 +19,7 @@ mod gateway;
 mod health;
 mod openapi;
 mod server;
+mod tls;
 
 #[doc(hidden)]
 pub mod __private;
@@ -24,6 +28,7 @@ pub use cors::CorsConfig;
 pub use gateway::GatewayConfig;
 pub use health::{Health, HealthCheck};
 pub use server::{call, router, Edge, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};
+pub use tls::TlsConfig;
 
 pub use axum::body::Body;
 pub use axum::extract::{Form, Query, Request};

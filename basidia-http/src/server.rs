@@ -54,6 +54,9 @@ pub struct HttpConfig {
     pub cors: crate::cors::CorsConfig,
     /// Whether responses are gzip-compressed for clients that accept it.
     pub compression: bool,
+    /// HTTPS instead of plain HTTP, with this certificate and key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -69,6 +72,7 @@ impl Default for HttpConfig {
             openapi: true,
             cors: crate::cors::CorsConfig::default(),
             compression: false,
+            tls: None,
         }
     }
 }
@@ -156,6 +160,17 @@ pub enum HttpError {
         /// The operating system's error.
         #[source]
         source: std::io::Error,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {}: {reason}", file.display())]
+    Tls {
+        /// The file at fault.
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The reading or TLS library's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -443,13 +458,24 @@ pub(crate) fn into_axum(response: HttpResponse) -> Response {
 #[derive(Debug)]
 pub struct HttpServer {
     local_addr: SocketAddr,
+    tls: bool,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl HttpServer {
-    /// Listens on `address` and serves `router` until [`HttpServer::stop`].
+    /// Listens on `address` and serves `router` over plain HTTP until [`HttpServer::stop`].
     pub async fn start(address: SocketAddr, router: Router) -> Result<Self, HttpError> {
+        Self::start_with(address, None, router).await
+    }
+
+    /// Listens on `address` and serves `router` until [`HttpServer::stop`]: over HTTPS when
+    /// `tls` is given (HTTP/2 or HTTP/1.1, as the client's ALPN asks), else plain HTTP.
+    pub async fn start_with(
+        address: SocketAddr,
+        tls: Option<&crate::tls::TlsConfig>,
+        router: Router,
+    ) -> Result<Self, HttpError> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| HttpError::Bind { address, source })?;
@@ -458,24 +484,43 @@ impl HttpServer {
             .map_err(|source| HttpError::Bind { address, source })?;
         let shutdown = CancellationToken::new();
         let stopped = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stopped.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!("the HTTP server failed: {e}");
+        let until_stopped = async move { stopped.cancelled().await };
+        let task = match tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls)?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(until_stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!("the HTTPS server failed: {e}");
+                    }
+                })
             }
-        });
-        tracing::info!("HTTP on http://{local_addr}");
-        Ok(HttpServer {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(until_stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!("the HTTP server failed: {e}");
+                }
+            }),
+        };
+        let server = HttpServer {
             local_addr,
+            tls: tls.is_some(),
             shutdown,
             task,
-        })
+        };
+        tracing::info!("HTTP on {}", server.url());
+        Ok(server)
     }
 
     /// Where it listens (the port the system chose, for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Its base URL, `http://` or `https://` and the address it listens on.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stops accepting connections and lets requests in flight finish, for at most `grace`;
@@ -529,5 +574,37 @@ mod tests {
         assert!(!HttpConfig::default().wanted(0));
         assert!(HttpConfig::default().wanted(1));
         assert!(HttpConfig::default().with_health(Some(true)).wanted(0));
+        assert!(c.tls.is_none());
+        let c: HttpConfig =
+            serde_json::from_str(r#"{"tls": {"cert_file": "c.pem", "key_file": "k.pem"}}"#)
+                .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls, crate::TlsConfig::new("c.pem", "k.pem"));
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+        assert!(
+            serde_json::from_str::<HttpConfig>(r#"{"tls": {"cert_file": "c.pem"}}"#).is_err(),
+            "a certificate needs its key"
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_tls_files_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("basidia-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let address = SocketAddr::from(([127, 0, 0, 1], 0));
+        for (cert, key, want) in [
+            (dir.join("none.pem"), empty.clone(), "none.pem"),
+            (empty.clone(), empty.clone(), "no certificate"),
+        ] {
+            let tls = crate::TlsConfig::new(&cert, &key);
+            let err = HttpServer::start_with(address, Some(&tls), Router::new())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, HttpError::Tls { .. }), "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,6 @@
-//! `basidia call`, `basidia emit` and `basidia shell --exec` against RabbitMQ and NATS, with the
-//! sample services running in the background under `basidia run`.
+//! `basidia call`, `basidia emit`, `basidia shell --exec` and curl on the seed's HTTP routes
+//! against RabbitMQ and NATS, with the sample services running in the background under
+//! `basidia run`.
 
 mod common;
 
@@ -19,6 +20,18 @@ fn call(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), stdout, stderr)
 }
 
+/// `curl` with `args`; the status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 fn exercise(url: &str, lists_services: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -29,6 +42,33 @@ fn exercise(url: &str, lists_services: bool) {
             .args(["-q", "--broker", url]),
     );
     services.wait_for("serving", BUILD_TIMEOUT);
+
+    // The seed's HTTP routes, from curl, through the services over this broker.
+    let base = services
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
+        .expect("the HTTP address is printed")
+        .trim()
+        .to_string();
+    let (status, body) = curl(&[&format!("{base}/users/7")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"message":"Hello, User 7!"}"#);
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name": "Hal", "email": "hal@example.com"}"#,
+        &format!("{base}/users"),
+    ]);
+    assert_eq!(status, 201, "{body}");
+    services.wait_for("to hal@example.com: Welcome, Hal!", Duration::from_secs(15));
+    let (status, body) = curl(&[&format!("{base}/users/-1")]);
+    assert_eq!(status, 404, "a user error by its declared status: {body}");
+    let (status, body) = curl(&[&format!("{base}/health/ready")]);
+    assert_eq!(status, 200, "{body}");
 
     // Positional and keyword arguments; the result is JSON on stdout.
     let (code, stdout, stderr) = call(dir, url, &["greeting_service.hello", r#"["World"]"#]);

@@ -240,3 +240,124 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
         "the server still answers after the stop"
     );
 }
+
+/// A self-signed certificate for `localhost` made by openssl, as an operator would make one:
+/// the certificate's and the key's paths.
+fn openssl_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[test]
+fn https_from_the_configuration_with_http2_and_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_certificate(tmp.path());
+    let config = |key: &std::path::Path| {
+        format!(
+            "[http.tls]\ncert_file = {:?}\nkey_file = {:?}\nhandshake_timeout = \"2s\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    std::fs::write(tmp.path().join("basidia.toml"), config(&key)).unwrap();
+    let mut host = Background::start(
+        basidia(tmp.path())
+            .arg("run")
+            .arg(examples())
+            .arg("-q")
+            .env("BASIDIA_HTTP__ADDRESS", "127.0.0.1:0"),
+    );
+    host.wait_for("basidia: HTTP on https://", BUILD_TIMEOUT);
+    host.wait_for("Ctrl-C stops", Duration::from_secs(30));
+    let base = host
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
+        .expect("the address is printed")
+        .trim()
+        .to_string();
+    let port = base.rsplit(':').next().unwrap().to_string();
+
+    // A client that connects and never says a word holds up no one.
+    let _silent = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+
+    let cacert = cert.display().to_string();
+    let url = format!("https://localhost:{port}/users/7");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "20", "--cacert", &cacert])
+            .args([
+                "--resolve",
+                &resolve,
+                flag,
+                "-w",
+                "\n%{http_code} %{http_version}",
+            ])
+            .arg(&url)
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.ends_with(&format!("\n200 {version}")),
+            "{flag}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with(r#"{"message":"Hello, User 7!"}"#),
+            "{text}"
+        );
+    }
+
+    // Plain HTTP on the HTTPS port gets no answer, and the server goes on.
+    let (status, _) = curl(&[&format!("http://127.0.0.1:{port}/health/live")]);
+    assert_eq!(status, 0, "plain HTTP is not served on the HTTPS port");
+    let (status, body) = curl(&["--cacert", &cacert, "--resolve", &resolve, &url]);
+    assert_eq!(status, 200, "{body}");
+
+    let status = host.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+
+    // A key that is not there: the process says which file and why, and ends.
+    std::fs::write(
+        tmp.path().join("basidia.toml"),
+        config(&tmp.path().join("missing.pem")),
+    )
+    .unwrap();
+    let out = output(
+        basidia(tmp.path())
+            .arg("run")
+            .arg(examples())
+            .arg("-q")
+            .env("BASIDIA_HTTP__ADDRESS", "127.0.0.1:0"),
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TLS:") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+}

@@ -242,8 +242,9 @@ async fn start_http(
         edge = edge.with_health(basidia_http::Health::new(broker.clone(), running.probes()));
     }
     let router = edge.router()?;
-    let server = basidia_http::HttpServer::start(config.address, router).await?;
-    eprintln!("basidia: HTTP on http://{}", server.local_addr());
+    let server =
+        basidia_http::HttpServer::start_with(config.address, config.tls.as_ref(), router).await?;
+    eprintln!("basidia: HTTP on {}", server.url());
     Ok(Some(server))
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP edge through a broker outage: a private nats-server (on a free port of its own) is
-//! stopped under a running host and started again. While it is away, `/health/ready` says DOWN
+//! The HTTP edge through a broker outage: a private nats-server (on a free port of its own), or
+//! a private RabbitMQ node, is stopped under a running host and started again. While it is away, `/health/ready` says DOWN
 //! with 503 and a route that calls another service answers 503 at once; after it is back (the
 //! client reconnects by itself), readiness is UP again and the route answers. Requests go over
 //! a real socket from a plain HTTP/1.1 client.
@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use basidia::http::{Edge, Health, HttpConfig, HttpServer};
@@ -108,16 +107,57 @@ async fn until(addr: SocketAddr, path: &str, status: u16, limit: Duration) -> St
     }
 }
 
-#[tokio::test]
-async fn readiness_goes_down_with_the_broker_and_up_again() {
-    let port = free_port();
-    let mut server = nats_server(port);
-    wait_until_it_answers(port).await;
-    let broker: basidia::SharedBroker = Arc::new(
-        basidia::NatsBroker::connect(&format!("nats://127.0.0.1:{port}"))
-            .await
-            .unwrap(),
-    );
+/// A broker of the test's own, to stop and start again.
+enum Private {
+    Nats { port: u16, server: Option<Child> },
+    Rabbit(crate::rabbit_nodes::RabbitNodes),
+}
+
+impl Private {
+    fn url(&self) -> String {
+        match self {
+            Private::Nats { port, .. } => format!("nats://127.0.0.1:{port}"),
+            Private::Rabbit(nodes) => nodes.nodes[0].url(),
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Private::Nats { server, .. } => {
+                if let Some(mut s) = server.take() {
+                    let _ = s.kill();
+                    let _ = s.wait();
+                }
+            }
+            Private::Rabbit(nodes) => nodes.nodes[0].kill(),
+        }
+    }
+
+    async fn start(&mut self) {
+        match self {
+            Private::Nats { port, server } => {
+                *server = Some(nats_server(*port));
+                wait_until_it_answers(*port).await;
+            }
+            Private::Rabbit(nodes) => tokio::task::block_in_place(|| nodes.nodes[0].restart()),
+        }
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        if let Private::Nats {
+            server: Some(s), ..
+        } = self
+        {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+async fn through_an_outage(mut private: Private) {
+    let broker = basidia::connect(&private.url()).await.unwrap();
     let mut runner = Runner::new(broker.clone());
     runner.add::<OutageGreeter>().add::<OutageFront>();
     let running = runner.start().await.unwrap();
@@ -138,8 +178,7 @@ async fn readiness_goes_down_with_the_broker_and_up_again() {
         (200, "Hello, Ann!".to_string())
     );
 
-    let _ = server.kill();
-    let _ = server.wait();
+    private.stop().await;
     let down = until(addr, "/health/ready", 503, Duration::from_secs(15)).await;
     let report: serde_json::Value = serde_json::from_str(&down).unwrap();
     assert_eq!(report["components"]["broker"]["status"], "DOWN", "{report}");
@@ -152,8 +191,7 @@ async fn readiness_goes_down_with_the_broker_and_up_again() {
         asked.elapsed()
     );
 
-    let mut server = nats_server(port);
-    wait_until_it_answers(port).await;
+    private.start().await;
     until(addr, "/health/ready", 200, Duration::from_secs(30)).await;
     let body = until(addr, "/hello/Cy", 200, Duration::from_secs(10)).await;
     assert_eq!(body, "Hello, Cy!");
@@ -161,6 +199,29 @@ async fn readiness_goes_down_with_the_broker_and_up_again() {
     http.stop(Duration::from_secs(5)).await;
     running.stop().await;
     broker.close().await;
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_down_with_nats_and_up_again() {
+    let port = free_port();
+    let server = nats_server(port);
+    wait_until_it_answers(port).await;
+    through_an_outage(Private::Nats {
+        port,
+        server: Some(server),
+    })
+    .await;
+}
+
+/// The same on a RabbitMQ node of the test's own, killed and started again on its port and data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_down_with_rabbitmq_and_up_again() {
+    if crate::amqp_wire::url().is_none() || !crate::rabbit_nodes::available() {
+        return;
+    }
+    let nodes =
+        tokio::task::spawn_blocking(|| crate::rabbit_nodes::RabbitNodes::start(1, "", "[]."))
+            .await
+            .unwrap();
+    through_an_outage(Private::Rabbit(nodes)).await;
 }

@@ -32,6 +32,7 @@ pub struct RabbitNode {
     pub name: String,
     /// The AMQP port on 127.0.0.1.
     pub port: u16,
+    dist_port: u16,
     dir: PathBuf,
     home: PathBuf,
     shell: Option<Child>,
@@ -51,12 +52,31 @@ impl RabbitNode {
         .unwrap();
         std::fs::write(dir.join("advanced.config"), advanced).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
-        let out = std::fs::File::create(dir.join("out.log")).unwrap();
+        let mut node = RabbitNode {
+            name: format!("{name}@localhost"),
+            port,
+            dist_port: free_port(),
+            dir,
+            home: home.to_path_buf(),
+            shell: None,
+        };
+        node.launch();
+        node
+    }
+
+    /// Starts the node's server process, on the ports and data it had.
+    fn launch(&mut self) {
+        let dir = &self.dir;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("out.log"))
+            .unwrap();
         let shell = Command::new(Path::new(BIN).join("rabbitmq-server"))
-            .env("HOME", home)
-            .env("RABBITMQ_NODENAME", format!("{name}@localhost"))
-            .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("HOME", &self.home)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
@@ -74,13 +94,14 @@ impl RabbitNode {
             .stderr(out)
             .spawn()
             .expect("rabbitmq-server starts");
-        RabbitNode {
-            name: format!("{name}@localhost"),
-            port,
-            dir,
-            home: home.to_path_buf(),
-            shell: Some(shell),
-        }
+        self.shell = Some(shell);
+    }
+
+    /// Starts a killed node again, with its name, ports and data, and waits until it serves.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+        self.wait_ready();
     }
 
     /// The node's AMQP URL as guest.

@@ -1,8 +1,9 @@
-//! Roles against peers that write their own context: a raw AMQP client and a raw NATS client
-//! send a request for a method that needs the `admin` role, claiming it with a token that is
-//! unsigned, expired, signed with the wrong secret, or granting another role, and with a
-//! `user_id` of their choosing. Only the request with a valid admin token runs, and the method
-//! sees the token's subject, never the claimed user id.
+//! Roles against peers that write their own context: raw AMQP and NATS clients (lapin and
+//! async-nats here, pika and nats-py from the test virtualenv) send a request for a method that
+//! needs the `admin` role, claiming it with a token that is unsigned, expired, signed with the
+//! wrong secret, or granting another role, and with a `user_id` of their choosing. Only the
+//! request with a valid admin token runs, and the method sees the token's subject, never the
+//! claimed user id.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -160,6 +161,109 @@ async fn a_raw_nats_peer_cannot_claim_a_role() {
         .unwrap();
         let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
         check(label, allowed, &reply, before);
+    }
+    running.stop().await;
+}
+
+/// The Python peer of the test virtualenv (pika for AMQP, nats-py for NATS) sends every attempt
+/// with a context of its writing; its replies, by label.
+fn python_peer(broker: &str, url: &str) -> Option<Vec<(String, serde_json::Value)>> {
+    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BASIDIA_NAMEKO_VENV is not set: CI runs the Python peers from it"
+        );
+        eprintln!("skipped: BASIDIA_NAMEKO_VENV is not set");
+        return None;
+    };
+    let tokens: Vec<(&str, String)> = attempts().into_iter().map(|(l, t, _)| (l, t)).collect();
+    let mut child = std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/peers/roles_peer.py"))
+        .args([broker, url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the virtualenv's python runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(serde_json::to_string(&tokens).unwrap().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the {broker} peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["label"].as_str().unwrap().to_string(), v["reply"].clone())
+            })
+            .collect(),
+    )
+}
+
+/// Every attempt answered as [`check`] wants, and the method ran once in all: for the valid
+/// token.
+fn check_all(replies: &[(String, serde_json::Value)], before: usize) {
+    assert_eq!(replies.len(), attempts().len(), "{replies:?}");
+    for ((label, reply), (want, _, allowed)) in replies.iter().zip(attempts()) {
+        assert_eq!(label, want);
+        if allowed {
+            assert_eq!(reply["result"], "ada", "{label}: {reply}");
+        } else {
+            let kind = reply["error"]["exc_type"].as_str().unwrap_or_default();
+            assert!(
+                kind == "Unauthorized" || kind == "Forbidden",
+                "{label}: {reply}"
+            );
+        }
+    }
+    assert_eq!(
+        PURGES.load(Ordering::SeqCst),
+        before + 1,
+        "the method ran for the valid token alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pika_peer_cannot_claim_a_role() {
+    let Some(url) = crate::amqp_wire::url() else {
+        return;
+    };
+    let _serial = crate::child::serial().await;
+    let running = host(&url).await;
+    let before = PURGES.load(Ordering::SeqCst);
+    let peer_url = url.clone();
+    let replies = tokio::task::spawn_blocking(move || python_peer("amqp", &peer_url))
+        .await
+        .unwrap();
+    if let Some(replies) = replies {
+        check_all(&replies, before);
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_py_peer_cannot_claim_a_role() {
+    let Some(url) = basidia_conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let _serial = crate::child::serial().await;
+    let running = host(&url).await;
+    let before = PURGES.load(Ordering::SeqCst);
+    let peer_url = url.clone();
+    let replies = tokio::task::spawn_blocking(move || python_peer("nats", &peer_url))
+        .await
+        .unwrap();
+    if let Some(replies) = replies {
+        check_all(&replies, before);
     }
     running.stop().await;
 }
