@@ -49,6 +49,10 @@ pub struct HttpParamDescription {
     pub ty: String,
     /// Where it comes from.
     pub source: ParamSource,
+    /// The JSON Schema of the value (of `T` for `Json<T>`, `Query<T>` and `Form<T>`), as
+    /// [`ParamDescription::schema`](crate::ParamDescription::schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// One HTTP route of a service: an `#[http]` method.
@@ -64,6 +68,10 @@ pub struct HttpRouteDescription {
     pub params: Vec<HttpParamDescription>,
     /// The return type, as written.
     pub returns: String,
+    /// The JSON Schema of the JSON it answers on success (`T` of `Json<T>`, of a status and
+    /// `Json<T>`, or of a plain `Serialize` value), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_schema: Option<serde_json::Value>,
     /// The roles a caller needs (any one of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,

@@ -56,3 +56,41 @@ pub fn assert_deserialize<T: serde::de::DeserializeOwned>() {}
 
 /// Asserts at compile time that a return type can be encoded.
 pub fn assert_serialize<T: Serialize + ?Sized>() {}
+
+/// Finds a type's JSON Schema at compile time where it has one: `(&SchemaProbe::<T>::new())
+/// .json_schema()` picks [`ViaJsonSchema`] for a `T` that implements `schemars::JsonSchema`
+/// (with the `schemars` feature) and [`WithoutSchema`] for any other.
+pub struct SchemaProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: ?Sized> SchemaProbe<T> {
+    /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        SchemaProbe(std::marker::PhantomData)
+    }
+}
+
+/// The schema of a type that has one (picked first).
+pub trait ViaJsonSchema {
+    /// Its JSON Schema.
+    fn json_schema(&self) -> Option<serde_json::Value>;
+}
+
+#[cfg(feature = "schemars")]
+impl<T: schemars::JsonSchema + ?Sized> ViaJsonSchema for SchemaProbe<T> {
+    fn json_schema(&self) -> Option<serde_json::Value> {
+        Some(crate::service::schema_of::<T>())
+    }
+}
+
+/// No schema, for a type without one.
+pub trait WithoutSchema {
+    /// Nothing.
+    fn json_schema(&self) -> Option<serde_json::Value>;
+}
+
+impl<T: ?Sized> WithoutSchema for &SchemaProbe<T> {
+    fn json_schema(&self) -> Option<serde_json::Value> {
+        None
+    }
+}

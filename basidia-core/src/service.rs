@@ -90,6 +90,20 @@ pub trait NamedService {
     const NAME: &'static str;
 }
 
+/// The JSON Schema (2020-12) of `T`, its definitions under `components/schemas` as an OpenAPI
+/// document keeps them (`$ref`s point there).
+#[cfg(feature = "schemars")]
+pub(crate) fn schema_of<T: schemars::JsonSchema + ?Sized>() -> serde_json::Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
 /// One parameter of an RPC method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamDescription {
@@ -98,6 +112,10 @@ pub struct ParamDescription {
     /// The Rust type, as written.
     #[serde(rename = "type")]
     pub ty: String,
+    /// Its JSON Schema, for a type that implements `schemars::JsonSchema` (with the `schemars`
+    /// feature); definitions it refers to are under its `components/schemas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// One RPC method.
@@ -109,6 +127,9 @@ pub struct MethodDescription {
     pub params: Vec<ParamDescription>,
     /// The return type, as written.
     pub returns: String,
+    /// The JSON Schema of what it returns on success, as [`ParamDescription::schema`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_schema: Option<serde_json::Value>,
     /// The doc comment.
     #[serde(default)]
     pub doc: String,

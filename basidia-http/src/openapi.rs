@@ -3,8 +3,11 @@
 //! roles (as bearer security requirements), and every RPC method the gateway exposes from a
 //! service in this process, with its parameters as positional or keyword arguments.
 //!
-//! Types are described by their Rust names (`x-rust-type`), with a JSON Schema type where the
-//! name says it (integers, numbers, booleans, strings, lists); others are open objects.
+//! A type whose description carries its JSON Schema (it implements `schemars::JsonSchema`, with
+//! the facade's `schemars` feature) is described by it in full, the definitions it refers to
+//! under `components/schemas`. Others are described by their Rust names (`x-rust-type`), with a
+//! JSON Schema type where the name says it (integers, numbers, booleans, strings, lists), else
+//! as open objects.
 
 use basidia_core::http::{HttpRouteDescription, ParamSource};
 use basidia_core::ServiceDescription;
@@ -48,6 +51,35 @@ fn schema_of(ty: &str) -> Value {
     s
 }
 
+/// The schemas of a document: each type's full JSON Schema where its description carries one
+/// (from `schemars`), its definitions gathered under `components/schemas`; else what its name
+/// tells.
+#[derive(Default)]
+struct Schemas {
+    definitions: Map<String, Value>,
+}
+
+impl Schemas {
+    fn of(&mut self, ty: &str, full: Option<&Value>) -> Value {
+        let Some(full) = full else {
+            return schema_of(ty);
+        };
+        let mut schema = full.clone();
+        if let Some(object) = schema.as_object_mut() {
+            object.remove("$schema");
+            if let Some(Value::Object(mut components)) = object.remove("components") {
+                if let Some(Value::Object(defs)) = components.remove("schemas") {
+                    for (name, def) in defs {
+                        self.definitions.entry(name).or_insert(def);
+                    }
+                }
+            }
+            object.insert("x-rust-type".into(), Value::String(ty.to_string()));
+        }
+        schema
+    }
+}
+
 fn problem_response() -> Value {
     json!({
         "description": "An error, as problem details (RFC 9457).",
@@ -59,18 +91,30 @@ fn security(roles: &[String]) -> Option<Value> {
     (!roles.is_empty()).then(|| json!([{"bearer": roles}]))
 }
 
-fn route_operation(service: &str, route: &HttpRouteDescription, method: &str) -> Value {
+fn route_operation(
+    schemas: &mut Schemas,
+    service: &str,
+    route: &HttpRouteDescription,
+    method: &str,
+) -> Value {
     let mut parameters = Vec::new();
     let mut body = None;
     for p in &route.params {
         match p.source {
             ParamSource::Path => parameters.push(json!({
-                "name": p.name, "in": "path", "required": true, "schema": schema_of(&p.ty)
+                "name": p.name, "in": "path", "required": true,
+                "schema": schemas.of(&p.ty, p.schema.as_ref())
             })),
-            ParamSource::Query => parameters.push(json!({
-                "name": p.name, "in": "query", "style": "form", "explode": true,
-                "schema": {"type": "object", "x-rust-type": p.ty}
-            })),
+            ParamSource::Query => {
+                let schema = match &p.schema {
+                    Some(full) => schemas.of(&p.ty, Some(full)),
+                    None => json!({"type": "object", "x-rust-type": p.ty}),
+                };
+                parameters.push(json!({
+                    "name": p.name, "in": "query", "style": "form", "explode": true,
+                    "schema": schema
+                }));
+            }
             ParamSource::Body => {
                 let t = p.ty.replace(' ', "");
                 let media = if t.starts_with("Json<") {
@@ -84,7 +128,7 @@ fn route_operation(service: &str, route: &HttpRouteDescription, method: &str) ->
                 };
                 body = Some(json!({
                     "required": true,
-                    "content": {media: {"schema": schema_of(&p.ty)}}
+                    "content": {media: {"schema": schemas.of(&p.ty, p.schema.as_ref())}}
                 }));
             }
             _ => {}
@@ -99,7 +143,9 @@ fn route_operation(service: &str, route: &HttpRouteDescription, method: &str) ->
         "responses": {
             "2XX": {
                 "description": format!("The result: {}", route.returns),
-                "content": {"application/json": {"schema": schema_of(&route.returns)}}
+                "content": {"application/json": {
+                    "schema": schemas.of(&route.returns, route.returns_schema.as_ref())
+                }}
             },
             "default": problem_response()
         }
@@ -113,10 +159,14 @@ fn route_operation(service: &str, route: &HttpRouteDescription, method: &str) ->
     op
 }
 
-fn gateway_operation(service: &str, m: &basidia_core::MethodDescription) -> Value {
+fn gateway_operation(
+    schemas: &mut Schemas,
+    service: &str,
+    m: &basidia_core::MethodDescription,
+) -> Value {
     let mut properties = Map::new();
     for p in &m.params {
-        properties.insert(p.name.clone(), schema_of(&p.ty));
+        properties.insert(p.name.clone(), schemas.of(&p.ty, p.schema.as_ref()));
     }
     let names: Vec<&str> = m.params.iter().map(|p| p.name.as_str()).collect();
     let mut op = json!({
@@ -136,7 +186,9 @@ fn gateway_operation(service: &str, m: &basidia_core::MethodDescription) -> Valu
         "responses": {
             "200": {
                 "description": format!("The result: {}", m.returns),
-                "content": {"application/json": {"schema": schema_of(&m.returns)}}
+                "content": {"application/json": {
+                    "schema": schemas.of(&m.returns, m.returns_schema.as_ref())
+                }}
             },
             "default": problem_response()
         }
@@ -161,12 +213,13 @@ pub(crate) fn document(
     health: bool,
 ) -> Value {
     let mut paths = Map::new();
+    let mut schemas = Schemas::default();
     for (service, route) in routes {
         let entry = paths
             .entry(openapi_path(&route.path))
             .or_insert_with(|| json!({}));
         for m in &route.methods {
-            entry[m.to_ascii_lowercase()] = route_operation(service, route, m);
+            entry[m.to_ascii_lowercase()] = route_operation(&mut schemas, service, route, m);
         }
     }
     if gateway.enabled() {
@@ -175,7 +228,7 @@ pub(crate) fn document(
                 if gateway.allows(&s.name, &m.name) {
                     paths.insert(
                         format!("/rpc/{}/{}", s.name, m.name),
-                        json!({"post": gateway_operation(&s.name, m)}),
+                        json!({"post": gateway_operation(&mut schemas, &s.name, m)}),
                     );
                 }
             }
@@ -203,23 +256,28 @@ pub(crate) fn document(
             );
         }
     }
+    let mut definitions = schemas.definitions;
+    definitions.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "required": ["type", "title", "status"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "exc_type": {"type": "string"}
+            }
+        }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Basidia services", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {"Problem": {
-                "type": "object",
-                "required": ["type", "title", "status"],
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "exc_type": {"type": "string"}
-                }
-            }}
+            "schemas": definitions
         }
     })
 }
@@ -236,5 +294,31 @@ mod tests {
         assert_eq!(schema_of("Json<User>")["type"], "object");
         assert_eq!(schema_of("Json<User>")["x-rust-type"], "User");
         assert_eq!(openapi_path("/files/{*rest}"), "/files/{rest}");
+    }
+
+    #[test]
+    fn full_schemas_are_used_and_their_definitions_gathered() {
+        let mut schemas = Schemas::default();
+        let full = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {"owner": {"$ref": "#/components/schemas/User"}},
+            "components": {"schemas": {"User": {"type": "object", "properties": {"id": {"type": "integer"}}}}}
+        });
+        let s = schemas.of("Json<Team>", Some(&full));
+        assert_eq!(
+            s["properties"]["owner"]["$ref"],
+            "#/components/schemas/User"
+        );
+        assert_eq!(s["x-rust-type"], "Json<Team>");
+        assert!(
+            s.get("$schema").is_none() && s.get("components").is_none(),
+            "{s}"
+        );
+        assert_eq!(
+            schemas.definitions["User"]["properties"]["id"]["type"],
+            "integer"
+        );
+        assert_eq!(schemas.of("i64", None)["type"], "integer");
     }
 }

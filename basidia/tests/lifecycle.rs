@@ -249,8 +249,10 @@ impl Service for Manual {
                 params: vec![ParamDescription {
                     name: "n".into(),
                     ty: "i64".into(),
+                    schema: None,
                 }],
                 returns: "i64".into(),
+                returns_schema: None,
                 doc: String::new(),
                 roles: Vec::new(),
             }],

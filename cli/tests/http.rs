@@ -203,9 +203,19 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let get_user = &doc["paths"]["/users/{user_id}"]["get"];
     assert_eq!(get_user["parameters"][0]["name"], "user_id");
     assert_eq!(get_user["parameters"][0]["schema"]["type"], "integer");
-    assert!(
-        doc["paths"]["/users"]["post"]["requestBody"]["content"]["application/json"].is_object()
+    // Full schemas for the types that derive schemars::JsonSchema.
+    let created = &doc["paths"]["/users"]["post"];
+    let body_schema = &created["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body_schema["type"], "object", "{body_schema}");
+    assert_eq!(body_schema["properties"]["email"]["type"], "string");
+    assert_eq!(
+        body_schema["required"],
+        serde_json::json!(["name", "email"])
     );
+    let answer = &created["responses"]["2XX"]["content"]["application/json"]["schema"];
+    assert_eq!(answer["properties"]["id"]["type"], "integer", "{answer}");
+    let greeting = &get_user["responses"]["2XX"]["content"]["application/json"]["schema"];
+    assert_eq!(greeting["properties"]["message"]["type"], "string");
     assert!(
         doc["paths"]["/rpc/greeting_service/hello"]["post"].is_object(),
         "the gateway's methods"

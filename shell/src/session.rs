@@ -495,9 +495,11 @@ mod tests {
                 .map(|p| ParamDescription {
                     name: p.to_string(),
                     ty: "String".into(),
+                    schema: None,
                 })
                 .collect(),
             returns: "String".into(),
+            returns_schema: None,
             doc: String::new(),
             roles: Vec::new(),
         };

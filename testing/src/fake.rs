@@ -107,6 +107,7 @@ impl Service for FakeService {
                 name: m.clone(),
                 params: Vec::new(),
                 returns: "json".into(),
+                returns_schema: None,
                 doc: "fake".into(),
                 roles: Vec::new(),
             })

@@ -1,11 +1,11 @@
 //! `Service::describe`: the `ServiceDescription` a service gives of itself, for
 //! `__describe__` and the shell.
 
-use proc_macro2::{Ident, Literal, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 
 use crate::attr::HandlerTypeKind;
-use crate::model::ServiceModel;
+use crate::model::{ServiceModel, Source};
 use crate::util::{doc_of, type_string, unraw};
 
 /// `fn describe(&self) -> ServiceDescription { ... }`.
@@ -38,16 +38,23 @@ fn http_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
             let params = e.params.iter().zip(&route.sources).map(|(prm, source)| {
                 let n = unraw(&prm.ident);
                 let t = type_string(&prm.ty);
+                let schema = match source {
+                    Source::Path => schema_probe(p, &prm.ty),
+                    Source::Query | Source::Body => schema_probe(p, unwrap_extractor(&prm.ty)),
+                    Source::Head => quote!(::core::option::Option::None),
+                };
                 let source = Ident::new(source.variant(), Span::call_site());
                 quote! {
                     #p::HttpParamDescription {
                         name: #n.into(),
                         ty: #t.into(),
                         source: #p::ParamSource::#source,
+                        schema: #schema,
                     }
                 }
             });
             let returns = type_string(&route.returns.ok);
+            let returns_schema = schema_probe(p, answered_json(&route.returns.ok));
             let roles = &e.roles;
             let errors = route
                 .attr
@@ -62,6 +69,7 @@ fn http_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
                     path: #path.into(),
                     params: ::std::vec![#(#params),*],
                     returns: #returns.into(),
+                    returns_schema: #returns_schema,
                     roles: ::std::vec![#(#roles.into()),*],
                     errors: ::std::vec![#(#errors),*],
                     doc: #doc.into(),
@@ -78,8 +86,10 @@ fn rpc_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
             let params = e.params.iter().map(|prm| {
                 let n = unraw(&prm.ident);
                 let t = type_string(&prm.ty);
-                quote!(#p::ParamDescription { name: #n.into(), ty: #t.into() })
+                let schema = schema_probe(p, &prm.ty);
+                quote!(#p::ParamDescription { name: #n.into(), ty: #t.into(), schema: #schema })
             });
+            let returns_schema = schema_probe(p, &returns.ok);
             let returns = type_string(&returns.ok);
             let doc = doc_of(&e.docs);
             let roles = &e.roles;
@@ -88,6 +98,7 @@ fn rpc_descriptions(m: &ServiceModel, p: &TokenStream) -> Vec<TokenStream> {
                     name: #wire.into(),
                     params: ::std::vec![#(#params),*],
                     returns: #returns.into(),
+                    returns_schema: #returns_schema,
                     doc: #doc.into(),
                     roles: ::std::vec![#(#roles.into()),*],
                 }
@@ -150,4 +161,56 @@ fn millis(ms: u64, span: Span) -> Literal {
     let mut lit = Literal::u64_suffixed(ms);
     lit.set_span(span);
     lit
+}
+
+/// The JSON Schema of `ty` where it has one, found at compile time (see `SchemaProbe`). A type
+/// that cannot be named inside `describe` (an `impl Trait`, or one with a lifetime of the
+/// method's) has none.
+fn schema_probe(p: &TokenStream, ty: &syn::Type) -> TokenStream {
+    let unnameable = quote!(#ty).into_iter().any(|t| unnameable_token(&t));
+    if unnameable {
+        return quote!(::core::option::Option::None);
+    }
+    quote! {
+        {
+            #[allow(unused_imports)]
+            use #p::{ViaJsonSchema as _, WithoutSchema as _};
+            (&#p::SchemaProbe::<#ty>::new()).json_schema()
+        }
+    }
+}
+
+fn unnameable_token(t: &TokenTree) -> bool {
+    match t {
+        TokenTree::Ident(i) => i == "impl",
+        TokenTree::Punct(p) => p.as_char() == '\'',
+        TokenTree::Group(g) => g.stream().into_iter().any(|t| unnameable_token(&t)),
+        TokenTree::Literal(_) => false,
+    }
+}
+
+/// `T` of an extractor `Json<T>`, `Query<T>` or `Form<T>`; any other type as it is.
+fn unwrap_extractor(ty: &syn::Type) -> &syn::Type {
+    if let syn::Type::Path(path) = ty {
+        if let Some(last) = path.path.segments.last() {
+            if matches!(last.ident.to_string().as_str(), "Json" | "Query" | "Form") {
+                if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+                    if let Some(syn::GenericArgument::Type(inner)) = args.args.first() {
+                        return inner;
+                    }
+                }
+            }
+        }
+    }
+    ty
+}
+
+/// The type whose JSON an HTTP method answers on success: the last part of a tuple (a status
+/// or headers first), unwrapped from `Json<T>`.
+fn answered_json(ty: &syn::Type) -> &syn::Type {
+    let ty = match ty {
+        syn::Type::Tuple(t) => t.elems.last().unwrap_or(ty),
+        _ => ty,
+    };
+    unwrap_extractor(ty)
 }

@@ -10,14 +10,14 @@ use crate::database::User;
 use crate::user::UserServiceClient;
 
 /// What `GET /users/{user_id}` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Greeting {
     /// "Hello, User <id>!".
     pub message: String,
 }
 
 /// What `POST /users` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewUser {
     /// The display name.
     pub name: String,

@@ -4,7 +4,7 @@ use basidia::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A user record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     /// The user id.
     pub id: i64,
