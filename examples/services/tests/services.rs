@@ -244,6 +244,23 @@ async fn worker_factory_builds_one_service_to_call_directly() {
 }
 
 #[tokio::test]
+async fn worker_factory_builds_an_http_service_to_call_directly() {
+    let fake = FakeService::of::<UserServiceClient>()
+        .returning("get_user_greeting", json!("Hello, Nine!"))
+        .serve()
+        .await
+        .unwrap();
+    let api = worker_factory::<ApiService>()
+        .replace("users", Dependency::new(fake.client::<UserServiceClient>()))
+        .build()
+        .await
+        .unwrap();
+    let basidia::http::Json(greeting) = api.get_user(9).await.unwrap();
+    assert_eq!(greeting.message, "Hello, Nine!");
+    fake.stop().await;
+}
+
+#[tokio::test]
 async fn worker_factory_dependencies_that_are_not_replaced_fail_fast() {
     let service = worker_factory::<UserService>().build().await.unwrap();
     let err = service.get_user_greeting(1).await.unwrap_err();
@@ -282,6 +299,10 @@ async fn every_service_describes_itself() {
     assert_eq!(params, vec![("name", "String"), ("email", "String")]);
     assert_eq!(m.returns, "User");
     assert_eq!(m.doc, "Creates a user and dispatches `user.created`.");
+    // User derives schemars::JsonSchema, String has a schema of its own.
+    let schema = m.returns_schema.as_ref().expect("a schema for User");
+    assert_eq!(schema["properties"]["id"]["type"], "integer", "{schema}");
+    assert_eq!(m.params[0].schema.as_ref().unwrap()["type"], "string");
     let n = h.proxy().describe("notification_service").await.unwrap();
     assert_eq!(n.events.len(), 1);
     assert_eq!(n.events[0].source, "user_service");
