@@ -20,26 +20,16 @@ fn call(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), stdout, stderr)
 }
 
-/// `curl` with `args`; the status and the body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 fn exercise(url: &str, lists_services: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    std::fs::write(dir.join("basidia.toml"), AUTH_CONFIG).unwrap();
     let mut services = Background::start(
         basidia(dir)
             .arg("run")
             .arg(examples())
-            .args(["-q", "--broker", url]),
+            .args(["-q", "--broker", url])
+            .env("BASIDIA_HTTP__BODY_LIMIT", "65536"),
     );
     services.wait_for("serving", BUILD_TIMEOUT);
 
@@ -69,6 +59,10 @@ fn exercise(url: &str, lists_services: bool) {
     assert_eq!(status, 404, "a user error by its declared status: {body}");
     let (status, body) = curl(&[&format!("{base}/health/ready")]);
     assert_eq!(status, 200, "{body}");
+    check_edge_protections(&base, dir);
+    let (status, body) = curl(&[&format!("{base}/openapi.json")]);
+    assert_eq!(status, 200);
+    validate_openapi(dir, &body);
 
     // Positional and keyword arguments; the result is JSON on stdout.
     let (code, stdout, stderr) = call(dir, url, &["greeting_service.hello", r#"["World"]"#]);

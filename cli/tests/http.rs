@@ -8,62 +8,12 @@ use std::time::Duration;
 
 use common::*;
 
-/// `curl` with `args`; the status and the body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (
-        code.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl {args:?}: {text}")),
-        body.to_string(),
-    )
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
-/// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
-fn validate_openapi(dir: &std::path::Path, document: &str) {
-    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BASIDIA_NAMEKO_VENV is not set: CI validates the OpenAPI document with it"
-        );
-        eprintln!("skipping the OpenAPI validation: BASIDIA_NAMEKO_VENV is not set");
-        return;
-    };
-    let file = dir.join("openapi.json");
-    std::fs::write(&file, document).unwrap();
-    let out = Command::new(std::path::Path::new(&venv).join("bin/python"))
-        .args([
-            "-c",
-            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
-        ])
-        .arg(&file)
-        .output()
-        .expect("the virtualenv's python runs");
-    assert!(
-        out.status.success(),
-        "the OpenAPI document does not validate:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("basidia.toml"),
-        "[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n\n[http.cors]\nallow_origins = [\"https://app.example.com\"]\n",
+        format!("[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n\n[http.cors]\nallow_origins = [\"https://app.example.com\"]\n\n{AUTH_CONFIG}"),
     )
     .unwrap();
     let mut host = Background::start(
@@ -152,6 +102,7 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     assert_eq!(status, 413);
     let (status, body) = curl(&["-A", "probe/2", &url("/whoami")]);
     assert_eq!((status, body.as_str()), (200, "probe/2"));
+    check_edge_protections(&base, tmp.path());
 
     // The gateway, for what its allow-list names only.
     let gateway = |path: &str, body: &str| {

@@ -200,3 +200,120 @@ pub fn scaffold(parent: &Path, name: &str) -> PathBuf {
     std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     dir
 }
+
+/// `curl` with `args`; the status and the body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        code.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl {args:?}: {text}")),
+        body.to_string(),
+    )
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
+/// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
+pub fn validate_openapi(dir: &std::path::Path, document: &str) {
+    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BASIDIA_NAMEKO_VENV is not set: CI validates the OpenAPI document with it"
+        );
+        eprintln!("skipping the OpenAPI validation: BASIDIA_NAMEKO_VENV is not set");
+        return;
+    };
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, document).unwrap();
+    let out = Command::new(std::path::Path::new(&venv).join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("the virtualenv's python runs");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The HS256 secret of the `[auth]` section [`AUTH_CONFIG`] gives.
+pub const JWT_SECRET: &str = "the example identity provider's secret";
+
+/// An `[auth]` section verifying [`jwt`]'s tokens.
+pub const AUTH_CONFIG: &str =
+    "[auth]\nalgorithm = \"HS256\"\nsecret = \"the example identity provider's secret\"\n";
+
+/// A token for `ada` granting `roles`, valid for ten minutes, signed with [`JWT_SECRET`].
+pub fn jwt(roles: &[&str]) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "ada", "exp": exp, "roles": roles}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// What every broker's edge must do, from curl, for a host of the example services started
+/// with [`AUTH_CONFIG`] and a body limit of 64 KiB at `base`: a 400 for a body that is not
+/// JSON, a 413 over the limit, and `/admin/me` refusing a missing token (401 with
+/// `WWW-Authenticate`) and a token without the role (403) and answering an admin's.
+pub fn check_edge_protections(base: &str, scratch: &Path) {
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{not json",
+        &format!("{base}/users"),
+    ]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"status\":400"), "problem details: {body}");
+    let big = scratch.join("big.json");
+    std::fs::write(&big, format!("\"{}\"", "x".repeat(70_000))).unwrap();
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &format!("{base}/users"),
+    ]);
+    assert_eq!(status, 413, "{body}");
+
+    let admin = format!("{base}/admin/me");
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-i", &admin])
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let bearer = |roles: &[&str]| format!("authorization: Bearer {}", jwt(roles));
+    let (status, body) = curl(&["-H", &bearer(&["user"]), &admin]);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = curl(&["-H", &bearer(&["admin"]), &admin]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body), serde_json::json!({"user_id": "ada"}));
+}

@@ -1,6 +1,6 @@
 //! `api_service`: the HTTP face of the sample fleet. `GET /users/{user_id}` greets a user
 //! through `user_service`, `POST /users` creates one (and so `notification_service` welcomes
-//! them), and `GET /whoami` reads the request head.
+//! them), `GET /admin/me` is for admins, and `GET /whoami` reads the request head.
 
 use basidia::http::{HeaderMap, Json, StatusCode};
 use basidia::prelude::*;
@@ -23,6 +23,13 @@ pub struct NewUser {
     pub name: String,
     /// Where to send the welcome.
     pub email: String,
+}
+
+/// What `GET /admin/me` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Caller {
+    /// The verified token's subject.
+    pub user_id: String,
 }
 
 /// The HTTP routes of the sample services.
@@ -49,6 +56,16 @@ impl ApiService {
         let Json(new) = body;
         let user = self.users.create_user(new.name, new.email).await?;
         Ok((StatusCode::CREATED, Json(user)))
+    }
+
+    /// Who the caller is, by their verified token: for admins only (a bearer token that
+    /// `[auth]` verifies and that grants `admin`; 401 without one, 403 with another role).
+    #[http(GET, "/admin/me", roles = ["admin"])]
+    pub async fn admin_me(&self) -> Json<Caller> {
+        let user_id = Context::current()
+            .and_then(|c| c.get("user_id").map(str::to_string))
+            .unwrap_or_default();
+        Json(Caller { user_id })
     }
 
     /// Who is asking: the caller's user agent, from the request head.
