@@ -75,6 +75,14 @@ impl Context {
         self.get(TRACEPARENT)
     }
 
+    /// The trace id of the W3C trace parent (32 hex digits), if there is a valid one: every
+    /// worker's context has one.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent()
+            .and_then(parse_traceparent)
+            .map(|(trace_id, _)| trace_id)
+    }
+
     /// The context of the task running now, if one was set.
     pub fn current() -> Option<Arc<Context>> {
         CURRENT.try_with(Arc::clone).ok()
@@ -119,6 +127,16 @@ impl Context {
         if stack.len() > CALL_ID_STACK_LIMIT {
             stack.drain(..stack.len() - CALL_ID_STACK_LIMIT);
         }
+        // Every worker is a hop of a trace: the caller's trace if it sent a valid one, else a
+        // new one; the worker's own span id is the parent its calls and events carry on.
+        let trace = data
+            .get(TRACEPARENT)
+            .and_then(HeaderValue::as_str)
+            .and_then(parse_traceparent);
+        data.insert(
+            TRACEPARENT.to_string(),
+            HeaderValue::Str(child_traceparent(trace)),
+        );
         Context {
             call_id: Some(call_id),
             call_id_stack: stack,
@@ -143,6 +161,48 @@ impl Context {
     /// The deadline an outgoing message carries: the earlier of the context's and `deadline`.
     pub fn outgoing_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
         earlier(self.deadline, deadline)
+    }
+}
+
+/// The trace id and flags of a W3C `traceparent` (version 00: `00-<32 hex>-<16 hex>-<2 hex>`,
+/// lower case, ids not all zeros); `None` for anything else, which starts a new trace.
+fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let b = value.as_bytes();
+    if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let (trace, parent, flags) = (&b[3..35], &b[36..52], &b[53..55]);
+    let zero = |s: &[u8]| s.iter().all(|&c| c == b'0');
+    if !hex(trace) || !hex(parent) || !hex(flags) || zero(trace) || zero(parent) {
+        return None;
+    }
+    Some((&value[3..35], &value[53..55]))
+}
+
+/// A `traceparent` for a new span: in `trace` (its id and flags) if given, else in a new,
+/// sampled trace.
+fn child_traceparent(trace: Option<(&str, &str)>) -> String {
+    let random = uuid::Uuid::new_v4();
+    let bytes = random.as_bytes();
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    match trace {
+        Some((trace_id, _)) => out.push_str(trace_id),
+        None => push_hex(&mut out, uuid::Uuid::new_v4().as_bytes()),
+    }
+    out.push('-');
+    push_hex(&mut out, &bytes[..8]);
+    out.push('-');
+    out.push_str(trace.map_or("01", |(_, flags)| flags));
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
     }
 }
 
@@ -205,6 +265,39 @@ pub fn epoch_ms_from_instant(at: Instant) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_continues_a_valid_trace_and_starts_one_otherwise() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = Headers::new();
+        headers.insert(TRACEPARENT.into(), HeaderValue::Str(given.into()));
+        let ctx = Context::for_worker("svc", "m", &headers, None);
+        assert_eq!(ctx.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        let own = ctx.traceparent().unwrap();
+        assert_eq!(own.len(), 55);
+        assert_ne!(
+            own, given,
+            "the worker's own span id is what its calls carry"
+        );
+        assert!(own.ends_with("-01"));
+        for forged in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "x",
+            "",
+        ] {
+            headers.insert(TRACEPARENT.into(), HeaderValue::Str(forged.into()));
+            let ctx = Context::for_worker("svc", "m", &headers, None);
+            let id = ctx.trace_id().expect("a new trace");
+            assert_ne!(id, "4bf92f3577b34da6a3ce929d0e0e4736", "{forged}");
+            assert!(parse_traceparent(ctx.traceparent().unwrap()).is_some());
+        }
+        let fresh = Context::for_worker("svc", "m", &Headers::new(), None);
+        let other = Context::for_worker("svc", "m", &Headers::new(), None);
+        assert_ne!(fresh.trace_id(), other.trace_id());
+    }
 
     #[test]
     fn a_timeout_past_a_year_does_not_overflow_the_clock() {

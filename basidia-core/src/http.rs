@@ -261,7 +261,9 @@ mod tests {
         assert_eq!(ctx.get("auth_token"), Some("abc.def.ghi"));
         assert_eq!(ctx.get("user_agent"), Some("curl/8"));
         assert_eq!(ctx.get("language"), Some("fr-CH"));
-        assert_eq!(ctx.get("traceparent"), Some(parent));
+        // The request's trace goes on, with the worker's own span as the next parent.
+        assert_eq!(ctx.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_ne!(ctx.get("traceparent"), Some(parent));
         assert_eq!(ctx.get("tracestate"), Some("congo=t61rcWkgMzE"));
         assert_eq!(ctx.deadline, Some(deadline));
         let id = ctx.call_id.clone().unwrap();
@@ -284,7 +286,10 @@ mod tests {
         );
         let ctx = request_context("api", "x", &h, deadline);
         assert_eq!(ctx.get("auth_token"), None);
-        assert_eq!(ctx.get("traceparent"), None);
+        // A trace of its own instead.
+        assert!(ctx
+            .trace_id()
+            .is_some_and(|t| t != "00000000000000000000000000000000"));
         assert_eq!(ctx.get("tracestate"), None, "no state without a parent");
         assert_eq!(ctx.get("user_agent"), None);
         for bad in [

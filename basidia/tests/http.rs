@@ -270,8 +270,17 @@ async fn the_request_context_reaches_the_calls_it_makes() {
         "{}",
         String::from_utf8_lossy(r.body())
     );
-    // The call id stack holds the HTTP worker's id and the RPC worker's.
-    assert_eq!(json(r.body()), serde_json::json!(["token-123", parent, 2]));
+    // The call id stack holds the HTTP worker's id and the RPC worker's; the RPC worker is in
+    // the request's trace, a span of its own.
+    let seen = json(r.body());
+    assert_eq!(seen[0], "token-123");
+    let traceparent = seen[1].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert_ne!(traceparent, parent);
+    assert_eq!(seen[2], 2);
     running.stop().await;
 }
 

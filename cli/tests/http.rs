@@ -8,12 +8,54 @@ use std::time::Duration;
 
 use common::*;
 
+/// The trace the test's `POST /users` belongs to.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// `[log] format = "json"`: every line the host logs is a JSON object, every line a worker
+/// writes names its service, entrypoint, call id and trace id, and the welcome written by
+/// notification_service two hops after `POST /users` carries that request's trace id.
+fn check_json_logs(stderr: &str) {
+    let mut worker_lines = 0;
+    let mut welcome = None;
+    for line in stderr.lines().filter(|l| !l.starts_with("basidia: ")) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["span"]["name"] != "worker" {
+            continue;
+        }
+        worker_lines += 1;
+        for key in ["service", "entrypoint", "call_id", "trace_id"] {
+            let value = v["span"][key].as_str().unwrap_or_default();
+            assert!(!value.is_empty(), "{key} in {line}");
+        }
+        assert_eq!(v["span"]["trace_id"].as_str().unwrap().len(), 32, "{line}");
+        if v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Welcome, Zed!"))
+        {
+            welcome = Some(v);
+        }
+    }
+    assert!(worker_lines > 0, "no line from a worker in:\n{stderr}");
+    let welcome = welcome.expect("the welcome line");
+    assert_eq!(welcome["span"]["service"], "notification_service");
+    assert_eq!(welcome["span"]["trace_id"], TRACE_ID, "{welcome}");
+    assert!(
+        !stderr.contains("Bearer ") && !stderr.contains(&jwt(&["admin"])[..20]),
+        "no token in the log"
+    );
+}
+
 #[test]
 fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("basidia.toml"),
-        format!("[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n\n[http.cors]\nallow_origins = [\"https://app.example.com\"]\n\n{AUTH_CONFIG}"),
+        format!("[http.gateway]\nallow = [\"greeting_service.hello\", \"nobody.*\"]\ntimeout = \"5s\"\n\n[http.cors]\nallow_origins = [\"https://app.example.com\"]\n\n[log]\nformat = \"json\"\n\n{AUTH_CONFIG}"),
     )
     .unwrap();
     let mut host = Background::start(
@@ -42,11 +84,14 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
         serde_json::json!({"message": "Hello, User 7!"})
     );
 
+    // With a trace of the caller's, which the workers it leads to continue.
     let (status, body) = curl(&[
         "-X",
         "POST",
         "-H",
         "content-type: application/json",
+        "-H",
+        &format!("traceparent: 00-{TRACE_ID}-00f067aa0ba902b7-01"),
         "-d",
         r#"{"name": "Zed", "email": "zed@example.com"}"#,
         &url("/users"),
@@ -188,6 +233,8 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
         ready["components"]["services"]["components"]["api_service"]["status"],
         "UP"
     );
+
+    check_json_logs(&host.stderr());
 
     let status = host.interrupt(Duration::from_secs(30));
     assert!(status.success(), "{status}");

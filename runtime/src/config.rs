@@ -52,6 +52,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "event_handler_timeout",
     "max_priority",
     "profile",
+    "log",
     "http",
     "auth",
     "services",
@@ -121,6 +122,9 @@ pub struct Settings {
     /// How `basidia run` builds the host (`--release` picks `release` too).
     #[serde(default)]
     pub profile: Profile,
+    /// Logging: `[log]` with `format` (`text` or `json`) and `level`.
+    #[serde(default)]
+    pub log: crate::logging::LogConfig,
     /// The HTTP server: `[http]` with `address`, `body_limit`, `request_timeout`, `health`.
     #[cfg(feature = "http")]
     #[serde(default)]
@@ -156,6 +160,7 @@ impl Default for Settings {
             event_handler_timeout: d.event_handler_timeout,
             max_priority: d.max_priority,
             profile: Profile::Debug,
+            log: crate::logging::LogConfig::default(),
             #[cfg(feature = "http")]
             http: basidia_http::HttpConfig::default(),
             #[cfg(feature = "auth")]
@@ -580,6 +585,30 @@ pub fn render(loaded: &Loaded) -> String {
                 );
             }
             t.insert("gateway".into(), toml::Value::Table(g));
+        }
+        if let Some(tls) = &h.tls {
+            let mut g = toml::Table::new();
+            for (key, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                g.insert(key.into(), toml::Value::String(path.display().to_string()));
+            }
+            g.insert(
+                "handshake_timeout".into(),
+                toml::Value::String(human_duration::format(tls.handshake_timeout)),
+            );
+            t.insert("tls".into(), toml::Value::Table(g));
+        }
+        out.push_str(&toml::to_string(&t).unwrap_or_default());
+    }
+    {
+        out.push_str(&format!("\n[log]  # {}\n", loaded.origin("log")));
+        let mut t = toml::Table::new();
+        let format = match s.log.format {
+            crate::logging::LogFormat::Text => "text",
+            crate::logging::LogFormat::Json => "json",
+        };
+        t.insert("format".into(), toml::Value::String(format.into()));
+        if let Some(level) = &s.log.level {
+            t.insert("level".into(), toml::Value::String(level.clone()));
         }
         out.push_str(&toml::to_string(&t).unwrap_or_default());
     }

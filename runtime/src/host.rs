@@ -89,10 +89,13 @@ impl std::fmt::Debug for Hosted {
 }
 
 impl Hosted {
-    /// Loads the configuration `args` name, connects to the broker, adds every registration's
+    /// Loads the configuration `args` name, sets logging up as its `[log]` says (unless a
+    /// subscriber is installed already), connects to the broker, adds every registration's
     /// services (only those of `--service`, if given) and starts them.
     pub async fn start(args: &HostArgs, registrations: &[Registration]) -> Result<Self, HostError> {
         let settings = args.load()?.settings;
+        // Quiet while the shell or expressions share the terminal.
+        crate::logging::init_with(args.shell || !args.exec.is_empty(), &settings.log);
         let url = basidia_core::redact_url(&settings.broker);
         let broker = config::connect(&settings)
             .await
@@ -337,7 +340,6 @@ pub fn host_main(registrations: &[Registration]) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    crate::logging::init(false);
     let Some(runtime) = tokio_runtime(true) else {
         return ExitCode::FAILURE;
     };

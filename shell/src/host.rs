@@ -21,8 +21,6 @@ pub fn host_main(registrations: &[Registration]) -> ExitCode {
     if !args.exec.is_empty() {
         args.no_http = true;
     }
-    let interactive = args.shell || !args.exec.is_empty();
-    basidia_runtime::logging::init(interactive);
     let Some(runtime) = basidia_runtime::tokio_runtime(true) else {
         return ExitCode::FAILURE;
     };

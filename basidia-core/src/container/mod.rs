@@ -432,6 +432,7 @@ impl Shared {
             entrypoint,
             kind = ?kind,
             call_id = ctx.call_id.as_deref().unwrap_or(""),
+            trace_id = ctx.trace_id().unwrap_or(""),
         );
         let result = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
             .instrument(span)
