@@ -6,8 +6,8 @@
 #   BASIDIA_PYTHON        interpreter used to create it (default: python3)
 #
 # Quick when the venv already exists and `import nameko, msgpack, pika, nats` works.
-# (nats-py is there for .ci/nats-clean.py, openapi-spec-validator for the check of
-# /openapi.json.)
+# (nats-py is there for .ci/nats-clean.py and the Python peers, openapi-spec-validator for
+# the check of /openapi.json, prometheus-client for its parser of /metrics.)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +26,7 @@ requirements=(
   "pika==1.3.2"
   "nats-py==2.9.0"
   "openapi-spec-validator==0.7.1"
+  "prometheus-client==0.21.1"
   "setuptools<70"
 )
 
@@ -37,6 +38,7 @@ import msgpack  # noqa: F401
 import pika  # noqa: F401
 import nats  # noqa: F401
 import openapi_spec_validator  # noqa: F401
+import prometheus_client  # noqa: F401
 import nameko
 from nameko.rpc import rpc  # noqa: F401
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: F401

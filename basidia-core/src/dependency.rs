@@ -278,11 +278,18 @@ impl EventDispatcher {
             ..Message::new(body, self.format.content_type())
         };
         let span = tracing::debug_span!("event.dispatch", source = %self.source, event_type);
-        self.broker
+        let began = tokio::time::Instant::now();
+        let result = self
+            .broker
             .publish_event(&self.source, event_type, message)
             .instrument(span)
             .await
-            .map_err(|e| RpcError::from_broker(e, &self.source, event_type))
+            .map_err(|e| RpcError::from_broker(e, &self.source, event_type));
+        let outcome = crate::metrics::outcome(result.as_ref().err().map(RpcError::kind));
+        crate::metrics::registry()
+            .published(&self.source, event_type)
+            .record(outcome, began.elapsed());
+        result
     }
 }
 

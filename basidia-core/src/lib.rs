@@ -16,6 +16,7 @@ pub mod http;
 #[doc(hidden)]
 pub mod internal;
 pub mod message;
+pub mod metrics;
 #[doc(hidden)]
 pub mod private;
 pub mod proxy;

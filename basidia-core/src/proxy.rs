@@ -121,6 +121,27 @@ impl RpcProxy {
         A: Serialize + ?Sized,
         K: Serialize + ?Sized,
     {
+        let began = tokio::time::Instant::now();
+        let result = self.call_unmetered(service, method, args, kwargs).await;
+        let outcome = crate::metrics::outcome(result.as_ref().err().map(RpcError::kind));
+        crate::metrics::registry()
+            .calls(service, method)
+            .record(outcome, began.elapsed());
+        result
+    }
+
+    async fn call_unmetered<R, A, K>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+    ) -> Result<R, RpcError>
+    where
+        R: DeserializeOwned,
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+    {
         let ctx = Context::current();
         let timeout = self.timeout(ctx.as_deref(), service, method)?;
         let headers = ctx

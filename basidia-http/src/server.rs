@@ -27,6 +27,7 @@ const RESERVED: &[&str] = &[
     "/health/ready",
     "/rpc/{}/{}",
     "/openapi.json",
+    "/metrics",
 ];
 
 /// The `[http]` section of the configuration.
@@ -50,6 +51,9 @@ pub struct HttpConfig {
     pub gateway: crate::gateway::GatewayConfig,
     /// Whether `/openapi.json` is served (it is by default).
     pub openapi: bool,
+    /// Whether `/metrics` is served, the process's metrics in Prometheus' text format (it is
+    /// by default).
+    pub metrics: bool,
     /// Cross-origin requests, off unless origins are named.
     pub cors: crate::cors::CorsConfig,
     /// Whether responses are gzip-compressed for clients that accept it.
@@ -70,6 +74,7 @@ impl Default for HttpConfig {
             health: None,
             gateway: crate::gateway::GatewayConfig::default(),
             openapi: true,
+            metrics: true,
             cors: crate::cors::CorsConfig::default(),
             compression: false,
             tls: None,
@@ -324,7 +329,30 @@ impl Edge {
             router = merge(router, added, &path)?;
         }
         if let Some(health) = health {
+            let broker = health.broker().clone();
+            basidia_core::metrics::registry().gauge("basidia_broker_connected", "", move || {
+                if broker.is_connected() {
+                    1.0
+                } else {
+                    0.0
+                }
+            });
             router = merge(router, crate::health::routes(health), "/health")?;
+        }
+        if config.metrics {
+            let metrics = Router::new().route(
+                "/metrics",
+                axum::routing::get(|| async {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        basidia_core::metrics::registry().render(),
+                    )
+                }),
+            );
+            router = merge(router, metrics, "/metrics")?;
         }
         let services = gateway.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
         if config.gateway.enabled() {
@@ -351,7 +379,9 @@ impl Edge {
             );
             router = merge(router, openapi, "/openapi.json")?;
         }
-        let mut router = router.fallback(not_found);
+        let mut router = router
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn(count_request));
         let cors = config.cors.layer().map_err(|reason| HttpError::BadRoute {
             route: "[http.cors]".into(),
             path: "*".into(),
@@ -408,6 +438,31 @@ async fn not_found(request: Request) -> Response {
         format!("no route for {} {}", request.method(), request.uri().path()),
     );
     into_axum(problem(&e, StatusCode::NOT_FOUND))
+}
+
+/// Counts every answered request by method, route template (`unmatched` for none: the path
+/// itself would let peers make series) and status, with its duration.
+async fn count_request(request: Request, next: axum::middleware::Next) -> Response {
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let began = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    basidia_core::metrics::registry()
+        .http(method, &route)
+        .record(response.status().as_u16(), began.elapsed());
+    response
 }
 
 /// 413 for a body over `limit` bytes.

@@ -189,6 +189,12 @@ pub mod auth {
     pub use basidia_core::auth::{forbidden, unauthorized, TokenVerifier, Verified, USER_ID};
 }
 
+/// The process's metrics, as `/metrics` serves them: `metrics::registry().render()` gives the
+/// Prometheus text of every series.
+pub mod metrics {
+    pub use basidia_core::metrics::{registry, Registry, MAX_SERIES};
+}
+
 /// Everything a service module needs: `use basidia::prelude::*;`.
 pub mod prelude {
     pub use crate::{

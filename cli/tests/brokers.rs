@@ -20,7 +20,12 @@ fn call(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), stdout, stderr)
 }
 
+/// Held by every test here that hosts the example services: two hosts on one broker would
+/// share each other's calls (nextest keeps these tests apart too, in a group of their own).
+static EXAMPLES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn exercise(url: &str, lists_services: bool) {
+    let _alone = EXAMPLES.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("basidia.toml"), AUTH_CONFIG).unwrap();
@@ -212,4 +217,159 @@ fn an_unreachable_broker_is_a_clear_error() {
         stderr.contains("cannot connect to nats://127.0.0.1:1"),
         "{stderr}"
     );
+}
+
+/// `/metrics` after known traffic over NATS, read by prometheus-client's parser: the counts
+/// are exactly the traffic's, and 200 requests to random method names add no series.
+#[test]
+fn metrics_count_exactly_and_peers_add_no_series() {
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BASIDIA_NAMEKO_VENV is not set: CI parses /metrics with its prometheus-client"
+        );
+        eprintln!("skipped: BASIDIA_NAMEKO_VENV is not set");
+        return;
+    };
+    let _alone = EXAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut services = Background::start(
+        basidia(tmp.path())
+            .arg("run")
+            .arg(examples())
+            .args(["-q", "--broker", &url]),
+    );
+    services.wait_for("serving", BUILD_TIMEOUT);
+    let base = services
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
+        .expect("the HTTP address is printed")
+        .trim()
+        .to_string();
+    for _ in 0..3 {
+        assert_eq!(curl(&[&format!("{base}/users/7")]).0, 200);
+    }
+    assert_eq!(curl(&[&format!("{base}/users/-1")]).0, 404);
+
+    let out = std::process::Command::new(Path::new(&venv).join("bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/metrics.py"
+        ))
+        .args([
+            url.as_str(),
+            &format!("{base}/metrics"),
+            "greeting_service",
+            "200",
+        ])
+        .output()
+        .expect("the virtualenv's python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        report["new_series"],
+        serde_json::json!([]),
+        "the flood added series"
+    );
+    let samples = report["samples"].as_array().unwrap();
+    let value = |name: &str, labels: serde_json::Value| -> f64 {
+        samples
+            .iter()
+            .find(|s| s["name"] == name && s["labels"] == labels)
+            .and_then(|s| s["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {name} {labels}"))
+    };
+    use serde_json::json;
+    let handled = "basidia_entrypoint_handled_total";
+    let ep = |service: &str, entrypoint: &str, kind: &str, outcome: &str| json!({"service": service, "entrypoint": entrypoint, "kind": kind, "outcome": outcome});
+    assert_eq!(
+        value(handled, ep("api_service", "get_user", "http", "success")),
+        3.0
+    );
+    assert_eq!(
+        value(
+            handled,
+            ep("api_service", "get_user", "http", "handler_error")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            handled,
+            ep("user_service", "get_user_greeting", "rpc", "success")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            handled,
+            ep("database_service", "get_user", "rpc", "success")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "basidia_entrypoint_duration_seconds_count",
+            json!({"service": "api_service", "entrypoint": "get_user", "kind": "http"})
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "basidia_client_calls_total",
+            json!({"service": "user_service", "method": "get_user_greeting", "outcome": "success"})
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "basidia_http_requests_total",
+            json!({"method": "GET", "route": "/users/{user_id}", "status": "200"})
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "basidia_http_requests_total",
+            json!({"method": "GET", "route": "/users/{user_id}", "status": "404"})
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "basidia_unknown_method_requests_total",
+            json!({"service": "greeting_service"})
+        ),
+        200.0
+    );
+    assert_eq!(value("basidia_broker_connected", json!({})), 1.0);
+    assert_eq!(
+        value(
+            "basidia_workers_in_flight",
+            json!({"service": "greeting_service"})
+        ),
+        0.0
+    );
+    assert!(
+        value(
+            "basidia_workers_max",
+            json!({"service": "greeting_service"})
+        ) > 0.0
+    );
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s["labels"].to_string().contains("flood_")),
+        "a method name of the flood became a label"
+    );
+    let status = services.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
 }

@@ -97,6 +97,8 @@ struct Shared {
     /// Consume loops that ended while the service was running: the broker closed their
     /// consumer for good, and the service no longer hears what they took.
     lost_consumers: AtomicUsize,
+    /// Its series in the process's metrics.
+    metrics: Arc<crate::metrics::ServiceMetrics>,
 }
 
 /// Counts occurrences of something worth a log line, and says when to write one: for the first,
@@ -185,8 +187,19 @@ impl ServiceContainer {
         verifier: Option<Arc<dyn TokenVerifier>>,
     ) -> Self {
         let description = service.describe();
+        let entrypoints: Vec<(String, &'static str)> = description
+            .rpc
+            .iter()
+            .map(|m| (m.name.clone(), "rpc"))
+            .chain(description.events.iter().map(|e| (e.name.clone(), "event")))
+            .chain(description.timers.iter().map(|t| (t.name.clone(), "timer")))
+            .chain(description.http.iter().map(|h| (h.name.clone(), "http")))
+            .collect();
+        let metrics =
+            crate::metrics::registry().service(service.name(), &entrypoints, settings.max_workers);
         let shared = Shared {
             name: service.name().to_string(),
+            metrics,
             workers: Workers::new(settings.max_workers),
             service,
             broker,
@@ -426,6 +439,9 @@ impl Shared {
         for p in &self.providers {
             p.worker_setup(&info);
         }
+        let metrics = self.metrics.entrypoint(entrypoint);
+        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let began = Instant::now();
         let span = tracing::info_span!(
             "worker",
             service = %self.name,
@@ -456,6 +472,11 @@ impl Shared {
         }
         for p in &self.providers {
             p.worker_teardown(&info);
+        }
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(m) = metrics {
+            let outcome = crate::metrics::outcome(result.as_ref().err().map(RemoteError::kind));
+            m.handled.record(outcome, began.elapsed());
         }
         self.notify(entrypoint, kind, &ctx, result.as_ref().err());
         result
@@ -496,6 +517,7 @@ impl Shared {
                 Err(e) => Err(e),
                 Ok(_) if method == DESCRIBE_METHOD => reply_ok(format, &self.description),
                 Ok(_) if !self.is_allowed(method) || self.description.method(method).is_none() => {
+                    self.metrics.unknown_methods.fetch_add(1, Ordering::Relaxed);
                     Err(RemoteError::method_not_found(&self.name, method))
                 }
                 Ok(mut args) => {
@@ -577,6 +599,9 @@ impl Shared {
                 deliveries = count,
                 "event delivered more than event_max_deliveries ({max}) times, dead-lettered without running"
             );
+            if let Some(m) = self.metrics.entrypoint(handler) {
+                m.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
             let reason =
                 format!("delivered {count} times, more than the limit of {max}, without finishing");
             if let Err(e) = delivery.dead_letter(&reason).await {
@@ -630,6 +655,7 @@ impl Shared {
                 .await
             }
         };
+        let counted = self.metrics.entrypoint(handler);
         let settle = match outcome {
             Ok(()) => delivery.ack().await,
             Err(e)
@@ -639,6 +665,9 @@ impl Shared {
                 ) =>
             {
                 tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
+                if let Some(m) = counted {
+                    m.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
                 delivery.dead_letter(&e.to_string()).await
             }
             Err(e) if count >= max => {
@@ -648,6 +677,9 @@ impl Shared {
                     deliveries = count,
                     "event handler kept failing, dead-lettered: {e}"
                 );
+                if let Some(m) = counted {
+                    m.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
                 delivery
                     .dead_letter(&format!("failed {count} times: {e}"))
                     .await
@@ -656,6 +688,9 @@ impl Shared {
                 let delay = self.settings.retry_delay(count);
                 tracing::warn!(service = %self.name, handler, attempt = count, "event handler failed, retrying in {delay:?}: {e}");
                 // The broker keeps the event for the delay; this worker's place is free now.
+                if let Some(m) = counted {
+                    m.retried.fetch_add(1, Ordering::Relaxed);
+                }
                 delivery.requeue_after(delay).await
             }
         };

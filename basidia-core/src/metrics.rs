@@ -1,0 +1,561 @@
+//! The process's metrics, in Prometheus' text format: what every entrypoint handled and how
+//! long it took, workers in flight against `max_workers`, client calls, events published,
+//! retried and dead-lettered, and HTTP requests (recorded by the HTTP edge).
+//!
+//! Names are in base units (seconds), counters end in `_total`, and every label comes from a
+//! bounded set: services, entrypoints and routes a program declares, targets and event types its
+//! code names (at most [`MAX_SERIES`] of each, the rest counted under `other`), and outcomes
+//! from a fixed list. A request naming a method nobody declared counts in one series per
+//! service, whatever the name, so peers cannot create series.
+//!
+//! Recording costs a few atomic operations: the series of a service's entrypoints are made when
+//! it starts, and those of targets and event types once, on their first use.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+
+/// The most series of one kind keyed by names from code (call targets, event types, routes);
+/// past it, new names count under `other`.
+pub const MAX_SERIES: usize = 1_000;
+
+/// Upper bounds of the duration histograms' buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The outcome label of a result: `success`, or the error's kind.
+pub fn outcome(error: Option<ErrorKind>) -> &'static str {
+    match error {
+        None => "success",
+        Some(ErrorKind::UnknownService) => "unknown_service",
+        Some(ErrorKind::MethodNotFound) => "method_not_found",
+        Some(ErrorKind::MalformedRequest) => "malformed_request",
+        Some(ErrorKind::IncorrectSignature) => "incorrect_signature",
+        Some(ErrorKind::Timeout) => "timeout",
+        Some(ErrorKind::ConnectionLost) => "connection_lost",
+        Some(ErrorKind::Handler) => "handler_error",
+        Some(_) => "error",
+    }
+}
+
+const OUTCOMES: [&str; 10] = [
+    "success",
+    "unknown_service",
+    "method_not_found",
+    "malformed_request",
+    "incorrect_signature",
+    "timeout",
+    "connection_lost",
+    "handler_error",
+    "error",
+    "unauthorized",
+];
+
+fn outcome_index(outcome: &str) -> usize {
+    OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(8)
+}
+
+/// A duration histogram.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Counts by outcome, with durations.
+#[derive(Default)]
+pub struct Outcomes {
+    counts: [AtomicU64; OUTCOMES.len()],
+    /// How long each took.
+    pub duration: Histogram,
+}
+
+impl Outcomes {
+    /// Records one result.
+    pub fn record(&self, outcome: &str, took: Duration) {
+        self.counts[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        self.duration.observe(took);
+    }
+
+    fn render_counts(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, o) in OUTCOMES.iter().enumerate() {
+            let n = self.counts[i].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(out, "{name}{{{labels},outcome=\"{o}\"}} {n}");
+            }
+        }
+    }
+}
+
+/// One entrypoint's series.
+#[derive(Default)]
+pub struct EntrypointMetrics {
+    /// Handled, by outcome, and how long each took.
+    pub handled: Outcomes,
+    /// Events put back for a retry.
+    pub retried: AtomicU64,
+    /// Events dead-lettered.
+    pub dead_lettered: AtomicU64,
+}
+
+/// One service's series.
+pub struct ServiceMetrics {
+    name: String,
+    entrypoints: HashMap<String, (&'static str, Arc<EntrypointMetrics>)>,
+    /// Workers running now.
+    pub in_flight: AtomicI64,
+    max_workers: AtomicU64,
+    /// Requests naming a method the service does not have, whatever the name.
+    pub unknown_methods: AtomicU64,
+}
+
+impl ServiceMetrics {
+    /// The series of `entrypoint`, if the service declares it.
+    pub fn entrypoint(&self, entrypoint: &str) -> Option<&EntrypointMetrics> {
+        self.entrypoints.get(entrypoint).map(|(_, m)| &**m)
+    }
+}
+
+/// Series keyed by two names from code, at most [`MAX_SERIES`] of them; looked up without
+/// allocating.
+struct Keyed<T> {
+    map: RwLock<HashMap<String, HashMap<String, Arc<T>>>>,
+}
+
+impl<T: Default> Keyed<T> {
+    fn new() -> Self {
+        Keyed {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, a: &str, b: &str) -> Arc<T> {
+        if let Ok(map) = self.map.read() {
+            if let Some(m) = map.get(a).and_then(|inner| inner.get(b)) {
+                return Arc::clone(m);
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let len: usize = map.values().map(HashMap::len).sum();
+        let (a, b) = if len >= MAX_SERIES && map.get(a).and_then(|i| i.get(b)).is_none() {
+            ("other", "other")
+        } else {
+            (a, b)
+        };
+        Arc::clone(
+            map.entry(a.to_string())
+                .or_default()
+                .entry(b.to_string())
+                .or_default(),
+        )
+    }
+
+    fn sorted(&self) -> Vec<((String, String), Arc<T>)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = map
+            .iter()
+            .flat_map(|(a, inner)| {
+                inner
+                    .iter()
+                    .map(move |(b, v)| ((a.clone(), b.clone()), Arc::clone(v)))
+            })
+            .collect();
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        all
+    }
+}
+
+/// HTTP requests of one method and route.
+#[derive(Default)]
+pub struct RouteMetrics {
+    statuses: RwLock<HashMap<u16, AtomicU64>>,
+    /// How long each took.
+    pub duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// Records one answered request.
+    pub fn record(&self, status: u16, took: Duration) {
+        let counted = self
+            .statuses
+            .read()
+            .ok()
+            .and_then(|s| s.get(&status).map(|n| n.fetch_add(1, Ordering::Relaxed)))
+            .is_some();
+        if !counted {
+            let mut s = self.statuses.write().unwrap_or_else(|e| e.into_inner());
+            s.entry(status).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration.observe(took);
+    }
+}
+
+/// Every series of the process.
+pub struct Registry {
+    services: RwLock<Vec<Arc<ServiceMetrics>>>,
+    calls: Keyed<Outcomes>,
+    published: Keyed<Outcomes>,
+    http: Keyed<RouteMetrics>,
+    gauges: RwLock<Vec<Gauge>>,
+}
+
+/// A gauge's name, labels and how to read it.
+type Gauge = (String, String, Arc<dyn Fn() -> f64 + Send + Sync>);
+
+/// The process's registry.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry {
+        services: RwLock::new(Vec::new()),
+        calls: Keyed::new(),
+        published: Keyed::new(),
+        http: Keyed::new(),
+        gauges: RwLock::new(Vec::new()),
+    })
+}
+
+impl Registry {
+    /// The series of service `name` with `entrypoints` (name and kind label each): those it had
+    /// if it ran in this process before, with entrypoints it did not have then added.
+    pub fn service(
+        &self,
+        name: &str,
+        entrypoints: &[(String, &'static str)],
+        max_workers: usize,
+    ) -> Arc<ServiceMetrics> {
+        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+        let old = services.iter().position(|s| s.name == name);
+        let mut map = old
+            .map(|i| services[i].entrypoints.clone())
+            .unwrap_or_default();
+        for (e, kind) in entrypoints {
+            map.entry(e.clone())
+                .or_insert_with(|| (*kind, Arc::default()));
+        }
+        let metrics = Arc::new(ServiceMetrics {
+            name: name.to_string(),
+            entrypoints: map,
+            in_flight: AtomicI64::new(0),
+            max_workers: AtomicU64::new(max_workers as u64),
+            unknown_methods: AtomicU64::new(
+                old.map_or(0, |i| services[i].unknown_methods.load(Ordering::Relaxed)),
+            ),
+        });
+        match old {
+            Some(i) => services[i] = Arc::clone(&metrics),
+            None => services.push(Arc::clone(&metrics)),
+        }
+        metrics
+    }
+
+    /// The series of client calls to `service.method`.
+    pub fn calls(&self, service: &str, method: &str) -> Arc<Outcomes> {
+        self.calls.get(service, method)
+    }
+
+    /// The series of events of `event_type` published as `source`.
+    pub fn published(&self, source: &str, event_type: &str) -> Arc<Outcomes> {
+        self.published.get(source, event_type)
+    }
+
+    /// The series of HTTP `method` requests to `route` (its template, or `unmatched`).
+    pub fn http(&self, method: &str, route: &str) -> Arc<RouteMetrics> {
+        self.http.get(method, route)
+    }
+
+    /// A gauge read when the metrics are rendered: `name` with `labels` (`key="value",...`).
+    pub fn gauge(&self, name: &str, labels: &str, read: impl Fn() -> f64 + Send + Sync + 'static) {
+        let mut gauges = self.gauges.write().unwrap_or_else(|e| e.into_inner());
+        gauges.retain(|(n, l, _)| !(n == name && l == labels));
+        gauges.push((name.to_string(), labels.to_string(), Arc::new(read)));
+    }
+
+    /// Every series, in Prometheus' text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
+        let mut entrypoints: Vec<(
+            String,
+            &'static str,
+            &ServiceMetrics,
+            Arc<EntrypointMetrics>,
+        )> = Vec::new();
+        for s in &services {
+            for (e, (kind, m)) in &s.entrypoints {
+                entrypoints.push((e.clone(), kind, s, Arc::clone(m)));
+            }
+        }
+        entrypoints.sort_by(|a, b| (&a.2.name, &a.0).cmp(&(&b.2.name, &b.0)));
+        let ep_labels = |e: &str, kind: &str, s: &ServiceMetrics| {
+            format!(
+                "service=\"{}\",entrypoint=\"{}\",kind=\"{kind}\"",
+                escape(&s.name),
+                escape(e)
+            )
+        };
+        header(
+            &mut out,
+            "basidia_entrypoint_handled_total",
+            "counter",
+            "Workers run, by entrypoint and outcome.",
+        );
+        for (e, kind, s, m) in &entrypoints {
+            m.handled.render_counts(
+                &mut out,
+                "basidia_entrypoint_handled_total",
+                &ep_labels(e, kind, s),
+            );
+        }
+        header(
+            &mut out,
+            "basidia_entrypoint_duration_seconds",
+            "histogram",
+            "How long workers took, by entrypoint.",
+        );
+        for (e, kind, s, m) in &entrypoints {
+            m.handled.duration.render(
+                &mut out,
+                "basidia_entrypoint_duration_seconds",
+                &ep_labels(e, kind, s),
+            );
+        }
+        for (name, help, pick) in [
+            (
+                "basidia_events_retried_total",
+                "Events put back for a retry, by handler.",
+                (|m: &EntrypointMetrics| &m.retried) as fn(&EntrypointMetrics) -> &AtomicU64,
+            ),
+            (
+                "basidia_events_dead_lettered_total",
+                "Events dead-lettered, by handler.",
+                |m: &EntrypointMetrics| &m.dead_lettered,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            for (e, kind, s, m) in entrypoints.iter().filter(|x| x.1 == "event") {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {}",
+                    ep_labels(e, kind, s),
+                    pick(m).load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (name, kind, help) in [
+            (
+                "basidia_workers_in_flight",
+                "gauge",
+                "Workers running now, by service.",
+            ),
+            (
+                "basidia_workers_max",
+                "gauge",
+                "The max_workers bound, by service.",
+            ),
+            (
+                "basidia_unknown_method_requests_total",
+                "counter",
+                "Requests naming a method the service does not have.",
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            for s in &services {
+                let value = match name {
+                    "basidia_workers_in_flight" => {
+                        s.in_flight.load(Ordering::Relaxed).max(0) as u64
+                    }
+                    "basidia_workers_max" => s.max_workers.load(Ordering::Relaxed),
+                    _ => s.unknown_methods.load(Ordering::Relaxed),
+                };
+                let _ = writeln!(out, "{name}{{service=\"{}\"}} {value}", escape(&s.name));
+            }
+        }
+        for (keyed, prefix, first, second, what) in [
+            (
+                &self.calls,
+                "basidia_client_call",
+                "service",
+                "method",
+                "Calls made",
+            ),
+            (
+                &self.published,
+                "basidia_events_published",
+                "source",
+                "event_type",
+                "Events published",
+            ),
+        ] {
+            let all = keyed.sorted();
+            let total = if prefix == "basidia_client_call" {
+                "basidia_client_calls_total".to_string()
+            } else {
+                format!("{prefix}_total")
+            };
+            header(&mut out, &total, "counter", &format!("{what}, by outcome."));
+            for ((a, b), m) in &all {
+                let labels = format!("{first}=\"{}\",{second}=\"{}\"", escape(a), escape(b));
+                m.render_counts(&mut out, &total, &labels);
+            }
+            let hist = format!("{prefix}_duration_seconds");
+            header(
+                &mut out,
+                &hist,
+                "histogram",
+                &format!("{what}: how long each took."),
+            );
+            for ((a, b), m) in &all {
+                let labels = format!("{first}=\"{}\",{second}=\"{}\"", escape(a), escape(b));
+                m.duration.render(&mut out, &hist, &labels);
+            }
+        }
+        let routes = self.http.sorted();
+        header(
+            &mut out,
+            "basidia_http_requests_total",
+            "counter",
+            "HTTP requests, by method, route and status.",
+        );
+        for ((method, route), m) in &routes {
+            let statuses = m.statuses.read().map(|s| {
+                let mut v: Vec<(u16, u64)> = s
+                    .iter()
+                    .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+                    .collect();
+                v.sort_unstable();
+                v
+            });
+            for (status, n) in statuses.unwrap_or_default() {
+                let _ = writeln!(
+                    out,
+                    "basidia_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(method),
+                    escape(route)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "basidia_http_request_duration_seconds",
+            "histogram",
+            "How long HTTP requests took, by method and route.",
+        );
+        for ((method, route), m) in &routes {
+            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
+            m.duration
+                .render(&mut out, "basidia_http_request_duration_seconds", &labels);
+        }
+        let gauges = self.gauges.read().map(|g| g.clone()).unwrap_or_default();
+        let mut named: Vec<&str> = gauges.iter().map(|(n, _, _)| n.as_str()).collect();
+        named.dedup();
+        for name in named {
+            let help = if name == "basidia_broker_connected" {
+                "1 while the broker connection is up, else 0."
+            } else {
+                "A gauge of the program's."
+            };
+            header(&mut out, name, "gauge", help);
+            for (_, labels, read) in gauges.iter().filter(|(n, _, _)| n == name) {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {}", read());
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {}", read());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_and_stay_bounded() {
+        let r = Registry {
+            services: RwLock::new(Vec::new()),
+            calls: Keyed::new(),
+            published: Keyed::new(),
+            http: Keyed::new(),
+            gauges: RwLock::new(Vec::new()),
+        };
+        let s = r.service("shop", &[("buy".into(), "rpc")], 4);
+        let buy = s.entrypoint("buy").unwrap();
+        buy.handled.record("success", Duration::from_millis(3));
+        buy.handled
+            .record("handler_error", Duration::from_millis(30));
+        assert!(s.entrypoint("nope").is_none());
+        for i in 0..(MAX_SERIES + 50) {
+            r.calls("svc", &format!("m{i}"))
+                .record("success", Duration::ZERO);
+        }
+        let text = r.render();
+        assert!(text.contains(
+            "basidia_entrypoint_handled_total{service=\"shop\",entrypoint=\"buy\",kind=\"rpc\",outcome=\"success\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "basidia_entrypoint_duration_seconds_bucket{service=\"shop\",entrypoint=\"buy\",kind=\"rpc\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "basidia_entrypoint_duration_seconds_count{service=\"shop\",entrypoint=\"buy\",kind=\"rpc\"} 2"
+        ));
+        assert!(text.contains("basidia_workers_max{service=\"shop\"} 4"));
+        assert!(text.contains(
+            "basidia_client_calls_total{service=\"other\",method=\"other\",outcome=\"success\"} 50"
+        ));
+        assert_eq!(r.calls.sorted().len(), MAX_SERIES + 1);
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        // The service started again keeps its counts.
+        let again = r.service("shop", &[("buy".into(), "rpc")], 8);
+        assert!(std::ptr::eq(
+            again.entrypoint("buy").unwrap(),
+            s.entrypoint("buy").unwrap()
+        ));
+    }
+}
