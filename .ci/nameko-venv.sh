@@ -7,7 +7,8 @@
 #
 # Quick when the venv already exists and `import nameko, msgpack, pika, nats` works.
 # (nats-py is there for .ci/nats-clean.py and the Python peers, openapi-spec-validator for
-# the check of /openapi.json, prometheus-client for its parser of /metrics.)
+# the check of /openapi.json, prometheus-client for its parser of /metrics, the OpenTelemetry
+# SDK and its pika instrumentation for a traced Python caller.)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +28,9 @@ requirements=(
   "nats-py==2.9.0"
   "openapi-spec-validator==0.7.1"
   "prometheus-client==0.21.1"
+  "opentelemetry-api==1.27.0"
+  "opentelemetry-sdk==1.27.0"
+  "opentelemetry-instrumentation-pika==0.48b0"
   "setuptools<70"
 )
 
@@ -39,6 +43,8 @@ import pika  # noqa: F401
 import nats  # noqa: F401
 import openapi_spec_validator  # noqa: F401
 import prometheus_client  # noqa: F401
+import opentelemetry.sdk.trace  # noqa: F401
+from opentelemetry.instrumentation.pika import PikaInstrumentor  # noqa: F401
 import nameko
 from nameko.rpc import rpc  # noqa: F401
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: F401

@@ -81,14 +81,21 @@ fn from_amqp(value: &AMQPValue) -> Option<HeaderValue> {
     }
 }
 
-/// The AMQP headers for context data (prefixed) plus Basidia's own bookkeeping headers.
+/// Context keys that travel under their own W3C names rather than with the prefix, where
+/// OpenTelemetry's pika and aio-pika instrumentations write and read them.
+const TRACE_KEYS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// The AMQP headers for context data (prefixed; the trace context under its W3C names) plus
+/// Basidia's own bookkeeping headers.
 pub fn headers_to_table(headers: &Headers, extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut table = FieldTable::default();
     for (k, v) in headers {
-        table.insert(
-            ShortString::from(format!("{HEADER_PREFIX}{k}")),
-            header_value(v),
-        );
+        let key = if TRACE_KEYS.contains(&k.as_str()) {
+            ShortString::from(k.as_str())
+        } else {
+            ShortString::from(format!("{HEADER_PREFIX}{k}"))
+        };
+        table.insert(key, header_value(v));
     }
     for (k, v) in extra {
         table.insert(ShortString::from(*k), v.clone());
@@ -96,7 +103,8 @@ pub fn headers_to_table(headers: &Headers, extra: &[(&str, AMQPValue)]) -> Field
     table
 }
 
-/// Reads the context data (`nameko.`-prefixed headers) out of an AMQP header table.
+/// Reads the context data (`nameko.`-prefixed headers, and `traceparent` and `tracestate`
+/// under their own names, which win over prefixed ones) out of an AMQP header table.
 pub fn table_to_headers(table: Option<&FieldTable>) -> Headers {
     let mut headers = Headers::new();
     if let Some(table) = table {
@@ -105,6 +113,11 @@ pub fn table_to_headers(table: Option<&FieldTable>) -> Headers {
                 if let Some(value) = from_amqp(v) {
                     headers.insert(key.to_string(), value);
                 }
+            }
+        }
+        for key in TRACE_KEYS {
+            if let Some(value) = table.inner().get(key).and_then(from_amqp) {
+                headers.insert(key.to_string(), value);
             }
         }
     }
@@ -224,6 +237,8 @@ mod tests {
             "call_id_stack".into(),
             HeaderValue::List(vec!["a.b.1".into()]),
         );
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        m.headers.insert("traceparent".into(), parent.into());
         let in_a_minute = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         m.deadline = Some(in_a_minute);
         m.correlation_id = Some("c".into());
@@ -231,6 +246,9 @@ mod tests {
         let props = properties(&m, &[(DELIVERY_COUNT_HEADER, AMQPValue::LongLongInt(2))]);
         let table = props.headers().as_ref().unwrap();
         assert!(table.inner().contains_key("nameko.auth_token"));
+        // The trace context under the names OpenTelemetry's instrumentations use.
+        assert!(table.inner().contains_key("traceparent"));
+        assert!(!table.inner().contains_key("nameko.traceparent"));
         assert!(
             matches!(table.inner().get("nameko.deadline"), Some(AMQPValue::LongLongInt(ms)) if *ms > 0),
             "the deadline travels as epoch milliseconds"

@@ -39,13 +39,7 @@ fn exercise(url: &str, lists_services: bool) {
     services.wait_for("serving", BUILD_TIMEOUT);
 
     // The seed's HTTP routes, from curl, through the services over this broker.
-    let base = services
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
-        .expect("the HTTP address is printed")
-        .trim()
-        .to_string();
+    let base = services.http_base();
     let (status, body) = curl(&[&format!("{base}/users/7")]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, r#"{"message":"Hello, User 7!"}"#);
@@ -243,13 +237,7 @@ fn metrics_count_exactly_and_peers_add_no_series() {
             .args(["-q", "--broker", &url]),
     );
     services.wait_for("serving", BUILD_TIMEOUT);
-    let base = services
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
-        .expect("the HTTP address is printed")
-        .trim()
-        .to_string();
+    let base = services.http_base();
     for _ in 0..3 {
         assert_eq!(curl(&[&format!("{base}/users/7")]).0, 200);
     }

@@ -68,13 +68,7 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     );
     host.wait_for("basidia: HTTP on http://", BUILD_TIMEOUT);
     host.wait_for("Ctrl-C stops", Duration::from_secs(30));
-    let stderr = host.stderr();
-    let base = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
-        .expect("the address is printed")
-        .trim()
-        .to_string();
+    let base = host.http_base();
     let url = |path: &str| format!("{base}{path}");
 
     let (status, body) = curl(&[&url("/users/7")]);
@@ -300,13 +294,7 @@ fn https_from_the_configuration_with_http2_and_clear_errors() {
     );
     host.wait_for("basidia: HTTP on https://", BUILD_TIMEOUT);
     host.wait_for("Ctrl-C stops", Duration::from_secs(30));
-    let base = host
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("basidia: HTTP on "))
-        .expect("the address is printed")
-        .trim()
-        .to_string();
+    let base = host.http_base();
     let port = base.rsplit(':').next().unwrap().to_string();
 
     // A client that connects and never says a word holds up no one.

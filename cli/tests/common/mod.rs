@@ -97,6 +97,16 @@ impl Background {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The base URL of the host's HTTP edge, as `basidia run` printed it.
+    pub fn http_base(&self) -> String {
+        self.stderr()
+            .lines()
+            .find_map(|l| l.strip_prefix("basidia: HTTP on "))
+            .expect("the HTTP address is printed")
+            .trim()
+            .to_string()
+    }
+
     /// Waits until standard error contains `needle` `times` times; panics after `timeout` or if
     /// the process exits first.
     pub fn wait_for_count(&mut self, needle: &str, times: usize, timeout: Duration) {

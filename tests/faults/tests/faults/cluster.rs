@@ -140,6 +140,106 @@ async fn connect(url: &str) -> Arc<NatsBroker> {
     Arc::new(NatsBroker::connect_with(options).await.unwrap())
 }
 
+/// Calls to `service.echo` and events from `source` to its `on_tick` (which records them in
+/// `seen`) flow from `caller` while `kill` takes a node down: calls fail fast during the switch
+/// and answer again within `back_within`, and every event whose publish the cluster
+/// acknowledged is handled.
+async fn carries_on_through(
+    caller: Arc<dyn Broker>,
+    service: &str,
+    source: &'static str,
+    seen: &'static Mutex<Vec<u32>>,
+    back_within: Duration,
+    kill: impl FnOnce(),
+) {
+    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(2));
+    let echoed: u32 = proxy
+        .call(service, "echo", &(7u32,), &NO_KWARGS)
+        .await
+        .unwrap();
+    assert_eq!(echoed, 7);
+
+    let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let publisher = {
+        let caller = caller.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for n in 0..200u32 {
+                let body = serde_json::to_vec(&n).unwrap();
+                let began = tokio::time::Instant::now();
+                let published = caller
+                    .publish_event(source, "tick", Message::new(body, "application/json"))
+                    .await;
+                if began.elapsed() > Duration::from_secs(1) {
+                    eprintln!("publish {n} took {:?}: {published:?}", began.elapsed());
+                }
+                if published.is_ok() {
+                    acked.lock().unwrap().push(n);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    kill();
+    let killed = tokio::time::Instant::now();
+    let mut answered_again = None;
+    let mut slowest = Duration::ZERO;
+    while killed.elapsed() < back_within * 2 {
+        let began = tokio::time::Instant::now();
+        let result: Result<u32, _> = proxy.call(service, "echo", &(1u32,), &NO_KWARGS).await;
+        slowest = slowest.max(began.elapsed());
+        match result {
+            Ok(_) => {
+                answered_again = Some(killed.elapsed());
+                break;
+            }
+            Err(e) => eprintln!("{:?} after the kill: {e}", killed.elapsed()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = answered_again.expect("calls succeed again after the node went");
+    eprintln!(
+        "calls answered again {again:?} after the kill; the slowest attempt took {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(4),
+        "a call waited {slowest:?}, past its deadline of 2 s"
+    );
+    assert!(again < back_within, "calls came back only after {again:?}");
+
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .expect("every publish ends")
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    eprintln!("{} of 200 events acknowledged", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} of 200 events were acknowledged",
+        acked.len()
+    );
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let handled = seen.lock().unwrap().clone();
+        let missing: Vec<u32> = acked
+            .iter()
+            .copied()
+            .filter(|n| !handled.contains(n))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "acknowledged events never handled: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("every acknowledged event was handled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_node_goes_and_calls_and_events_carry_on() {
     if basidia_conformance::broker_url_from_env("BASIDIA_TEST_NATS_URL").is_none() {
@@ -159,108 +259,23 @@ async fn a_nats_node_goes_and_calls_and_events_carry_on() {
     runner.add::<Clustered>();
     let running = runner.start().await.unwrap();
     let caller = connect(&url).await;
-    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(2));
-    let echoed: u32 = proxy
-        .call("t_clustered", "echo", &(7u32,), &NO_KWARGS)
-        .await
-        .unwrap();
-    assert_eq!(echoed, 7);
-
-    let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
-    let publisher = {
-        let caller = caller.clone();
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            for n in 0..200u32 {
-                let body = serde_json::to_vec(&n).unwrap();
-                let began = tokio::time::Instant::now();
-                let published = caller
-                    .publish_event(
-                        "t_clustered_src",
-                        "tick",
-                        Message::new(body, "application/json"),
-                    )
-                    .await;
-                if began.elapsed() > Duration::from_secs(1) {
-                    eprintln!("publish {n} took {:?}: {published:?}", began.elapsed());
-                }
-                if published.is_ok() {
-                    acked.lock().unwrap().push(n);
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    // The node the service is connected to goes, as a crashed machine would.
-    let port = server.unstable_raw_client().server_info().port;
-    let victim = nodes
-        .iter_mut()
-        .find(|n| n.client_port == port)
-        .expect("the service is connected to one of the nodes");
-    victim.kill();
-    let killed = tokio::time::Instant::now();
-
-    let mut answered_again = None;
-    let mut slowest = Duration::ZERO;
-    while killed.elapsed() < Duration::from_secs(15) {
-        let began = tokio::time::Instant::now();
-        let result: Result<u32, _> = proxy
-            .call("t_clustered", "echo", &(1u32,), &NO_KWARGS)
-            .await;
-        slowest = slowest.max(began.elapsed());
-        match result {
-            Ok(_) => {
-                answered_again = Some(killed.elapsed());
-                break;
-            }
-            Err(e) => eprintln!("{:?} after the kill: {e}", killed.elapsed()),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let again = answered_again.expect("calls succeed again after the node went");
-    eprintln!(
-        "calls answered again {again:?} after the kill; the slowest attempt took {slowest:?}"
-    );
-    assert!(
-        slowest < Duration::from_secs(4),
-        "a call waited {slowest:?}, past its deadline of 2 s"
-    );
-    assert!(
-        again < Duration::from_secs(10),
-        "calls came back only after {again:?}"
-    );
-
-    tokio::time::timeout(Duration::from_secs(60), publisher)
-        .await
-        .expect("every publish ends")
-        .unwrap();
-    let acked = acked.lock().unwrap().clone();
-    eprintln!("{} of 200 events acknowledged", acked.len());
-    assert!(
-        acked.len() > 100,
-        "only {} of 200 events were acknowledged",
-        acked.len()
-    );
-    let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = SEEN.lock().unwrap().clone();
-        let missing: Vec<u32> = acked
-            .iter()
-            .copied()
-            .filter(|n| !seen.contains(n))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "acknowledged events never handled: {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!("every acknowledged event was handled");
+    carries_on_through(
+        caller.clone(),
+        "t_clustered",
+        "t_clustered_src",
+        &SEEN,
+        Duration::from_secs(10),
+        || {
+            // The node the service is connected to goes, as a crashed machine would.
+            let port = server.unstable_raw_client().server_info().port;
+            nodes
+                .iter_mut()
+                .find(|n| n.client_port == port)
+                .expect("the service is connected to one of the nodes")
+                .kill();
+        },
+    )
+    .await;
     running.stop().await;
     caller.close().await;
     server.close().await;
@@ -324,113 +339,33 @@ async fn a_rabbitmq_node_goes_and_calls_and_events_carry_on() {
     runner.add::<RabbitClustered>();
     let running = runner.start().await.unwrap();
     let caller = amqp_connect(&[urls[1].clone(), urls[2].clone(), urls[0].clone()]).await;
-    let proxy = RpcProxy::new(caller.clone()).with_timeout(Duration::from_secs(2));
-    let echoed: u32 = proxy
-        .call("t_rclustered", "echo", &(7u32,), &NO_KWARGS)
-        .await
-        .unwrap();
-    assert_eq!(echoed, 7);
-
-    let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
-    let publisher = {
-        let caller = caller.clone();
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            for n in 0..200u32 {
-                let body = serde_json::to_vec(&n).unwrap();
-                let published = caller
-                    .publish_event(
-                        "t_rclustered_src",
-                        "tick",
-                        Message::new(body, "application/json"),
-                    )
-                    .await;
-                if published.is_ok() {
-                    acked.lock().unwrap().push(n);
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+    carries_on_through(
+        caller.clone(),
+        "t_rclustered",
+        "t_rclustered_src",
+        &SEEN_AMQP,
+        Duration::from_secs(15),
+        || {
+            // What goes with the node: the service's connection and the leader of each of its
+            // queues.
+            let queues = cluster.nodes[1].ctl(&["list_queues", "name", "type", "leader"]);
+            for queue in [
+                "rpc-t_rclustered",
+                "evt-t_rclustered_src-tick--t_rclustered.on_tick",
+            ] {
+                let line = queues
+                    .lines()
+                    .find(|l| l.split_whitespace().next() == Some(queue))
+                    .unwrap_or_else(|| panic!("no queue {queue} in {queues}"));
+                assert!(
+                    line.contains("quorum") && line.contains(&cluster.nodes[0].name),
+                    "{queue} is a quorum queue led by the first node: {line}"
+                );
             }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    // What goes with the node: the service's connection and the leader of each of its queues.
-    let queues = cluster.nodes[1].ctl(&["list_queues", "name", "type", "leader"]);
-    for queue in [
-        "rpc-t_rclustered",
-        "evt-t_rclustered_src-tick--t_rclustered.on_tick",
-    ] {
-        let line = queues
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(queue))
-            .unwrap_or_else(|| panic!("no queue {queue} in {queues}"));
-        assert!(
-            line.contains("quorum") && line.contains(&cluster.nodes[0].name),
-            "{queue} is a quorum queue led by the first node: {line}"
-        );
-    }
-    cluster.nodes[0].kill();
-    let killed = tokio::time::Instant::now();
-
-    let mut answered_again = None;
-    let mut slowest = Duration::ZERO;
-    while killed.elapsed() < Duration::from_secs(30) {
-        let began = tokio::time::Instant::now();
-        let result: Result<u32, _> = proxy
-            .call("t_rclustered", "echo", &(1u32,), &NO_KWARGS)
-            .await;
-        slowest = slowest.max(began.elapsed());
-        match result {
-            Ok(_) => {
-                answered_again = Some(killed.elapsed());
-                break;
-            }
-            Err(e) => eprintln!("{:?} after the kill: {e}", killed.elapsed()),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let again = answered_again.expect("calls succeed again after the node went");
-    eprintln!(
-        "calls answered again {again:?} after the kill; the slowest attempt took {slowest:?}"
-    );
-    assert!(
-        slowest < Duration::from_secs(4),
-        "a call waited {slowest:?}, past its deadline of 2 s"
-    );
-    assert!(
-        again < Duration::from_secs(15),
-        "calls came back only after {again:?}"
-    );
-
-    tokio::time::timeout(Duration::from_secs(60), publisher)
-        .await
-        .expect("every publish ends")
-        .unwrap();
-    let acked = acked.lock().unwrap().clone();
-    eprintln!("{} of 200 events confirmed", acked.len());
-    assert!(
-        acked.len() > 100,
-        "only {} of 200 events were confirmed",
-        acked.len()
-    );
-    let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = SEEN_AMQP.lock().unwrap().clone();
-        let missing: Vec<u32> = acked
-            .iter()
-            .copied()
-            .filter(|n| !seen.contains(n))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "confirmed events never handled: {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!("every confirmed event was handled");
+            cluster.nodes[0].kill();
+        },
+    )
+    .await;
     running.stop().await;
     caller.close().await;
     server.close().await;

@@ -18,3 +18,4 @@ mod operator;
 mod poison;
 mod rabbit_nodes;
 mod roles;
+mod traced;
