@@ -377,6 +377,23 @@ pub trait Broker: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Every running service instance the broker can see, or `None` when the backend has no
+    /// way to find them (AMQP: RabbitMQ keeps no registry of its consumers' processes).
+    async fn instances(&self) -> Result<Option<Vec<InstanceInfo>>, BrokerError> {
+        Ok(None)
+    }
+
+    /// Tells the broker that `instance` runs in this process (a backend that answers
+    /// [`Broker::instances`] from what processes tell it keeps it until [`Broker::withdraw`]).
+    fn announce(&self, instance: &InstanceInfo) {
+        let _ = instance;
+    }
+
+    /// The instance with `id` stopped.
+    fn withdraw(&self, id: &str) {
+        let _ = id;
+    }
+
     /// Up to `limit` of the dead letters kept, oldest first, without taking them out of the
     /// store.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>, BrokerError> {
@@ -461,3 +478,49 @@ pub enum Replay<'a> {
 
 /// A shared broker handle.
 pub type SharedBroker = Arc<dyn Broker>;
+
+/// One running instance of a service, as `basidia status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceInfo {
+    /// The service name.
+    pub service: String,
+    /// This instance's id, unique among the service's instances.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// The Basidia version it runs.
+    pub version: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// Its entrypoints (RPC methods, event handlers, timers, HTTP routes), by name.
+    pub entrypoints: Vec<String>,
+}
+
+impl InstanceInfo {
+    /// A new instance of `service` in this process, starting now.
+    pub fn starting_now(service: &str, entrypoints: Vec<String>) -> Self {
+        InstanceInfo {
+            service: service.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            entrypoints,
+        }
+    }
+}
+
+/// This machine's name: the kernel's, else `$HOSTNAME`, else `unknown`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -25,8 +25,8 @@ pub mod service;
 
 pub use broker::{
     delivery_channel, event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery,
-    DeliveryReceiver, DeliverySender, EventBinding, HandlerType, Replay, Settle, SharedBroker,
-    StoredDeadLetter, Subscription,
+    DeliveryReceiver, DeliverySender, EventBinding, HandlerType, InstanceInfo, Replay, Settle,
+    SharedBroker, StoredDeadLetter, Subscription,
 };
 pub use config::{parse_duration, redact_url, RunnerConfig, ServiceOverrides, ServiceSettings};
 pub use container::{HttpEndpoint, ServiceProbe, WorkerEvent, WorkerEvents};

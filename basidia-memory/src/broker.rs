@@ -203,6 +203,25 @@ impl Broker for MemoryBroker {
         Ok(self.add_consumer(&queue, options.prefetch))
     }
 
+    async fn instances(&self) -> Result<Option<Vec<basidia_core::InstanceInfo>>, BrokerError> {
+        self.check_open()?;
+        let mut all = lock(&self.hub.instances).clone();
+        all.sort_by(|a, b| {
+            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
+        });
+        Ok(Some(all))
+    }
+
+    fn announce(&self, instance: &basidia_core::InstanceInfo) {
+        let mut all = lock(&self.hub.instances);
+        all.retain(|i| i.id != instance.id);
+        all.push(instance.clone());
+    }
+
+    fn withdraw(&self, id: &str) {
+        lock(&self.hub.instances).retain(|i| i.id != id);
+    }
+
     async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {
         self.check_open()?;
         let mut names: Vec<String> = read(&self.hub.queues)

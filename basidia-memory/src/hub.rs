@@ -54,6 +54,8 @@ pub(crate) struct Hub {
     pub(crate) next_dead_letter: AtomicU64,
     pub(crate) unroutable: AtomicU64,
     pub(crate) next_consumer: AtomicU64,
+    /// The service instances running on this hub, as they announced themselves.
+    pub(crate) instances: Mutex<Vec<basidia_core::InstanceInfo>>,
 }
 
 /// The calls of one connection waiting for their replies, by correlation id.

@@ -96,6 +96,9 @@ impl Broker for NatsBroker {
     async fn services(&self) -> Result<Option<Vec<String>>, BrokerError> {
         self.discover_services().await
     }
+    async fn instances(&self) -> Result<Option<Vec<basidia_core::InstanceInfo>>, BrokerError> {
+        self.discover_instances().await
+    }
     async fn dead_letters(
         &self,
         limit: usize,

@@ -55,6 +55,7 @@ pub struct SrvInstance {
     pub id: String,
     pub version: String,
     pub started: String,
+    started_ms: i64,
     pub queue_group: String,
     /// The declared endpoints, sorted by name.
     declared: Vec<(String, Counters)>,
@@ -126,6 +127,9 @@ impl SrvInstance {
             id: uuid::Uuid::new_v4().simple().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started,
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             queue_group,
             declared: {
                 let mut names = endpoints.to_vec();
@@ -223,7 +227,7 @@ impl SrvInstance {
                 id: &self.id,
                 version: &self.version,
                 description: format!("Basidia service {}", self.name),
-                metadata: framework_metadata(),
+                metadata: instance_metadata(self.started_ms),
                 endpoints: stats
                     .keys()
                     .map(|e| EndpointInfo {
@@ -269,6 +273,54 @@ pub const FRAMEWORK_KEY: &str = "framework";
 
 fn framework_metadata() -> BTreeMap<String, String> {
     BTreeMap::from([(FRAMEWORK_KEY.to_string(), "basidia".to_string())])
+}
+
+/// The metadata of an INFO answer: the framework's mark, and where and since when the instance
+/// runs, for `basidia status`.
+fn instance_metadata(started_ms: i64) -> BTreeMap<String, String> {
+    let mut m = framework_metadata();
+    m.insert("host".into(), basidia_core::broker::host_name());
+    m.insert("pid".into(), std::process::id().to_string());
+    m.insert("started_ms".into(), started_ms.to_string());
+    m
+}
+
+/// An INFO answer as a [`basidia_core::InstanceInfo`], if a Basidia service gave it.
+fn instance_of(answer: &[u8]) -> Option<basidia_core::InstanceInfo> {
+    #[derive(serde::Deserialize)]
+    struct EndpointIn {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct InfoIn {
+        name: String,
+        id: String,
+        #[serde(default)]
+        version: String,
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+        #[serde(default)]
+        endpoints: Vec<EndpointIn>,
+    }
+    let info: InfoIn = serde_json::from_slice(answer).ok()?;
+    if info.metadata.get(FRAMEWORK_KEY).map(String::as_str) != Some("basidia") {
+        return None;
+    }
+    let field = |k: &str| info.metadata.get(k).cloned().unwrap_or_default();
+    Some(basidia_core::InstanceInfo {
+        service: info.name,
+        id: info.id,
+        host: field("host"),
+        pid: field("pid").parse().unwrap_or(0),
+        version: info.version,
+        started_ms: field("started_ms").parse().unwrap_or(0),
+        entrypoints: info
+            .endpoints
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| n != basidia_core::DESCRIBE_METHOD && n != UNKNOWN_METHODS)
+            .collect(),
+    })
 }
 
 /// The service name in a `$SRV.PING` answer, if a Basidia service gave it.
@@ -325,32 +377,54 @@ impl crate::NatsBroker {
         Ok(())
     }
 
-    pub(crate) async fn discover_services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+    /// Every Basidia instance that answers `$SRV.INFO` within the discovery window.
+    pub(crate) async fn discover_instances(
+        &self,
+    ) -> Result<Option<Vec<basidia_core::InstanceInfo>>, BrokerError> {
+        let answers = self.ask_all("$SRV.INFO").await?;
+        let mut all: Vec<basidia_core::InstanceInfo> =
+            answers.iter().filter_map(|a| instance_of(a)).collect();
+        all.sort_by(|a, b| {
+            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
+        });
+        Ok(Some(all))
+    }
+
+    /// The answers to a request every instance takes: collected until they pause (100 ms
+    /// after the last, 300 ms for the first), for a second at most.
+    async fn ask_all(&self, subject: &'static str) -> Result<Vec<bytes::Bytes>, BrokerError> {
         let client = &self.inner.client;
         let inbox = client.new_inbox();
         let mut sub = client.subscribe(inbox.clone()).await.map_err(backend)?;
         client
-            .publish_with_reply("$SRV.PING", inbox, bytes::Bytes::new())
+            .publish_with_reply(subject, inbox, bytes::Bytes::new())
             .await
             .map_err(backend)?;
         client.flush().await.map_err(backend)?;
-        // Every instance answers at once; stop once answers pause, and after a second at most.
-        let mut names = std::collections::BTreeSet::new();
+        let mut answers = Vec::new();
         let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
         let mut quiet = Duration::from_millis(300);
         loop {
             let wait = quiet.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
             match tokio::time::timeout(wait, sub.next()).await {
                 Ok(Some(msg)) => {
-                    if let Some(name) = basidia_ping_name(&msg.payload) {
-                        names.insert(name);
-                    }
+                    answers.push(msg.payload);
                     quiet = Duration::from_millis(100);
                 }
                 Ok(None) | Err(_) => break,
             }
         }
         let _ = sub.unsubscribe().await;
+        Ok(answers)
+    }
+
+    pub(crate) async fn discover_services(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let names: std::collections::BTreeSet<String> = self
+            .ask_all("$SRV.PING")
+            .await?
+            .iter()
+            .filter_map(|a| basidia_ping_name(a))
+            .collect();
         Ok(Some(names.into_iter().collect()))
     }
 }

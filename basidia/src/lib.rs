@@ -95,7 +95,7 @@ pub use basidia_core::{
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use basidia_amqp::{AmqpBroker, AmqpOptions};
 pub use basidia_core::{
-    Broker, HeaderValue, Headers, Message, Replay, SharedBroker, StoredDeadLetter,
+    Broker, HeaderValue, Headers, InstanceInfo, Message, Replay, SharedBroker, StoredDeadLetter,
 };
 pub use basidia_memory::{DeadLetter, MemoryBroker};
 #[cfg(feature = "nats")]

@@ -81,6 +81,16 @@ enum Cmd {
     },
     /// Print the merged configuration, secrets masked, each value with where it came from.
     ShowConfig,
+    /// List the running service instances the broker can see: service, instance, host,
+    /// process id, version, uptime and entrypoints (on NATS, from the services API).
+    Status {
+        /// Redraw every two seconds until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Print them as a JSON array, for scripts.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
     /// List or replay the dead letters the broker keeps.
     DeadLetters {
         #[command(subcommand)]
@@ -260,6 +270,38 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::Status { watch, json } => with_broker(&cli.config, |_, broker| async move {
+            let now_ms = || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            };
+            loop {
+                let all = match basidia_cli::status::instances(&broker).await {
+                    Ok(all) => all,
+                    Err(e) => {
+                        eprintln!("error: {}", shell::printable(&e));
+                        return false;
+                    }
+                };
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+                    return true;
+                }
+                let table = basidia_cli::status::table(&all, now_ms());
+                if !watch {
+                    println!("{table}");
+                    return true;
+                }
+                // Clear the screen and home the cursor, then draw.
+                println!("\x1b[2J\x1b[H{table}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return true,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        }),
         Cmd::DeadLetters { what } => with_broker(&cli.config, |_, broker| async move {
             match what {
                 DeadLettersCmd::List { limit } => {

@@ -361,3 +361,85 @@ fn metrics_count_exactly_and_peers_add_no_series() {
     let status = services.interrupt(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }
+
+/// The `greeting_service` instances `basidia status --json` lists on `url`, by process id.
+fn greeting_pids(dir: &Path, url: &str) -> Vec<u64> {
+    let out = output(basidia(dir).args(["--broker", url, "status", "--json"]));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let all = json(&stdout);
+    let mut pids: Vec<u64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["service"] == "greeting_service")
+        .map(|i| {
+            assert!(i["entrypoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "hello"));
+            assert!(!i["host"].as_str().unwrap().is_empty() && i["started_ms"].as_i64() > Some(0));
+            i["pid"].as_u64().unwrap()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// `basidia status` against two hosts on NATS lists both; once one stops it is gone within a
+/// second (it no longer answers the services API). RabbitMQ cannot list them, and says so.
+#[test]
+fn status_lists_every_instance_and_drops_a_stopped_one() {
+    let _alone = EXAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    if let Some(url) = broker_url_from_env("BASIDIA_TEST_AMQP_URL") {
+        let out = output(basidia(dir).args(["--broker", &url, "status"]));
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("keeps no registry"), "{stderr}");
+    }
+    let Some(url) = broker_url_from_env("BASIDIA_TEST_NATS_URL") else {
+        return;
+    };
+    let start = || {
+        let mut host = Background::start(basidia(dir).arg("run").arg(examples()).args([
+            "-q",
+            "--no-http",
+            "--broker",
+            &url,
+        ]));
+        host.wait_for("serving", BUILD_TIMEOUT);
+        host
+    };
+    let first = start();
+    let second = start();
+    let both = greeting_pids(dir, &url);
+    assert_eq!(both.len(), 2, "two instances: {both:?}");
+
+    let out = output(basidia(dir).args(["--broker", &url, "status"]));
+    let (table, _) = text(&out);
+    assert!(table.starts_with("SERVICE"), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("greeting_service")),
+        "{table}"
+    );
+
+    let status = second.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let gone = Instant::now();
+    let left = greeting_pids(dir, &url);
+    assert_eq!(
+        left.len(),
+        1,
+        "one instance once the other stopped: {left:?}"
+    );
+    assert!(both.contains(&left[0]));
+    eprintln!(
+        "the stopped instance was gone {:?} after its process",
+        gone.elapsed()
+    );
+    let status = first.interrupt(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+}

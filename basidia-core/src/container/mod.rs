@@ -99,6 +99,8 @@ struct Shared {
     lost_consumers: AtomicUsize,
     /// Its series in the process's metrics.
     metrics: Arc<crate::metrics::ServiceMetrics>,
+    /// What `basidia status` shows of it.
+    instance: crate::broker::InstanceInfo,
 }
 
 /// Counts occurrences of something worth a log line, and says when to write one: for the first,
@@ -197,9 +199,14 @@ impl ServiceContainer {
             .collect();
         let metrics =
             crate::metrics::registry().service(service.name(), &entrypoints, settings.max_workers);
+        let instance = crate::broker::InstanceInfo::starting_now(
+            service.name(),
+            entrypoints.iter().map(|(name, _)| name.clone()).collect(),
+        );
         let shared = Shared {
             name: service.name().to_string(),
             metrics,
+            instance,
             workers: Workers::new(settings.max_workers),
             service,
             broker,
@@ -277,9 +284,11 @@ impl ServiceContainer {
         let guarded = s.description.rpc.iter().any(|m| !m.roles.is_empty())
             || s.description.http.iter().any(|r| !r.roles.is_empty());
         if guarded && s.verifier.is_none() {
-            tracing::warn!(
+            // Info, not warn: refusing everyone is the safe reading of a missing [auth], and
+            // a development run (the quick start) should not look broken for it.
+            tracing::info!(
                 service = %s.name,
-                "methods with roles, and no token verifier configured: they refuse every caller"
+                "methods with roles refuse every caller: no token verifier ([auth]) is configured"
             );
         }
         self.started = true;
@@ -287,6 +296,7 @@ impl ServiceContainer {
             self.stop_with_grace(Duration::ZERO).await;
             return Err(e);
         }
+        self.shared.broker.announce(&self.shared.instance);
         tracing::info!(service = %self.shared.name, "service started");
         Ok(())
     }
@@ -351,6 +361,9 @@ impl ServiceContainer {
 
     async fn stop_with_grace(&mut self, grace: Duration) {
         let s = Arc::clone(&self.shared);
+        if self.started {
+            s.broker.withdraw(&s.instance.id);
+        }
         s.stopping.store(true, Ordering::SeqCst);
         s.cancel.cancel();
         for l in self.loops.drain(..) {
