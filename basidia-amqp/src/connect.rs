@@ -54,6 +54,10 @@ pub(crate) struct Inner {
     blocked: AtomicBool,
     blocked_reason: Mutex<String>,
     pub(crate) shutdown: CancellationToken,
+    /// The service instances this handle hosts, for `basidia status`.
+    pub(crate) instances: Mutex<Vec<basidia_core::InstanceInfo>>,
+    /// Whether the status responder runs.
+    pub(crate) responding: AtomicBool,
 }
 
 /// A connection to RabbitMQ (or any AMQP 0-9-1 broker). Cloning shares it.
@@ -95,6 +99,8 @@ impl AmqpBroker {
             blocked: AtomicBool::new(false),
             blocked_reason: Mutex::new(String::new()),
             shutdown: CancellationToken::new(),
+            instances: Mutex::new(Vec::new()),
+            responding: AtomicBool::new(false),
         });
         let live = connect_live(&inner, 1).await?;
         inner.state.send_replace(Some(Arc::clone(&live)));

@@ -23,6 +23,7 @@ mod events;
 mod options;
 mod rpc;
 mod settle;
+mod status;
 mod wire;
 
 use std::sync::atomic::Ordering;
@@ -95,6 +96,18 @@ impl Broker for AmqpBroker {
 
     fn max_payload(&self) -> Option<usize> {
         Some(self.inner.options.max_payload)
+    }
+
+    async fn instances(&self) -> Result<Option<Vec<basidia_core::InstanceInfo>>, BrokerError> {
+        self.discover_instances().await.map(Some)
+    }
+
+    fn announce(&self, instance: &basidia_core::InstanceInfo) {
+        self.announce_instance(instance);
+    }
+
+    fn withdraw(&self, id: &str) {
+        self.withdraw_instance(id);
     }
 
     async fn dead_letters(

@@ -14,8 +14,7 @@ pub async fn instances(broker: &SharedBroker) -> Result<Vec<InstanceInfo>, Strin
     match broker.instances().await {
         Ok(Some(all)) => Ok(all),
         Ok(None) => Err(format!(
-            "the {} broker keeps no registry of running instances that `basidia status` could \
-             read (on RabbitMQ, `rabbitmqctl list_consumers` shows who consumes which queue)",
+            "the {} broker cannot list running instances",
             broker.kind()
         )),
         Err(e) => Err(e.to_string()),
