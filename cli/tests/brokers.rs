@@ -417,6 +417,29 @@ fn status_over(url: &str) {
         "{table}"
     );
 
+    // --watch redraws until Ctrl-C, then exits 0.
+    let watching = basidia(dir)
+        .args(["--broker", url, "status", "--watch"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("basidia runs");
+    std::thread::sleep(Duration::from_secs(7));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watching.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let watched = watching.wait_with_output().expect("it ends");
+    let (screens, stderr) = text(&watched);
+    assert!(watched.status.success(), "{stderr}");
+    assert!(
+        screens.matches("\x1b[2J").count() >= 2,
+        "redrawn: {screens:?}"
+    );
+    assert!(screens.contains("greeting_service"), "{screens:?}");
+
     let status = second.interrupt(Duration::from_secs(30));
     assert!(status.success(), "{status}");
     let left = greeting_pids(dir, url);
