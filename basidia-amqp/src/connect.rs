@@ -346,10 +346,19 @@ pub(crate) async fn bind_queue(
 
 /// Declares a durable topic exchange, with the flags Nameko uses.
 pub(crate) async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), BrokerError> {
+    declare_exchange_of(channel, name, ExchangeKind::Topic).await
+}
+
+/// Declares a durable exchange of `kind`.
+pub(crate) async fn declare_exchange_of(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), BrokerError> {
     channel
         .exchange_declare(
             name.into(),
-            ExchangeKind::Topic,
+            kind,
             ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()

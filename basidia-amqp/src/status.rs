@@ -18,13 +18,12 @@ use basidia_core::internal::{backend, lock, lost};
 use basidia_core::{BrokerError, InstanceInfo};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 
-use crate::connect::{AmqpBroker, Inner};
+use crate::connect::{declare_exchange_of, AmqpBroker, Inner};
 
 /// The fanout exchange pings go to.
 pub const STATUS_EXCHANGE: &str = "basidia.status";
@@ -34,18 +33,7 @@ pub const STATUS_EXCHANGE: &str = "basidia.status";
 const MAX_ANSWER: usize = 1024 * 1024;
 
 async fn declare_status_exchange(channel: &lapin::Channel) -> Result<(), BrokerError> {
-    channel
-        .exchange_declare(
-            STATUS_EXCHANGE.into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(backend)
+    declare_exchange_of(channel, STATUS_EXCHANGE, ExchangeKind::Fanout).await
 }
 
 /// An exclusive, server-named queue on `channel`, consumed without acks: its name and consumer.
@@ -148,9 +136,7 @@ impl AmqpBroker {
         let result = self.inner.bounded(Duration::from_secs(5), gathered).await;
         let _ = channel.close(200, "status gathered".into()).await;
         let mut all = result?;
-        all.sort_by(|a, b| {
-            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
-        });
+        basidia_core::InstanceInfo::sort(&mut all);
         Ok(all)
     }
 }

@@ -507,20 +507,29 @@ impl InstanceInfo {
             host: host_name(),
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            started_ms: crate::context::now_epoch_ms(),
             entrypoints,
         }
     }
+
+    /// Sorts `instances` by service, then by start, then by id: the order listings use.
+    pub fn sort(instances: &mut [InstanceInfo]) {
+        instances.sort_by(|a, b| {
+            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
+        });
+    }
 }
 
-/// This machine's name: the kernel's, else `$HOSTNAME`, else `unknown`.
+/// This machine's name: the kernel's, else `$HOSTNAME`, else `unknown`; read once.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unknown".to_string())
+    })
+    .clone()
 }

@@ -219,7 +219,8 @@ fn new_call_id(service: &str, entrypoint: &str) -> String {
     id
 }
 
-fn now_epoch_ms() -> i64 {
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_epoch_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -206,9 +206,7 @@ impl Broker for MemoryBroker {
     async fn instances(&self) -> Result<Option<Vec<basidia_core::InstanceInfo>>, BrokerError> {
         self.check_open()?;
         let mut all = lock(&self.hub.instances).clone();
-        all.sort_by(|a, b| {
-            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
-        });
+        basidia_core::InstanceInfo::sort(&mut all);
         Ok(Some(all))
     }
 

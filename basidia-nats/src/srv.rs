@@ -119,17 +119,21 @@ struct Stats<'a> {
 
 impl SrvInstance {
     pub fn new(name: &str, endpoints: &[String], queue_group: String) -> Self {
-        let started = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let started_ms = basidia_core::context::now_epoch_ms();
+        let started =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(started_ms) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
         SrvInstance {
             name: name.to_string(),
             id: uuid::Uuid::new_v4().simple().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started,
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            started_ms,
             queue_group,
             declared: {
                 let mut names = endpoints.to_vec();
@@ -384,9 +388,7 @@ impl crate::NatsBroker {
         let answers = self.ask_all("$SRV.INFO").await?;
         let mut all: Vec<basidia_core::InstanceInfo> =
             answers.iter().filter_map(|a| instance_of(a)).collect();
-        all.sort_by(|a, b| {
-            (&a.service, a.started_ms, &a.id).cmp(&(&b.service, b.started_ms, &b.id))
-        });
+        basidia_core::InstanceInfo::sort(&mut all);
         Ok(Some(all))
     }
 

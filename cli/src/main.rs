@@ -271,11 +271,6 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Status { watch, json } => with_broker(&cli.config, |_, broker| async move {
-            let now_ms = || {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            };
             loop {
                 let all = match basidia_cli::status::instances(&broker).await {
                     Ok(all) => all,
@@ -288,7 +283,7 @@ fn main() -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
                     return true;
                 }
-                let table = basidia_cli::status::table(&all, now_ms());
+                let table = basidia_cli::status::table(&all, basidia_core::context::now_epoch_ms());
                 if !watch {
                     println!("{table}");
                     return true;
