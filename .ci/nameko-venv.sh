@@ -31,6 +31,7 @@ requirements=(
   "opentelemetry-api==1.27.0"
   "opentelemetry-sdk==1.27.0"
   "opentelemetry-instrumentation-pika==0.48b0"
+  "opentelemetry-proto==1.27.0"
   "setuptools<70"
 )
 
@@ -45,6 +46,7 @@ import openapi_spec_validator  # noqa: F401
 import prometheus_client  # noqa: F401
 import opentelemetry.sdk.trace  # noqa: F401
 from opentelemetry.instrumentation.pika import PikaInstrumentor  # noqa: F401
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
 import nameko
 from nameko.rpc import rpc  # noqa: F401
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: F401

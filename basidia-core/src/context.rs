@@ -16,6 +16,8 @@ pub const CALL_ID_STACK: &str = "call_id_stack";
 pub const DEADLINE: &str = "deadline";
 /// The header key of the W3C trace parent.
 pub const TRACEPARENT: &str = "traceparent";
+/// The header key of the W3C trace state.
+pub const TRACESTATE: &str = "tracestate";
 /// How many entries the call id stack keeps (the newest ones).
 pub const CALL_ID_STACK_LIMIT: usize = 11;
 
@@ -128,21 +130,55 @@ impl Context {
             stack.drain(..stack.len() - CALL_ID_STACK_LIMIT);
         }
         // Every worker is a hop of a trace: the caller's trace if it sent a valid one, else a
-        // new one; the worker's own span id is the parent its calls and events carry on.
-        let trace = data
+        // new one; the worker's own span id is the parent its calls and events carry on. With
+        // a span hook installed, the worker's span decides that id once it is opened
+        // (`Context::adopt_span`), and meanwhile the entry holds the caller's, if valid.
+        let own = match data
             .get(TRACEPARENT)
             .and_then(HeaderValue::as_str)
-            .and_then(parse_traceparent);
-        data.insert(
-            TRACEPARENT.to_string(),
-            HeaderValue::Str(child_traceparent(trace)),
-        );
+            .and_then(parse_traceparent)
+        {
+            Some(_) if crate::telemetry::hook().is_some() => None,
+            None if crate::telemetry::hook().is_some() => {
+                data.remove(TRACEPARENT);
+                None
+            }
+            trace => Some(child_traceparent(trace)),
+        };
+        if let Some(own) = own {
+            data.insert(TRACEPARENT.to_string(), HeaderValue::Str(own));
+        }
         Context {
             call_id: Some(call_id),
             call_id_stack: stack,
             data,
             deadline,
         }
+    }
+
+    /// Makes `span`, the span of this context's worker standing for `role`, a hop of the
+    /// caller's trace through the installed span hook, and this context's trace parent the
+    /// span's own; does nothing without a hook.
+    pub(crate) fn adopt_span(
+        &mut self,
+        span: &tracing::Span,
+        role: crate::telemetry::SpanRole<'_>,
+        broker: &str,
+    ) {
+        let Some(hook) = crate::telemetry::hook() else {
+            return;
+        };
+        let parent = self
+            .traceparent()
+            .filter(|p| parse_traceparent(p).is_some());
+        let start = crate::telemetry::SpanStart::new(role, broker)
+            .with_parent(parent, parent.and(self.get(TRACESTATE)));
+        let own = hook
+            .start(span, &start)
+            .filter(|own| parse_traceparent(own).is_some())
+            .unwrap_or_else(|| child_traceparent(parent.and_then(parse_traceparent)));
+        self.data
+            .insert(TRACEPARENT.to_string(), HeaderValue::Str(own));
     }
 
     /// The headers an outgoing message carries: the context data and the call id stack. (The

@@ -269,22 +269,51 @@ impl EventDispatcher {
             }
         }
         let ctx = Context::current();
+        let mut headers = ctx
+            .as_ref()
+            .map(|c| c.outgoing_headers())
+            .unwrap_or_default();
+        // A span of its own only for an exporter (see `crate::telemetry`): its id is the parent
+        // the event carries to its handlers.
+        let span = if crate::telemetry::hook().is_some() {
+            let span = tracing::info_span!(
+                "event.dispatch",
+                source = %self.source,
+                event_type,
+                otel.name = tracing::field::Empty,
+                otel.kind = tracing::field::Empty,
+            );
+            let role = crate::telemetry::SpanRole::Publish {
+                source: &self.source,
+                event_type,
+            };
+            if let Some(own) = crate::telemetry::outgoing(&span, role, self.broker.kind()) {
+                headers.insert(
+                    crate::context::TRACEPARENT.to_string(),
+                    crate::message::HeaderValue::Str(own),
+                );
+            }
+            span
+        } else {
+            tracing::debug_span!("event.dispatch", source = %self.source, event_type)
+        };
         let message = Message {
-            headers: ctx
-                .as_ref()
-                .map(|c| c.outgoing_headers())
-                .unwrap_or_default(),
+            headers,
             deadline: ctx.as_ref().and_then(|c| c.outgoing_deadline(None)),
             ..Message::new(body, self.format.content_type())
         };
-        let span = tracing::debug_span!("event.dispatch", source = %self.source, event_type);
         let began = tokio::time::Instant::now();
         let result = self
             .broker
             .publish_event(&self.source, event_type, message)
-            .instrument(span)
+            .instrument(span.clone())
             .await
             .map_err(|e| RpcError::from_broker(e, &self.source, event_type));
+        if let Err(e) = &result {
+            let text = e.to_string();
+            let end = crate::telemetry::SpanEnd::error(crate::proxy::error_type(e), &text);
+            crate::telemetry::end(&span, end);
+        }
         let outcome = crate::metrics::outcome(result.as_ref().err().map(RpcError::kind));
         crate::metrics::registry()
             .published(&self.source, event_type)

@@ -22,6 +22,7 @@ pub mod private;
 pub mod proxy;
 pub mod runner;
 pub mod service;
+pub mod telemetry;
 
 pub use broker::{
     delivery_channel, event_exchange_name, rpc_queue_name, Broker, ConsumeOptions, Delivery,

@@ -18,6 +18,7 @@ use crate::envelope::{decode_reply, encode_request, NoKwargs};
 use crate::error::{BrokerError, RpcError};
 use crate::message::Message;
 use crate::service::{ServiceDescription, DESCRIBE_METHOD};
+use crate::telemetry::{SpanEnd, SpanRole};
 
 /// The default deadline of a call when nothing else sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,10 +145,11 @@ impl RpcProxy {
     {
         let ctx = Context::current();
         let timeout = self.timeout(ctx.as_deref(), service, method)?;
-        let headers = ctx
+        let mut headers = ctx
             .as_ref()
             .map(|c| c.outgoing_headers())
             .unwrap_or_default();
+        let span = client_span(service, method, self.broker.kind(), &mut headers);
         let format = self.options.format;
         // `timeout` is already cut to the context's deadline. Where the metadata travels (the
         // message's headers, or the envelope) is the backend's to decide.
@@ -157,7 +159,23 @@ impl RpcProxy {
             deadline: Some(crate::context::deadline_after(timeout)),
             ..Message::default()
         };
-        let reply = self.send(service, method, message, timeout).await?;
+        let reply = match &span {
+            None => self.send(service, method, message, timeout).await,
+            Some(span) => {
+                let reply = self
+                    .send(service, method, message, timeout)
+                    .instrument(span.clone())
+                    .await;
+                match &reply {
+                    Ok(_) => crate::telemetry::end(span, SpanEnd::ok()),
+                    Err(e) => {
+                        let text = e.to_string();
+                        crate::telemetry::end(span, SpanEnd::error(error_type(e), &text));
+                    }
+                }
+                reply
+            }
+        }?;
         let format = reply
             .content_type
             .as_deref()
@@ -253,6 +271,39 @@ impl RpcProxy {
             .instrument(span)
             .await
             .map_err(|e| RpcError::from_broker(e, service, method))
+    }
+}
+
+/// The span of a call to `service.method` about to be sent, when a span hook is installed,
+/// with its trace parent put into the call's `headers`; `None` without a hook (the call then
+/// carries the worker's own trace parent, and no span is opened).
+fn client_span(
+    service: &str,
+    method: &str,
+    broker: &str,
+    headers: &mut crate::message::Headers,
+) -> Option<tracing::Span> {
+    crate::telemetry::hook()?;
+    let span = tracing::info_span!(
+        "rpc.client",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    let role = SpanRole::RpcClient { service, method };
+    if let Some(own) = crate::telemetry::outgoing(&span, role, broker) {
+        headers.insert(
+            crate::context::TRACEPARENT.to_string(),
+            crate::message::HeaderValue::Str(own),
+        );
+    }
+    Some(span)
+}
+
+/// The type a failed call is recorded under: the remote error's, or the kind of failure.
+pub(crate) fn error_type(error: &RpcError) -> &str {
+    match error {
+        RpcError::Remote(r) => &r.exc_type,
+        other => other.kind().exc_type(),
     }
 }
 

@@ -53,6 +53,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_priority",
     "profile",
     "log",
+    "telemetry",
     "http",
     "auth",
     "services",
@@ -125,6 +126,10 @@ pub struct Settings {
     /// Logging: `[log]` with `format` (`text` or `json`) and `level`.
     #[serde(default)]
     pub log: crate::logging::LogConfig,
+    /// Trace export: `[telemetry]` with `enabled`, `endpoint`, `service_name`,
+    /// `sample_ratio`, `headers`, `timeout` (see [`crate::telemetry`]).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// The HTTP server: `[http]` with `address`, `body_limit`, `request_timeout`, `health`.
     #[cfg(feature = "http")]
     #[serde(default)]
@@ -161,6 +166,7 @@ impl Default for Settings {
             max_priority: d.max_priority,
             profile: Profile::Debug,
             log: crate::logging::LogConfig::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
             #[cfg(feature = "http")]
             http: basidia_http::HttpConfig::default(),
             #[cfg(feature = "auth")]
@@ -610,6 +616,42 @@ pub fn render(loaded: &Loaded) -> String {
         if let Some(level) = &s.log.level {
             t.insert("level".into(), toml::Value::String(level.clone()));
         }
+        out.push_str(&toml::to_string(&t).unwrap_or_default());
+    }
+    {
+        let tel = &s.telemetry;
+        out.push_str(&format!(
+            "\n[telemetry]  # {}\n",
+            loaded.origin("telemetry")
+        ));
+        let mut t = toml::Table::new();
+        if let Some(on) = tel.enabled {
+            t.insert("enabled".into(), toml::Value::Boolean(on));
+        }
+        for (key, value) in [
+            ("endpoint", &tel.endpoint),
+            ("service_name", &tel.service_name),
+        ] {
+            if let Some(v) = value {
+                t.insert(key.into(), toml::Value::String(v.clone()));
+            }
+        }
+        if let Some(r) = tel.sample_ratio {
+            t.insert("sample_ratio".into(), toml::Value::Float(r));
+        }
+        if !tel.headers.is_empty() {
+            // Export headers carry credentials (API keys): their names only.
+            let masked = tel
+                .headers
+                .keys()
+                .map(|k| (k.clone(), toml::Value::String(crate::config::MASK.into())))
+                .collect();
+            t.insert("headers".into(), toml::Value::Table(masked));
+        }
+        t.insert(
+            "timeout".into(),
+            toml::Value::String(human_duration::format(tel.timeout)),
+        );
         out.push_str(&toml::to_string(&t).unwrap_or_default());
     }
     #[cfg(feature = "auth")]

@@ -43,6 +43,9 @@ pub enum HostError {
         /// The crates, comma-separated.
         crates: String,
     },
+    /// The `[telemetry]` configuration or the `OTEL_*` variables cannot be used.
+    #[error("invalid trace export configuration")]
+    Telemetry(#[source] crate::telemetry::TelemetryError),
     /// A service could not start (an unknown `--service`, a queue the broker refused, ...).
     #[error("cannot start the services")]
     Start(#[source] basidia::Error),
@@ -60,7 +63,7 @@ impl HostError {
     /// The exit status a host reports this with: 2 for configuration, 1 otherwise.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            HostError::Config(_) => ExitCode::from(2),
+            HostError::Config(_) | HostError::Telemetry(_) => ExitCode::from(2),
             #[cfg(feature = "auth")]
             HostError::Auth(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
@@ -95,7 +98,8 @@ impl Hosted {
     pub async fn start(args: &HostArgs, registrations: &[Registration]) -> Result<Self, HostError> {
         let settings = args.load()?.settings;
         // Quiet while the shell or expressions share the terminal.
-        crate::logging::init_with(args.shell || !args.exec.is_empty(), &settings.log);
+        let quiet = args.shell || !args.exec.is_empty();
+        start_logging(quiet, &settings, &args.services)?;
         let url = basidia_core::redact_url(&settings.broker);
         let broker = config::connect(&settings)
             .await
@@ -201,6 +205,8 @@ impl Hosted {
             }
         };
         close(&broker).await;
+        #[cfg(feature = "otlp")]
+        crate::telemetry::flush().await;
         code
     }
 
@@ -209,6 +215,8 @@ impl Hosted {
         let broker = self.broker.clone();
         self.stop_services().await;
         close(&broker).await;
+        #[cfg(feature = "otlp")]
+        crate::telemetry::flush().await;
     }
 
     /// Stops the HTTP server from accepting and the services from taking work, side by side;
@@ -221,6 +229,42 @@ impl Hosted {
             return;
         }
         self.running.stop().await;
+    }
+}
+
+/// Installs the log subscriber, with the trace exporter beside it when `[telemetry]` or the
+/// `OTEL_*` variables ask for one. The spans' `service.name` is, unless configured, the one
+/// service of `--service`, or the program's name.
+fn start_logging(quiet: bool, settings: &Settings, services: &[String]) -> Result<(), HostError> {
+    let exporting = crate::telemetry::resolve(&settings.telemetry, |v| std::env::var(v).ok())
+        .map_err(HostError::Telemetry)?;
+    let Some(exporting) = exporting else {
+        crate::logging::init_with(quiet, &settings.log);
+        return Ok(());
+    };
+    #[cfg(feature = "otlp")]
+    {
+        let name = match services {
+            [one] => one.clone(),
+            _ => std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "basidia".into()),
+        };
+        let (layer, pipeline) =
+            crate::telemetry::pipeline(&exporting, &name).map_err(HostError::Telemetry)?;
+        if crate::logging::install(quiet, &settings.log, Some(layer)) {
+            pipeline.activate();
+            tracing::info!(endpoint = %exporting.traces_url, "exporting traces");
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (exporting, services);
+        Err(HostError::Telemetry(
+            crate::telemetry::TelemetryError::NotBuilt,
+        ))
     }
 }
 

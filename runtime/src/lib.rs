@@ -3,6 +3,7 @@
 //! - [`config`]: layered configuration (built-in defaults, `basidia.toml`, `BASIDIA_*`
 //!   variables, command-line flags), merged with figment;
 //! - [`logging`]: `tracing` to standard error, filtered by `RUST_LOG`;
+//! - [`telemetry`]: traces to an OpenTelemetry collector (`[telemetry]`, `OTEL_*`);
 //! - [`Hosted`]: configuration to broker to running services, and a graceful stop on Ctrl-C or
 //!   SIGTERM;
 //! - [`run`]: all of it as the `main` of a program of your own.
@@ -25,6 +26,7 @@
 
 pub mod config;
 pub mod logging;
+pub mod telemetry;
 
 mod args;
 mod host;

@@ -53,6 +53,21 @@ pub fn init(quiet: bool) {
 /// unless `RUST_LOG` is set (with the message-dumping targets off either way, unless named).
 /// Does nothing if a subscriber is installed already.
 pub fn init_with(quiet: bool, config: &LogConfig) {
+    install(quiet, config, None);
+}
+
+/// A layer of the process's subscriber (the log lines, the trace exporter).
+pub(crate) type BoxedLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// Installs the log subscriber [`init_with`] describes, with `extra` beside the log lines
+/// (filtered by itself, so `RUST_LOG` governs only what is written); `false` if a subscriber
+/// was installed already.
+pub(crate) fn install(quiet: bool, config: &LogConfig, extra: Option<BoxedLayer>) -> bool {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let text = match &config.level {
             Some(level) if !quiet => level_filter(level),
@@ -61,17 +76,22 @@ pub fn init_with(quiet: bool, config: &LogConfig) {
         tracing_subscriber::EnvFilter::try_new(&text)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(quiet)))
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines: BoxedLayer = match config.format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    let mut layers = vec![lines];
+    layers.extend(extra);
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok()
 }
 
 /// `level` with the message-dumping targets off, unless it names them itself.

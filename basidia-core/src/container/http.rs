@@ -11,6 +11,7 @@ use crate::error::RemoteError;
 use crate::http::{
     busy_error, error_response, request_context, HttpRequest, HttpResponse, HttpRouteDescription,
 };
+use crate::telemetry::{SpanEnd, SpanRole};
 
 /// One HTTP route of a running service, as the HTTP server calls it.
 #[derive(Clone)]
@@ -94,14 +95,21 @@ impl HttpEndpoint {
             Ok(ctx) => ctx,
             Err(e) => return error_response(&e, &mapping()),
         };
+        let method = request.parts.method.clone();
+        let role = SpanRole::Http {
+            method: method.as_str(),
+            route: &self.route.path,
+            service: &s.name,
+        };
+        let (span, ctx) = s.worker_span(route, EntrypointKind::Http, ctx, role);
         let service = Arc::clone(&s.service);
-        let work = s.run_worker(route, EntrypointKind::Http, ctx, async move {
+        let work = s.run_worker(route, EntrypointKind::Http, ctx, &span, async move {
             service.handle_http(route, request).await
         });
         let outcome = tokio::time::timeout_at(deadline, work).await;
         drop(busy);
         drop(tracked);
-        match outcome {
+        let response = match outcome {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => error_response(&error, &mapping()),
             Err(_) => error_response(
@@ -111,6 +119,11 @@ impl HttpEndpoint {
                 ),
                 &mapping(),
             ),
-        }
+        };
+        crate::telemetry::end(
+            &span,
+            SpanEnd::ok().with_http_status(response.status().as_u16()),
+        );
+        response
     }
 }

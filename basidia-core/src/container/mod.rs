@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorKind, RemoteError};
 use crate::message::Message;
 use crate::private::reply_ok;
 use crate::service::{EncodedReply, EventPayload, Service, ServiceDescription, DESCRIBE_METHOD};
+use crate::telemetry::{SpanEnd, SpanRole};
 
 mod http;
 
@@ -432,12 +433,45 @@ impl Shared {
         }
     }
 
-    /// Runs a handler future as a worker: context set, provider hooks around it, panics caught.
+    /// The span of a worker of `entrypoint` with `ctx`, standing for `role`, and the context
+    /// as the worker runs with it: a hop of the caller's trace, with the span's own id as the
+    /// parent its calls and events carry (see [`crate::telemetry`]).
+    fn worker_span(
+        &self,
+        entrypoint: &str,
+        kind: EntrypointKind,
+        ctx: Arc<Context>,
+        role: SpanRole<'_>,
+    ) -> (tracing::Span, Arc<Context>) {
+        let span = tracing::info_span!(
+            "worker",
+            service = %self.name,
+            entrypoint,
+            kind = ?kind,
+            call_id = ctx.call_id.as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        let ctx = if crate::telemetry::hook().is_some() {
+            let mut own = Arc::unwrap_or_clone(ctx);
+            own.adopt_span(&span, role, self.broker.kind());
+            Arc::new(own)
+        } else {
+            ctx
+        };
+        span.record("trace_id", ctx.trace_id().unwrap_or(""));
+        (span, ctx)
+    }
+
+    /// Runs a handler future as a worker in `span`: context set, provider hooks around it,
+    /// panics caught, the outcome told to the span hook.
     async fn run_worker<F, T>(
         &self,
         entrypoint: &str,
         kind: EntrypointKind,
         ctx: Arc<Context>,
+        span: &tracing::Span,
         fut: F,
     ) -> Result<T, RemoteError>
     where
@@ -455,16 +489,8 @@ impl Shared {
         let metrics = self.metrics.entrypoint(entrypoint);
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
-        let span = tracing::info_span!(
-            "worker",
-            service = %self.name,
-            entrypoint,
-            kind = ?kind,
-            call_id = ctx.call_id.as_deref().unwrap_or(""),
-            trace_id = ctx.trace_id().unwrap_or(""),
-        );
         let result = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
-            .instrument(span)
+            .instrument(span.clone())
             .await
             .unwrap_or_else(|panic| {
                 let message = panic
@@ -492,6 +518,13 @@ impl Shared {
             m.handled.record(outcome, began.elapsed());
         }
         self.notify(entrypoint, kind, &ctx, result.as_ref().err());
+        crate::telemetry::end(
+            span,
+            match &result {
+                Ok(_) => SpanEnd::ok(),
+                Err(e) => SpanEnd::error(&e.exc_type, &e.value),
+            },
+        );
         result
     }
 
@@ -553,8 +586,14 @@ impl Shared {
                         match self.authorized(ctx, method, roles) {
                             Err(e) => Err(e),
                             Ok(ctx) => {
+                                let role = SpanRole::RpcServer {
+                                    service: &self.name,
+                                    method,
+                                };
+                                let kind = EntrypointKind::Rpc;
+                                let (span, ctx) = self.worker_span(method, kind, ctx, role);
                                 let service = &self.service;
-                                self.run_worker(method, EntrypointKind::Rpc, ctx, async move {
+                                self.run_worker(method, kind, ctx, &span, async move {
                                     service.handle_rpc(method, args).await
                                 })
                                 .await
@@ -639,6 +678,14 @@ impl Shared {
             &msg.headers,
             Some(crate::context::deadline_after(timeout)),
         ));
+        let binding = self.description.events.iter().find(|h| h.name == handler);
+        let role = SpanRole::Process {
+            source: binding.map_or("", |b| b.source.as_str()),
+            event_type: binding.map_or("", |b| b.event_type.as_str()),
+            service: &self.name,
+            handler,
+        };
+        let (span, ctx) = self.worker_span(handler, EntrypointKind::Event, ctx, role);
         let format = msg
             .content_type
             .as_deref()
@@ -654,7 +701,7 @@ impl Shared {
                     body: msg.body.clone(),
                 };
                 let service = &self.service;
-                self.run_worker(handler, EntrypointKind::Event, ctx, async move {
+                self.run_worker(handler, EntrypointKind::Event, ctx, &span, async move {
                     match tokio::time::timeout(timeout, service.handle_event(handler, payload))
                         .await
                     {
@@ -669,6 +716,8 @@ impl Shared {
             }
         };
         let counted = self.metrics.entrypoint(handler);
+        // What becomes of the event is said inside the worker's span: a trace shows the retry
+        // or the dead-lettering as the span's events, and the log lines carry the worker's ids.
         let settle = match outcome {
             Ok(()) => delivery.ack().await,
             Err(e)
@@ -677,19 +726,23 @@ impl Shared {
                     ErrorKind::MalformedRequest | ErrorKind::IncorrectSignature
                 ) =>
             {
-                tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
+                span.in_scope(|| {
+                    tracing::error!(service = %self.name, handler, "undecodable event dead-lettered: {e}");
+                });
                 if let Some(m) = counted {
                     m.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
                 delivery.dead_letter(&e.to_string()).await
             }
             Err(e) if count >= max => {
-                tracing::error!(
-                    service = %self.name,
-                    handler,
-                    deliveries = count,
-                    "event handler kept failing, dead-lettered: {e}"
-                );
+                span.in_scope(|| {
+                    tracing::error!(
+                        service = %self.name,
+                        handler,
+                        deliveries = count,
+                        "event handler kept failing, dead-lettered: {e}"
+                    );
+                });
                 if let Some(m) = counted {
                     m.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
@@ -699,7 +752,9 @@ impl Shared {
             }
             Err(e) => {
                 let delay = self.settings.retry_delay(count);
-                tracing::warn!(service = %self.name, handler, attempt = count, "event handler failed, retrying in {delay:?}: {e}");
+                span.in_scope(|| {
+                    tracing::warn!(service = %self.name, handler, attempt = count, "event handler failed, retrying in {delay:?}: {e}");
+                });
                 // The broker keeps the event for the delay; this worker's place is free now.
                 if let Some(m) = counted {
                     m.retried.fetch_add(1, Ordering::Relaxed);
@@ -963,10 +1018,15 @@ async fn run_timer(s: Arc<Shared>, name: Arc<str>, period: Duration, eager: bool
                 &Default::default(),
                 None,
             ));
+            let role = SpanRole::Timer {
+                service: &worker.name,
+                timer: &timer,
+            };
+            let (span, ctx) = worker.worker_span(&timer, EntrypointKind::Timer, ctx, role);
             let service = Arc::clone(&worker.service);
             let t = Arc::clone(&timer);
             let result = worker
-                .run_worker(&timer, EntrypointKind::Timer, ctx, async move {
+                .run_worker(&timer, EntrypointKind::Timer, ctx, &span, async move {
                     service.handle_timer(&t).await
                 })
                 .await;

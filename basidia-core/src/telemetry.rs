@@ -1,0 +1,171 @@
+//! Where a trace exporter meets the spans Basidia makes.
+//!
+//! Basidia opens a `tracing` span for every worker (RPC, event, HTTP, timer), every outgoing
+//! call and every dispatched event, and W3C trace context travels on every hop whatever else
+//! happens. With no [`SpanHook`] installed (the default) that is all: span ids on the wire are
+//! Basidia's own, and nothing else is done per span.
+//!
+//! A host that exports traces installs one hook (basidia-runtime does, from `[telemetry]` and
+//! the `OTEL_*` variables). For each span the hook is told what the span stands for
+//! ([`SpanRole`]) and its remote parent; it links, names and types the span by the
+//! OpenTelemetry semantic conventions, and gives back the `traceparent` the span's children
+//! carry, so the ids on the wire are the exported spans' ids.
+
+use std::sync::{Arc, OnceLock};
+
+/// What a span stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanRole<'a> {
+    /// A worker answering an RPC request (a server span).
+    RpcServer {
+        /// The service answering.
+        service: &'a str,
+        /// The method called.
+        method: &'a str,
+    },
+    /// A call to another service (a client span).
+    RpcClient {
+        /// The service called.
+        service: &'a str,
+        /// The method called.
+        method: &'a str,
+    },
+    /// An event dispatched (a messaging `send`, a producer span).
+    Publish {
+        /// The dispatching service.
+        source: &'a str,
+        /// The event type.
+        event_type: &'a str,
+    },
+    /// An event handled (a messaging `process`, a consumer span).
+    Process {
+        /// The service that dispatched it.
+        source: &'a str,
+        /// The event type.
+        event_type: &'a str,
+        /// The handling service.
+        service: &'a str,
+        /// The handler.
+        handler: &'a str,
+    },
+    /// An HTTP request (a server span).
+    Http {
+        /// The request method (`GET`, ...).
+        method: &'a str,
+        /// The route template (`/users/{user_id}`).
+        route: &'a str,
+        /// The service the route belongs to.
+        service: &'a str,
+    },
+    /// A timer's run (an internal span).
+    Timer {
+        /// The service.
+        service: &'a str,
+        /// The timer method.
+        timer: &'a str,
+    },
+}
+
+/// A span's start: what it stands for, on which broker, and its remote parent.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SpanStart<'a> {
+    /// What the span stands for.
+    pub role: SpanRole<'a>,
+    /// The broker's kind (`memory`, `amqp`, `nats`), as `Broker::kind` names it.
+    pub broker: &'a str,
+    /// The W3C `traceparent` the message or request came with, already validated; `None` for a
+    /// span whose parent is the span it was opened in (outgoing calls and events), or that
+    /// starts a trace.
+    pub parent: Option<&'a str>,
+    /// The W3C `tracestate` that came with `parent`.
+    pub tracestate: Option<&'a str>,
+}
+
+impl<'a> SpanStart<'a> {
+    /// A span standing for `role` on `broker`, with no remote parent.
+    pub fn new(role: SpanRole<'a>, broker: &'a str) -> Self {
+        SpanStart {
+            role,
+            broker,
+            parent: None,
+            tracestate: None,
+        }
+    }
+
+    /// The same with a remote parent.
+    pub fn with_parent(mut self, parent: Option<&'a str>, tracestate: Option<&'a str>) -> Self {
+        self.parent = parent;
+        self.tracestate = tracestate;
+        self
+    }
+}
+
+/// How a span's work ended.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct SpanEnd<'a> {
+    /// The error's type (a remote error's `exc_type`, or an error kind) and message.
+    pub error: Option<(&'a str, &'a str)>,
+    /// The HTTP status answered, for an HTTP span.
+    pub http_status: Option<u16>,
+}
+
+impl<'a> SpanEnd<'a> {
+    /// Ended well.
+    pub fn ok() -> Self {
+        SpanEnd::default()
+    }
+
+    /// Ended with an error of type `kind`.
+    pub fn error(kind: &'a str, message: &'a str) -> Self {
+        SpanEnd {
+            error: Some((kind, message)),
+            http_status: None,
+        }
+    }
+
+    /// The same with an HTTP status.
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+}
+
+/// What a trace exporter does with Basidia's spans. Each method is called with the `tracing`
+/// span in question, which it may extend with data of its own.
+pub trait SpanHook: Send + Sync + 'static {
+    /// `span` is starting as `start` says: link it to `start.parent` (when given), name and
+    /// type it, and return the `traceparent` its children carry, or `None` to leave the ids to
+    /// Basidia (when the span is not exported at all, say).
+    fn start(&self, span: &tracing::Span, start: &SpanStart<'_>) -> Option<String>;
+
+    /// `span`'s work ended as `end` says (the span itself closes when it is dropped).
+    fn end(&self, span: &tracing::Span, end: &SpanEnd<'_>);
+}
+
+static HOOK: OnceLock<Arc<dyn SpanHook>> = OnceLock::new();
+
+/// Installs the process's span hook; `false` (and `hook` unused) if one is installed already.
+pub fn install(hook: Arc<dyn SpanHook>) -> bool {
+    HOOK.set(hook).is_ok()
+}
+
+/// The installed span hook, if any.
+pub fn hook() -> Option<&'static dyn SpanHook> {
+    HOOK.get().map(|h| &**h)
+}
+
+/// The `traceparent` for an outgoing message opened in `span` as `role`: the hook's, if one is
+/// installed and takes the span.
+pub(crate) fn outgoing(span: &tracing::Span, role: SpanRole<'_>, broker: &str) -> Option<String> {
+    hook()?.start(span, &SpanStart::new(role, broker))
+}
+
+/// Tells the hook, if any, how `span`'s work ended.
+pub(crate) fn end(span: &tracing::Span, end: SpanEnd<'_>) {
+    if let Some(h) = hook() {
+        h.end(span, &end);
+    }
+}

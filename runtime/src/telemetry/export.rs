@@ -1,0 +1,248 @@
+//! The OpenTelemetry pipeline: an OTLP/HTTP exporter behind a batch processor, a
+//! `tracing-opentelemetry` layer over the spans Basidia and its users open, and the span hook
+//! that links, names and types Basidia's spans.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use basidia_core::telemetry::{SpanEnd, SpanHook, SpanRole, SpanStart};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+
+use super::{Exporting, Sampling, TelemetryError};
+use crate::logging::BoxedLayer;
+
+/// The provider of the process's exported spans, once its layer is installed.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Spans of these crates are never exported: client libraries' internals, and the exporter's
+/// own HTTP requests (which would otherwise be spans to export, without end).
+const QUIET_TARGETS: &str = "info,lapin=off,amq_protocol=off,async_nats=off,hyper=off,\
+    hyper_util=off,h2=off,reqwest=off,tower=off,tower_http=off,rustls=off,opentelemetry=off,\
+    opentelemetry_sdk=off,opentelemetry_http=off,opentelemetry_otlp=off";
+
+/// A pipeline built but not yet serving: its layer goes into the subscriber, then
+/// [`Pipeline::activate`] starts it (or dropping it shuts the exporter down).
+pub(crate) struct Pipeline {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Pipeline {
+    /// Keeps the exporter for the process's life and installs the span hook.
+    pub(crate) fn activate(mut self) {
+        if let Some(provider) = self.provider.take() {
+            if PROVIDER.set(provider).is_ok() {
+                basidia_core::telemetry::install(Arc::new(OtelHook));
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// The exporter `exporting` describes, with `default_name` as `service.name` unless one is
+/// configured, and the layer that feeds it.
+pub(crate) fn pipeline(
+    exporting: &Exporting,
+    default_name: &str,
+) -> Result<(BoxedLayer, Pipeline), TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(exporting.traces_url.clone())
+        .with_timeout(exporting.timeout)
+        .with_headers(HashMap::from_iter(exporting.headers.clone()))
+        .build()
+        .map_err(TelemetryError::Exporter)?;
+    let root = match exporting.sampling {
+        Sampling::Always => Sampler::AlwaysOn,
+        Sampling::Never => Sampler::AlwaysOff,
+        Sampling::Ratio(r) => Sampler::TraceIdRatioBased(r),
+    };
+    let sampler = if exporting.parent_based {
+        Sampler::ParentBased(Box::new(root))
+    } else {
+        root
+    };
+    let name = exporting
+        .service_name
+        .clone()
+        .unwrap_or_else(|| default_name.to_string());
+    let resource = Resource::builder()
+        .with_service_name(name)
+        .with_attributes([
+            KeyValue::new("process.pid", i64::from(std::process::id())),
+            KeyValue::new("host.name", basidia_core::broker::host_name()),
+            KeyValue::new("telemetry.distro.name", "basidia"),
+            KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")),
+        ])
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler)
+        .with_resource(resource)
+        .build();
+    let tracer = provider.tracer("basidia");
+    let filter = tracing_subscriber::EnvFilter::new(QUIET_TARGETS);
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_filter(filter)
+        .boxed();
+    Ok((
+        layer,
+        Pipeline {
+            provider: Some(provider),
+        },
+    ))
+}
+
+/// Exports the spans still buffered and stops the exporter; waits at most the export timeout.
+/// Does nothing when traces are not exported.
+pub(crate) async fn flush() {
+    let Some(provider) = PROVIDER.get() else {
+        return;
+    };
+    let provider = provider.clone();
+    // The exporter's HTTP client blocks: off the async threads.
+    let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!("traces not all exported at stop: {e}");
+    }
+}
+
+/// Links, names and types Basidia's spans for OpenTelemetry.
+struct OtelHook;
+
+impl SpanHook for OtelHook {
+    fn start(&self, span: &tracing::Span, start: &SpanStart<'_>) -> Option<String> {
+        if span.is_disabled() {
+            return None;
+        }
+        if let Some(parent) = start.parent {
+            let mut carrier = HashMap::with_capacity(2);
+            carrier.insert("traceparent".to_string(), parent.to_string());
+            if let Some(state) = start.tracestate {
+                carrier.insert("tracestate".to_string(), state.to_string());
+            }
+            let cx = TraceContextPropagator::new().extract(&carrier);
+            // Only fails for a span this layer does not see, which `context` reports below.
+            let _ = span.set_parent(cx);
+        }
+        describe(span, start);
+        let cx = span.context();
+        let own = cx.span().span_context().clone();
+        own.is_valid().then(|| {
+            format!(
+                "00-{:032x}-{:016x}-{:02x}",
+                own.trace_id(),
+                own.span_id(),
+                own.trace_flags().to_u8()
+            )
+        })
+    }
+
+    fn end(&self, span: &tracing::Span, end: &SpanEnd<'_>) {
+        if let Some(status) = end.http_status {
+            span.set_attribute("http.response.status_code", i64::from(status));
+            // A server span's 4xx is the client's doing, not an error of the server's.
+            if status >= 500 && end.error.is_none() {
+                span.set_attribute("error.type", status.to_string());
+                span.set_status(Status::error(""));
+            }
+        }
+        if let Some((kind, message)) = end.error {
+            span.set_attribute("error.type", kind.to_string());
+            span.set_status(Status::error(message.to_string()));
+        }
+    }
+}
+
+/// `messaging.system` for a broker kind.
+fn messaging_system(broker: &str) -> &str {
+    match broker {
+        "amqp" => "rabbitmq",
+        other => other,
+    }
+}
+
+/// Names and types `span`, and sets the attributes the semantic conventions give its role.
+fn describe(span: &tracing::Span, start: &SpanStart<'_>) {
+    let attr = |key: &'static str, value: String| span.set_attribute(key, value);
+    let (name, kind) = match start.role {
+        SpanRole::RpcServer { service, method } | SpanRole::RpcClient { service, method } => {
+            let full = format!("{service}/{method}");
+            attr("rpc.system.name", "basidia".into());
+            attr("rpc.method", full.clone());
+            attr("basidia.broker", start.broker.to_string());
+            let kind = if matches!(start.role, SpanRole::RpcServer { .. }) {
+                "server"
+            } else {
+                "client"
+            };
+            (full, kind)
+        }
+        SpanRole::Publish { source, event_type } => {
+            let destination = format!("{source}.{event_type}");
+            messaging(span, start.broker, &destination, "send", event_type);
+            (format!("send {destination}"), "producer")
+        }
+        SpanRole::Process {
+            source,
+            event_type,
+            service,
+            handler,
+        } => {
+            let destination = format!("{source}.{event_type}");
+            messaging(span, start.broker, &destination, "process", event_type);
+            attr(
+                "messaging.consumer.group.name",
+                format!("{service}.{handler}"),
+            );
+            (format!("process {destination}"), "consumer")
+        }
+        SpanRole::Http {
+            method,
+            route,
+            service,
+        } => {
+            attr("http.request.method", method.to_string());
+            attr("http.route", route.to_string());
+            attr("basidia.service", service.to_string());
+            (format!("{method} {route}"), "server")
+        }
+        SpanRole::Timer { service, timer } => {
+            attr("basidia.service", service.to_string());
+            attr("basidia.timer", timer.to_string());
+            (format!("{service}/{timer}"), "internal")
+        }
+        _ => return,
+    };
+    span.record("otel.name", name.as_str());
+    span.record("otel.kind", kind);
+}
+
+fn messaging(span: &tracing::Span, broker: &str, destination: &str, op: &str, event_type: &str) {
+    span.set_attribute("messaging.system", messaging_system(broker).to_string());
+    span.set_attribute("messaging.destination.name", destination.to_string());
+    span.set_attribute("messaging.operation.type", op.to_string());
+    span.set_attribute("messaging.operation.name", op.to_string());
+    if broker == "amqp" {
+        span.set_attribute(
+            "messaging.rabbitmq.destination.routing_key",
+            event_type.to_string(),
+        );
+    }
+}
