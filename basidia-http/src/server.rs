@@ -28,6 +28,8 @@ const RESERVED: &[&str] = &[
     "/rpc/{}/{}",
     "/openapi.json",
     "/metrics",
+    "/dashboard",
+    "/dashboard/data",
 ];
 
 /// The `[http]` section of the configuration.
@@ -54,6 +56,9 @@ pub struct HttpConfig {
     /// Whether `/metrics` is served, the process's metrics in Prometheus' text format (it is
     /// by default).
     pub metrics: bool,
+    /// Whether `/dashboard` is served, a page of the services, their instances and their
+    /// figures (it is by default).
+    pub dashboard: bool,
     /// Cross-origin requests, off unless origins are named.
     pub cors: crate::cors::CorsConfig,
     /// Whether responses are gzip-compressed for clients that accept it.
@@ -75,6 +80,7 @@ impl Default for HttpConfig {
             gateway: crate::gateway::GatewayConfig::default(),
             openapi: true,
             metrics: true,
+            dashboard: true,
             cors: crate::cors::CorsConfig::default(),
             compression: false,
             tls: None,
@@ -212,6 +218,7 @@ pub struct Edge {
         basidia_core::SharedBroker,
         Vec<basidia_core::ServiceDescription>,
     )>,
+    dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -220,6 +227,7 @@ impl std::fmt::Debug for Edge {
             .field("routes", &self.endpoints.len())
             .field("health", &self.health.is_some())
             .field("gateway", &self.gateway.is_some())
+            .field("dashboard", &self.dashboard.is_some())
             .finish()
     }
 }
@@ -232,7 +240,14 @@ impl Edge {
             config: config.clone(),
             health: None,
             gateway: None,
+            dashboard: None,
         }
+    }
+
+    /// Serves `/dashboard` from `dashboard` (unless `http.dashboard = false`).
+    pub fn with_dashboard(mut self, dashboard: crate::dashboard::Dashboard) -> Self {
+        self.dashboard = Some(dashboard);
+        self
     }
 
     /// Serves `/health/live` and `/health/ready` from `health`.
@@ -259,6 +274,7 @@ impl Edge {
             config,
             health,
             gateway,
+            dashboard,
         } = self;
         let config = &config;
         let limits = Limits {
@@ -338,6 +354,9 @@ impl Edge {
                 }
             });
             router = merge(router, crate::health::routes(health), "/health")?;
+        }
+        if let Some(dashboard) = dashboard.filter(|_| config.dashboard) {
+            router = merge(router, crate::dashboard::routes(dashboard), "/dashboard")?;
         }
         if config.metrics {
             let metrics = Router::new().route(

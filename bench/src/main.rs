@@ -31,6 +31,7 @@ mod events;
 mod http;
 mod raw_amqp;
 mod rss;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -479,17 +480,22 @@ fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
     let mut broker = "memory".to_string();
+    let mut traced: Option<f64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--broker" => broker = args.next().context("--broker needs a value")?,
+            "--telemetry" => {
+                let ratio = args.next().context("--telemetry needs a sampling ratio")?;
+                traced = Some(ratio.parse().context("--telemetry takes a ratio, 0 to 1")?);
+            }
             "--serve-examples" => {
                 let url = args.next().context("--serve-examples needs a URL")?;
                 return rss::serve_examples(&url, args.next().as_deref() == Some("basic"));
             }
             other => bail!(
-                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|http|all]"
+                "unknown argument {other:?}; usage: basidia-bench [--quick] [--broker memory|amqp|nats|http|all] [--telemetry RATIO]"
             ),
         }
     }
@@ -506,6 +512,10 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let sink = match traced {
+        Some(ratio) => Some(rt.block_on(telemetry::start(ratio))?),
+        None => None,
+    };
     let mut results = Vec::new();
     if broker == "memory" || broker == "all" {
         results.extend(rt.block_on(bench_memory(quick))?);
@@ -525,7 +535,7 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(5)
     };
     let mut rss = Vec::new();
-    let rss_brokers = if profiling_one_level() {
+    let rss_brokers = if profiling_one_level() || traced.is_some() {
         vec![]
     } else {
         vec![
@@ -582,7 +592,14 @@ fn main() -> anyhow::Result<()> {
     // BASIDIA_BENCH_RESULTS puts them elsewhere (the smoke test keeps the tree untouched).
     let path = std::env::var_os("BASIDIA_BENCH_RESULTS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json"));
+        .unwrap_or_else(|| {
+            let name = if traced.is_some() {
+                "results-traced.json"
+            } else {
+                "results.json"
+            };
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+        });
     let rss: Vec<serde_json::Value> = rss
         .iter()
         .map(|r| {
@@ -598,8 +615,16 @@ fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
+    if let Some(sink) = &sink {
+        let (posts, bytes) = sink.received();
+        println!(
+            "\ntraces sampled at {}: {posts} exports, {bytes} bytes received",
+            traced.unwrap_or_default()
+        );
+    }
     let json = serde_json::json!({
         "quick": quick,
+        "telemetry_sample_ratio": traced,
         "measurements": measurements,
         "rss": rss,
     });

@@ -52,6 +52,25 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Build the service crate(s) at PATH into a standalone program for deployment, which runs
+    /// without cargo or the sources: `DIR/NAME --config DIR/basidia.toml`.
+    Build {
+        /// A service crate, a workspace, or a directory with service crates below it.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Where the program (and the project's basidia.toml) go.
+        #[arg(long, short, value_name = "DIR", default_value = "dist")]
+        out: PathBuf,
+        /// The program's name (the first service crate's package name by default).
+        #[arg(long)]
+        name: Option<String>,
+        /// Build with optimisations, as production should run.
+        #[arg(long)]
+        release: bool,
+        /// Show cargo's output only when the build fails.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Open the interactive shell on the configured broker.
     Shell {
         /// Evaluate this expression and exit instead (repeatable).
@@ -185,6 +204,37 @@ fn main() -> ExitCode {
                 release,
                 quiet,
             })
+        }
+        Cmd::Build {
+            path,
+            out,
+            name,
+            release,
+            quiet,
+        } => {
+            let options = basidia_cli::build::BuildOptions {
+                path,
+                out,
+                name,
+                release,
+                quiet,
+            };
+            match basidia_cli::build::build(&options) {
+                Ok(built) => {
+                    println!("built {}", built.binary.display());
+                    if let Some(config) = built.config {
+                        println!("with {}", config.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("basidia: {e}");
+                    ExitCode::from(match e {
+                        project::RunError::BuildFailed | project::RunError::Cargo(_) => 1,
+                        _ => 2,
+                    })
+                }
+            }
         }
         Cmd::New { what } => {
             let result = match what {

@@ -174,6 +174,7 @@ pub fn new_project(parent: &Path, name: &str) -> Result<PathBuf, ScaffoldError> 
     write(&dir.join("Cargo.toml"), template::PROJECT_MANIFEST)?;
     write(&dir.join(".gitignore"), template::PROJECT_GITIGNORE)?;
     write(&dir.join("basidia.toml"), template::PROJECT_CONFIG)?;
+    write_deploy_files(&dir, name)?;
     write(
         &dir.join("services/Cargo.toml"),
         &template::render(
@@ -212,6 +213,32 @@ pub fn new_project(parent: &Path, name: &str) -> Result<PathBuf, ScaffoldError> 
         &test_source(&lib, &hello, "hello"),
     )?;
     Ok(dir)
+}
+
+/// What deploys the program `basidia build` makes of the project `name` at `dir`: a Dockerfile
+/// (multi-stage, a small runtime image, a user without privileges), a systemd unit and a
+/// Kubernetes manifest whose probes are `/health/live` and `/health/ready`.
+fn write_deploy_files(dir: &Path, name: &str) -> Result<(), ScaffoldError> {
+    // Kubernetes object and image names take no underscores.
+    let dns_name = name.replace('_', "-");
+    let values = [
+        ("name", name),
+        ("dns_name", dns_name.as_str()),
+        ("basidia_version", env!("CARGO_PKG_VERSION")),
+    ];
+    write(
+        &dir.join("Dockerfile"),
+        &template::render(template::PROJECT_DOCKERFILE, &values),
+    )?;
+    write(&dir.join(".dockerignore"), template::PROJECT_DOCKERIGNORE)?;
+    write(
+        &dir.join(format!("deploy/{name}.service")),
+        &template::render(template::PROJECT_SYSTEMD_UNIT, &values),
+    )?;
+    write(
+        &dir.join("deploy/kubernetes.yaml"),
+        &template::render(template::PROJECT_KUBERNETES, &values),
+    )
 }
 
 /// The services crate of the project at `dir` (the project root or the crate itself).

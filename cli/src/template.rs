@@ -24,6 +24,18 @@ pub(crate) const PROJECT_MANIFEST: &str = include_str!("../templates/project/Car
 pub(crate) const PROJECT_GITIGNORE: &str = include_str!("../templates/project/gitignore");
 /// A new project's `basidia.toml`.
 pub(crate) const PROJECT_CONFIG: &str = include_str!("../templates/project/basidia.toml");
+/// A new project's Dockerfile.
+pub(crate) const PROJECT_DOCKERFILE: &str =
+    include_str!("../templates/project/deploy/Dockerfile.in");
+/// A new project's `.dockerignore`.
+pub(crate) const PROJECT_DOCKERIGNORE: &str =
+    include_str!("../templates/project/deploy/dockerignore");
+/// A new project's systemd unit.
+pub(crate) const PROJECT_SYSTEMD_UNIT: &str =
+    include_str!("../templates/project/deploy/systemd.service.in");
+/// A new project's Kubernetes manifest.
+pub(crate) const PROJECT_KUBERNETES: &str =
+    include_str!("../templates/project/deploy/kubernetes.yaml.in");
 /// A new project's services crate manifest.
 pub(crate) const SERVICES_MANIFEST: &str =
     include_str!("../templates/project/services.Cargo.toml.in");

@@ -68,6 +68,70 @@ fn a_new_project_builds_passes_its_tests_and_runs() {
 }
 
 #[test]
+fn a_new_project_comes_with_deploy_files_that_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = scaffold(tmp.path(), "shop_front");
+    let dockerfile = std::fs::read_to_string(project.join("Dockerfile")).unwrap();
+    let unit = std::fs::read_to_string(project.join("deploy/shop_front.service")).unwrap();
+    let manifest = project.join("deploy/kubernetes.yaml");
+    // `@word@`, as the templates write their placeholders.
+    let placeholder = |text: &str| {
+        let parts: Vec<&str> = text.split('@').collect();
+        parts.len() > 2
+            && parts[1..parts.len() - 1]
+                .iter()
+                .any(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    for text in [
+        &dockerfile,
+        &unit,
+        &std::fs::read_to_string(&manifest).unwrap(),
+    ] {
+        assert!(!placeholder(text), "a placeholder is left: {text}");
+    }
+    assert!(dockerfile.contains("basidia build --release"));
+    assert!(dockerfile.contains("USER 10001"));
+    assert!(unit.contains("ExecStart=/opt/shop_front/shop_front --config"));
+    assert!(project.join(".dockerignore").is_file());
+    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BASIDIA_NAMEKO_VENV is not set: CI lints the Dockerfile with its hadolint"
+        );
+        eprintln!("skipped the lint: BASIDIA_NAMEKO_VENV is not set");
+        return;
+    };
+    let venv = std::path::Path::new(&venv);
+    // hadolint, from the test virtualenv: no warning at all.
+    let out = output(Command::new(venv.join("bin/hadolint")).arg(project.join("Dockerfile")));
+    assert!(out.status.success(), "hadolint: {:?}", text(&out));
+    // The manifest parses as YAML, and its probes are the health endpoints.
+    let check = r#"
+import sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+deployment, service = docs
+assert deployment["kind"] == "Deployment" and service["kind"] == "Service"
+assert deployment["metadata"]["name"] == "shop-front", deployment["metadata"]
+spec = deployment["spec"]["template"]["spec"]
+container = spec["containers"][0]
+assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+env = {e["name"]: e for e in container["env"]}
+assert env["BASIDIA_HTTP__HEALTH"]["value"] == "true"
+assert env["BASIDIA_HTTP__ADDRESS"]["value"] == "0.0.0.0:8000"
+assert "secretKeyRef" in env["BASIDIA_BROKER"]["valueFrom"]
+assert spec["securityContext"]["runAsNonRoot"] is True
+print("ok")
+"#;
+    let out = output(
+        Command::new(venv.join("bin/python"))
+            .args(["-c", check])
+            .arg(&manifest),
+    );
+    assert_eq!(text(&out).0.trim(), "ok", "{:?}", text(&out));
+}
+
+#[test]
 fn a_build_error_is_shown_as_cargo_shows_it() {
     let project = scaffold(&fixed_dir("build-error"), "broken");
     std::fs::write(

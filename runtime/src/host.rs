@@ -205,7 +205,6 @@ impl Hosted {
             }
         };
         close(&broker).await;
-        #[cfg(feature = "otlp")]
         crate::telemetry::flush().await;
         code
     }
@@ -215,7 +214,6 @@ impl Hosted {
         let broker = self.broker.clone();
         self.stop_services().await;
         close(&broker).await;
-        #[cfg(feature = "otlp")]
         crate::telemetry::flush().await;
     }
 
@@ -236,36 +234,15 @@ impl Hosted {
 /// `OTEL_*` variables ask for one. The spans' `service.name` is, unless configured, the one
 /// service of `--service`, or the program's name.
 fn start_logging(quiet: bool, settings: &Settings, services: &[String]) -> Result<(), HostError> {
-    let exporting = crate::telemetry::resolve(&settings.telemetry, |v| std::env::var(v).ok())
-        .map_err(HostError::Telemetry)?;
-    let Some(exporting) = exporting else {
-        crate::logging::init_with(quiet, &settings.log);
-        return Ok(());
+    let name = match services {
+        [one] => one.clone(),
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "basidia".into()),
     };
-    #[cfg(feature = "otlp")]
-    {
-        let name = match services {
-            [one] => one.clone(),
-            _ => std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "basidia".into()),
-        };
-        let (layer, pipeline) =
-            crate::telemetry::pipeline(&exporting, &name).map_err(HostError::Telemetry)?;
-        if crate::logging::install(quiet, &settings.log, Some(layer)) {
-            pipeline.activate();
-            tracing::info!(endpoint = %exporting.traces_url, "exporting traces");
-        }
-        Ok(())
-    }
-    #[cfg(not(feature = "otlp"))]
-    {
-        let _ = (exporting, services);
-        Err(HostError::Telemetry(
-            crate::telemetry::TelemetryError::NotBuilt,
-        ))
-    }
+    crate::telemetry::install(quiet, &settings.log, &settings.telemetry, &name)
+        .map_err(HostError::Telemetry)
 }
 
 /// Starts the HTTP server if a service has HTTP routes or health is asked for; `None` if
@@ -285,9 +262,13 @@ async fn start_http(
     let services = running.descriptions().into_iter().cloned().collect();
     let mut edge =
         basidia_http::Edge::new(endpoints, config).with_gateway(broker.clone(), services);
+    let mut dashboard = basidia_http::Dashboard::new(broker.clone());
     if config.health != Some(false) {
-        edge = edge.with_health(basidia_http::Health::new(broker.clone(), running.probes()));
+        let health = basidia_http::Health::new(broker.clone(), running.probes());
+        dashboard = dashboard.with_health(health.clone());
+        edge = edge.with_health(health);
     }
+    edge = edge.with_dashboard(dashboard);
     let router = edge.router()?;
     let server =
         basidia_http::HttpServer::start_with(config.address, config.tls.as_ref(), router).await?;

@@ -517,6 +517,10 @@ impl Shared {
             let outcome = crate::metrics::outcome(result.as_ref().err().map(RemoteError::kind));
             m.handled.record(outcome, began.elapsed());
         }
+        if let Err(e) = &result {
+            let call_id = ctx.call_id.as_deref().unwrap_or("");
+            crate::metrics::registry().note_error(&self.name, entrypoint, call_id, e);
+        }
         self.notify(entrypoint, kind, &ctx, result.as_ref().err());
         crate::telemetry::end(
             span,

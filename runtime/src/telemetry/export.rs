@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use basidia_core::telemetry::{SpanEnd, SpanHook, SpanRole, SpanStart};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{
+    SpanContext, SpanId, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    TracerProvider as _,
+};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -30,13 +31,13 @@ const QUIET_TARGETS: &str = "info,lapin=off,amq_protocol=off,async_nats=off,hype
 
 /// A pipeline built but not yet serving: its layer goes into the subscriber, then
 /// [`Pipeline::activate`] starts it (or dropping it shuts the exporter down).
-pub(crate) struct Pipeline {
+pub(super) struct Pipeline {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Pipeline {
     /// Keeps the exporter for the process's life and installs the span hook.
-    pub(crate) fn activate(mut self) {
+    pub(super) fn activate(mut self) {
         if let Some(provider) = self.provider.take() {
             if PROVIDER.set(provider).is_ok() {
                 basidia_core::telemetry::install(Arc::new(OtelHook));
@@ -55,7 +56,7 @@ impl Drop for Pipeline {
 
 /// The exporter `exporting` describes, with `default_name` as `service.name` unless one is
 /// configured, and the layer that feeds it.
-pub(crate) fn pipeline(
+pub(super) fn pipeline(
     exporting: &Exporting,
     default_name: &str,
 ) -> Result<(BoxedLayer, Pipeline), TelemetryError> {
@@ -96,9 +97,17 @@ pub(crate) fn pipeline(
         .build();
     let tracer = provider.tracer("basidia");
     let filter = tracing_subscriber::EnvFilter::new(QUIET_TARGETS);
+    // What costs on every poll of an instrumented future (making each span's context the
+    // current OpenTelemetry one, timing busy and idle) or on every span (its source location
+    // and target as attributes) is left out: Basidia's spans carry what the conventions ask
+    // for, and parents come from the spans' nesting, not the current context.
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_threads(false)
+        .with_location(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(filter)
         .boxed();
     Ok((
@@ -111,7 +120,7 @@ pub(crate) fn pipeline(
 
 /// Exports the spans still buffered and stops the exporter; waits at most the export timeout.
 /// Does nothing when traces are not exported.
-pub(crate) async fn flush() {
+pub(super) async fn flush() {
     let Some(provider) = PROVIDER.get() else {
         return;
     };
@@ -131,19 +140,20 @@ impl SpanHook for OtelHook {
         if span.is_disabled() {
             return None;
         }
-        if let Some(parent) = start.parent {
-            let mut carrier = HashMap::with_capacity(2);
-            carrier.insert("traceparent".to_string(), parent.to_string());
-            if let Some(state) = start.tracestate {
-                carrier.insert("tracestate".to_string(), state.to_string());
-            }
-            let cx = TraceContextPropagator::new().extract(&carrier);
+        if let Some(parent) = start.parent.and_then(|p| remote(p, start.tracestate)) {
+            let cx = opentelemetry::Context::new().with_remote_span_context(parent);
             // Only fails for a span this layer does not see, which `context` reports below.
             let _ = span.set_parent(cx);
         }
-        describe(span, start);
+        let (name, kind) = name_and_kind(start);
+        span.record("otel.name", name.as_str());
+        span.record("otel.kind", kind);
         let cx = span.context();
         let own = cx.span().span_context().clone();
+        // Attributes only for spans that are exported: most are not, at a low sampling ratio.
+        if own.is_sampled() {
+            describe(span, start);
+        }
         own.is_valid().then(|| {
             format!(
                 "00-{:032x}-{:016x}-{:02x}",
@@ -170,6 +180,20 @@ impl SpanHook for OtelHook {
     }
 }
 
+/// The remote span a `traceparent` (already checked to be of version 00) and `tracestate` name.
+fn remote(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
+    let mut parts = traceparent.split('-').skip(1);
+    let trace_id = TraceId::from_hex(parts.next()?).ok()?;
+    let span_id = SpanId::from_hex(parts.next()?).ok()?;
+    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+    // A state that does not parse is dropped, as the W3C specification says, not the parent.
+    let state = tracestate
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
+    remote.is_valid().then_some(remote)
+}
+
 /// `messaging.system` for a broker kind.
 fn messaging_system(broker: &str) -> &str {
     match broker {
@@ -178,26 +202,35 @@ fn messaging_system(broker: &str) -> &str {
     }
 }
 
-/// Names and types `span`, and sets the attributes the semantic conventions give its role.
+/// The span's name and kind (`server`, `client`, ...) by the semantic conventions.
+fn name_and_kind(start: &SpanStart<'_>) -> (String, &'static str) {
+    match start.role {
+        SpanRole::RpcServer { service, method } => (format!("{service}/{method}"), "server"),
+        SpanRole::RpcClient { service, method } => (format!("{service}/{method}"), "client"),
+        SpanRole::Publish { source, event_type } => {
+            (format!("send {source}.{event_type}"), "producer")
+        }
+        SpanRole::Process {
+            source, event_type, ..
+        } => (format!("process {source}.{event_type}"), "consumer"),
+        SpanRole::Http { method, route, .. } => (format!("{method} {route}"), "server"),
+        SpanRole::Timer { service, timer } => (format!("{service}/{timer}"), "internal"),
+        _ => (String::from("basidia"), "internal"),
+    }
+}
+
+/// Sets the attributes the semantic conventions give the span's role.
 fn describe(span: &tracing::Span, start: &SpanStart<'_>) {
     let attr = |key: &'static str, value: String| span.set_attribute(key, value);
-    let (name, kind) = match start.role {
+    match start.role {
         SpanRole::RpcServer { service, method } | SpanRole::RpcClient { service, method } => {
-            let full = format!("{service}/{method}");
             attr("rpc.system.name", "basidia".into());
-            attr("rpc.method", full.clone());
+            attr("rpc.method", format!("{service}/{method}"));
             attr("basidia.broker", start.broker.to_string());
-            let kind = if matches!(start.role, SpanRole::RpcServer { .. }) {
-                "server"
-            } else {
-                "client"
-            };
-            (full, kind)
         }
         SpanRole::Publish { source, event_type } => {
             let destination = format!("{source}.{event_type}");
             messaging(span, start.broker, &destination, "send", event_type);
-            (format!("send {destination}"), "producer")
         }
         SpanRole::Process {
             source,
@@ -211,7 +244,6 @@ fn describe(span: &tracing::Span, start: &SpanStart<'_>) {
                 "messaging.consumer.group.name",
                 format!("{service}.{handler}"),
             );
-            (format!("process {destination}"), "consumer")
         }
         SpanRole::Http {
             method,
@@ -221,17 +253,13 @@ fn describe(span: &tracing::Span, start: &SpanStart<'_>) {
             attr("http.request.method", method.to_string());
             attr("http.route", route.to_string());
             attr("basidia.service", service.to_string());
-            (format!("{method} {route}"), "server")
         }
         SpanRole::Timer { service, timer } => {
             attr("basidia.service", service.to_string());
             attr("basidia.timer", timer.to_string());
-            (format!("{service}/{timer}"), "internal")
         }
-        _ => return,
-    };
-    span.record("otel.name", name.as_str());
-    span.record("otel.kind", kind);
+        _ => {}
+    }
 }
 
 fn messaging(span: &tracing::Span, broker: &str, destination: &str, op: &str, event_type: &str) {

@@ -316,10 +316,44 @@ fn sampler_from_env(name: &str, arg: Option<&str>) -> Result<(Sampling, bool), T
     })
 }
 
+/// Installs the process's log subscriber as `log` says, with the trace exporter beside it when
+/// `telemetry` or the `OTEL_*` variables ask for one; `default_name` is the spans'
+/// `service.name` unless one is configured. Does nothing if a subscriber is installed already.
+pub fn install(
+    quiet: bool,
+    log: &crate::logging::LogConfig,
+    telemetry: &TelemetryConfig,
+    default_name: &str,
+) -> Result<(), TelemetryError> {
+    let Some(exporting) = resolve(telemetry, |v| std::env::var(v).ok())? else {
+        crate::logging::init_with(quiet, log);
+        return Ok(());
+    };
+    #[cfg(feature = "otlp")]
+    {
+        let (layer, pipeline) = export::pipeline(&exporting, default_name)?;
+        if crate::logging::install(quiet, log, Some(layer)) {
+            pipeline.activate();
+            tracing::info!(endpoint = %exporting.traces_url, "exporting traces");
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (exporting, default_name);
+        Err(TelemetryError::NotBuilt)
+    }
+}
+
+/// Exports the spans still buffered and stops the exporter, within the export timeout; does
+/// nothing when traces are not exported. Hosts call it as they stop.
+pub async fn flush() {
+    #[cfg(feature = "otlp")]
+    export::flush().await;
+}
+
 #[cfg(feature = "otlp")]
 mod export;
-#[cfg(feature = "otlp")]
-pub(crate) use export::{flush, pipeline};
 
 #[cfg(test)]
 mod tests;

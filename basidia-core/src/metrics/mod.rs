@@ -229,6 +229,7 @@ pub struct Registry {
     published: Keyed<Outcomes>,
     http: Keyed<RouteMetrics>,
     gauges: RwLock<Vec<Gauge>>,
+    recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
 }
 
 /// A gauge's name, labels and how to read it.
@@ -237,16 +238,21 @@ type Gauge = (String, String, Arc<dyn Fn() -> f64 + Send + Sync>);
 /// The process's registry.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry {
-        services: RwLock::new(Vec::new()),
-        calls: Keyed::new(),
-        published: Keyed::new(),
-        http: Keyed::new(),
-        gauges: RwLock::new(Vec::new()),
-    })
+    REGISTRY.get_or_init(Registry::new)
 }
 
 impl Registry {
+    fn new() -> Self {
+        Registry {
+            services: RwLock::new(Vec::new()),
+            calls: Keyed::new(),
+            published: Keyed::new(),
+            http: Keyed::new(),
+            gauges: RwLock::new(Vec::new()),
+            recent_errors: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
     /// The series of service `name` with `entrypoints` (name and kind label each): those it had
     /// if it ran in this process before, with entrypoints it did not have then added.
     pub fn service(
@@ -518,13 +524,7 @@ mod tests {
 
     #[test]
     fn series_render_and_stay_bounded() {
-        let r = Registry {
-            services: RwLock::new(Vec::new()),
-            calls: Keyed::new(),
-            published: Keyed::new(),
-            http: Keyed::new(),
-            gauges: RwLock::new(Vec::new()),
-        };
+        let r = Registry::new();
         let s = r.service("shop", &[("buy".into(), "rpc")], 4);
         let buy = s.entrypoint("buy").unwrap();
         buy.handled.record("success", Duration::from_millis(3));
@@ -559,3 +559,6 @@ mod tests {
         ));
     }
 }
+
+mod snapshot;
+pub use snapshot::{EntrypointSnapshot, RecentError, ServiceSnapshot, RECENT_ERRORS};
