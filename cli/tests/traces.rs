@@ -50,12 +50,19 @@ impl Receiver {
         Receiver { child, out, port }
     }
 
-    fn spans(&self) -> Vec<Value> {
+    /// Everything received, spans and metric points alike.
+    fn lines(&self) -> Vec<Value> {
         let text = self.out.lock().unwrap().clone();
         text.lines()
             .filter(|l| l.starts_with('{'))
             .map(json)
             .collect()
+    }
+
+    fn spans(&self) -> Vec<Value> {
+        let mut lines = self.lines();
+        lines.retain(|l| l.get("metric").is_none());
+        lines
     }
 }
 
@@ -280,6 +287,52 @@ fn traces_across_processes(url_var: &str, system: &str) {
     assert!(spans.iter().all(|s| s["header"] == "k-5e3a9"));
     let pids: std::collections::HashSet<_> = spans.iter().map(|s| s["pid"].clone()).collect();
     assert!(pids.len() >= 4, "spans from {} processes", pids.len());
+
+    // The metrics, exported once more at each process's stop, count what was done, exactly.
+    let points: Vec<Value> = receiver
+        .lines()
+        .into_iter()
+        .filter(|l| l.get("metric").is_some())
+        .collect();
+    let last = |metric: &str, service: &str, attributes: Value| -> Value {
+        points
+            .iter()
+            .rev()
+            .find(|p| {
+                p["metric"] == metric && p["service"] == service && p["attributes"] == attributes
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no {metric} {attributes} from {service}"))
+    };
+    use serde_json::json;
+    let handled = "basidia_entrypoint_handled_total";
+    let served = last(
+        handled,
+        "api_service",
+        json!({"service": "api_service", "entrypoint": "get_user", "kind": "http", "outcome": "success"}),
+    );
+    assert_eq!(
+        (served["value"].as_f64(), &served["monotonic"]),
+        (Some(1.0), &json!(true))
+    );
+    let greeted = last(
+        handled,
+        "user_service",
+        json!({"service": "user_service", "entrypoint": "get_user_greeting", "kind": "rpc", "outcome": "success"}),
+    );
+    assert_eq!(greeted["value"].as_f64(), Some(1.0));
+    let took = last(
+        "basidia_entrypoint_duration_seconds",
+        "notification_service",
+        json!({"service": "notification_service", "entrypoint": "on_user_created", "kind": "event"}),
+    );
+    assert_eq!(
+        (took["type"].as_str(), took["count"].as_u64()),
+        (Some("histogram"), Some(1))
+    );
+    let buckets = took["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), took["bounds"].as_array().unwrap().len() + 1);
+    assert!(points.iter().all(|p| p["header"] == "k-5e3a9"));
 }
 
 #[test]

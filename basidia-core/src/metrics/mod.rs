@@ -12,7 +12,6 @@
 //! it starts, and those of targets and event types once, on their first use.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -79,19 +78,6 @@ impl Histogram {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-    }
 }
 
 /// Counts by outcome, with durations.
@@ -107,15 +93,6 @@ impl Outcomes {
     pub fn record(&self, outcome: &str, took: Duration) {
         self.counts[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
         self.duration.observe(took);
-    }
-
-    fn render_counts(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, o) in OUTCOMES.iter().enumerate() {
-            let n = self.counts[i].load(Ordering::Relaxed);
-            if n > 0 {
-                let _ = writeln!(out, "{name}{{{labels},outcome=\"{o}\"}} {n}");
-            }
-        }
     }
 }
 
@@ -307,215 +284,6 @@ impl Registry {
         gauges.retain(|(n, l, _)| !(n == name && l == labels));
         gauges.push((name.to_string(), labels.to_string(), Arc::new(read)));
     }
-
-    /// Every series, in Prometheus' text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
-        let mut entrypoints: Vec<(
-            String,
-            &'static str,
-            &ServiceMetrics,
-            Arc<EntrypointMetrics>,
-        )> = Vec::new();
-        for s in &services {
-            for (e, (kind, m)) in &s.entrypoints {
-                entrypoints.push((e.clone(), kind, s, Arc::clone(m)));
-            }
-        }
-        entrypoints.sort_by(|a, b| (&a.2.name, &a.0).cmp(&(&b.2.name, &b.0)));
-        let ep_labels = |e: &str, kind: &str, s: &ServiceMetrics| {
-            format!(
-                "service=\"{}\",entrypoint=\"{}\",kind=\"{kind}\"",
-                escape(&s.name),
-                escape(e)
-            )
-        };
-        header(
-            &mut out,
-            "basidia_entrypoint_handled_total",
-            "counter",
-            "Workers run, by entrypoint and outcome.",
-        );
-        for (e, kind, s, m) in &entrypoints {
-            m.handled.render_counts(
-                &mut out,
-                "basidia_entrypoint_handled_total",
-                &ep_labels(e, kind, s),
-            );
-        }
-        header(
-            &mut out,
-            "basidia_entrypoint_duration_seconds",
-            "histogram",
-            "How long workers took, by entrypoint.",
-        );
-        for (e, kind, s, m) in &entrypoints {
-            m.handled.duration.render(
-                &mut out,
-                "basidia_entrypoint_duration_seconds",
-                &ep_labels(e, kind, s),
-            );
-        }
-        for (name, help, pick) in [
-            (
-                "basidia_events_retried_total",
-                "Events put back for a retry, by handler.",
-                (|m: &EntrypointMetrics| &m.retried) as fn(&EntrypointMetrics) -> &AtomicU64,
-            ),
-            (
-                "basidia_events_dead_lettered_total",
-                "Events dead-lettered, by handler.",
-                |m: &EntrypointMetrics| &m.dead_lettered,
-            ),
-        ] {
-            header(&mut out, name, "counter", help);
-            for (e, kind, s, m) in entrypoints.iter().filter(|x| x.1 == "event") {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{}}} {}",
-                    ep_labels(e, kind, s),
-                    pick(m).load(Ordering::Relaxed)
-                );
-            }
-        }
-        for (name, kind, help) in [
-            (
-                "basidia_workers_in_flight",
-                "gauge",
-                "Workers running now, by service.",
-            ),
-            (
-                "basidia_workers_max",
-                "gauge",
-                "The max_workers bound, by service.",
-            ),
-            (
-                "basidia_unknown_method_requests_total",
-                "counter",
-                "Requests naming a method the service does not have.",
-            ),
-        ] {
-            header(&mut out, name, kind, help);
-            for s in &services {
-                let value = match name {
-                    "basidia_workers_in_flight" => {
-                        s.in_flight.load(Ordering::Relaxed).max(0) as u64
-                    }
-                    "basidia_workers_max" => s.max_workers.load(Ordering::Relaxed),
-                    _ => s.unknown_methods.load(Ordering::Relaxed),
-                };
-                let _ = writeln!(out, "{name}{{service=\"{}\"}} {value}", escape(&s.name));
-            }
-        }
-        for (keyed, prefix, first, second, what) in [
-            (
-                &self.calls,
-                "basidia_client_call",
-                "service",
-                "method",
-                "Calls made",
-            ),
-            (
-                &self.published,
-                "basidia_events_published",
-                "source",
-                "event_type",
-                "Events published",
-            ),
-        ] {
-            let all = keyed.sorted();
-            let total = if prefix == "basidia_client_call" {
-                "basidia_client_calls_total".to_string()
-            } else {
-                format!("{prefix}_total")
-            };
-            header(&mut out, &total, "counter", &format!("{what}, by outcome."));
-            for ((a, b), m) in &all {
-                let labels = format!("{first}=\"{}\",{second}=\"{}\"", escape(a), escape(b));
-                m.render_counts(&mut out, &total, &labels);
-            }
-            let hist = format!("{prefix}_duration_seconds");
-            header(
-                &mut out,
-                &hist,
-                "histogram",
-                &format!("{what}: how long each took."),
-            );
-            for ((a, b), m) in &all {
-                let labels = format!("{first}=\"{}\",{second}=\"{}\"", escape(a), escape(b));
-                m.duration.render(&mut out, &hist, &labels);
-            }
-        }
-        let routes = self.http.sorted();
-        header(
-            &mut out,
-            "basidia_http_requests_total",
-            "counter",
-            "HTTP requests, by method, route and status.",
-        );
-        for ((method, route), m) in &routes {
-            let statuses = m.statuses.read().map(|s| {
-                let mut v: Vec<(u16, u64)> = s
-                    .iter()
-                    .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
-                    .collect();
-                v.sort_unstable();
-                v
-            });
-            for (status, n) in statuses.unwrap_or_default() {
-                let _ = writeln!(
-                    out,
-                    "basidia_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(method),
-                    escape(route)
-                );
-            }
-        }
-        header(
-            &mut out,
-            "basidia_http_request_duration_seconds",
-            "histogram",
-            "How long HTTP requests took, by method and route.",
-        );
-        for ((method, route), m) in &routes {
-            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
-            m.duration
-                .render(&mut out, "basidia_http_request_duration_seconds", &labels);
-        }
-        let gauges = self.gauges.read().map(|g| g.clone()).unwrap_or_default();
-        let mut named: Vec<&str> = gauges.iter().map(|(n, _, _)| n.as_str()).collect();
-        named.dedup();
-        for name in named {
-            let help = if name == "basidia_broker_connected" {
-                "1 while the broker connection is up, else 0."
-            } else {
-                "A gauge of the program's."
-            };
-            header(&mut out, name, "gauge", help);
-            for (_, labels, read) in gauges.iter().filter(|(n, _, _)| n == name) {
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {}", read());
-                } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {}", read());
-                }
-            }
-        }
-        out
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A label value as the text format wants it: backslash, quote and newline escaped.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -550,7 +318,7 @@ mod tests {
             "basidia_client_calls_total{service=\"other\",method=\"other\",outcome=\"success\"} 50"
         ));
         assert_eq!(r.calls.sorted().len(), MAX_SERIES + 1);
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(text::escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         // The service started again keeps its counts.
         let again = r.service("shop", &[("buy".into(), "rpc")], 8);
         assert!(std::ptr::eq(
@@ -560,5 +328,8 @@ mod tests {
     }
 }
 
+mod series;
 mod snapshot;
+mod text;
+pub use series::{HistogramValues, SeriesKind, SeriesWriter};
 pub use snapshot::{EntrypointSnapshot, RecentError, ServiceSnapshot, RECENT_ERRORS};

@@ -1,7 +1,8 @@
-"""A foreign OTLP/HTTP trace receiver for the trace tests: listens on 127.0.0.1 (a free port,
-printed first as `listening PORT`), decodes every POST to /v1/traces with the OpenTelemetry
-project's own protobuf classes (opentelemetry-proto), and prints each span it receives as one
-JSON line: ids in hex, name, kind, the resource's service.name, attributes, status and events.
+"""A foreign OTLP/HTTP receiver for the trace tests: listens on 127.0.0.1 (a free port, printed
+first as `listening PORT`), decodes every POST to /v1/traces and /v1/metrics with the
+OpenTelemetry project's own protobuf classes (opentelemetry-proto), and prints each span it
+receives as one JSON line (ids in hex, name, kind, the resource's service.name, attributes,
+status and events), and each metric data point as one JSON line with a "metric" key.
 
 Usage: otlp_receiver.py   (runs until killed)
 """
@@ -13,6 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -33,7 +38,14 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+        if self.headers.get("Content-Type") != "application/x-protobuf":
+            self.send_response(415)
+            self.end_headers()
+            return
+        if self.path == "/v1/metrics":
+            self.metrics(body)
+            return
+        if self.path != "/v1/traces":
             self.send_response(404)
             self.end_headers()
             return
@@ -58,6 +70,39 @@ class Receiver(BaseHTTPRequestHandler):
                     }
                     print(json.dumps(line), flush=True)
         answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def metrics(self, body):
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        for resource_metrics in request.resource_metrics:
+            resource = attributes(resource_metrics.resource.attributes)
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    kind = metric.WhichOneof("data")
+                    data = getattr(metric, kind)
+                    for point in data.data_points:
+                        line = {
+                            "metric": metric.name,
+                            "type": kind,
+                            "service": resource.get("service.name"),
+                            "attributes": attributes(point.attributes),
+                            "header": self.headers.get("x-test-key"),
+                        }
+                        if kind == "histogram":
+                            line["count"] = point.count
+                            line["buckets"] = list(point.bucket_counts)
+                            line["bounds"] = list(point.explicit_bounds)
+                        else:
+                            line["value"] = point.as_double
+                        if kind == "sum":
+                            line["monotonic"] = data.is_monotonic
+                        print(json.dumps(line), flush=True)
+        answer = ExportMetricsServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", str(len(answer)))

@@ -3,7 +3,7 @@
 //! that links, names and types Basidia's spans.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use basidia_core::telemetry::{SpanEnd, SpanHook, SpanRole, SpanStart};
 use opentelemetry::trace::{
@@ -17,11 +17,15 @@ use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 
+use super::metrics::{MetricsExport, Target};
 use super::{Exporting, Sampling, TelemetryError};
 use crate::logging::BoxedLayer;
 
 /// The provider of the process's exported spans, once its layer is installed.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The metrics export, until the process stops it.
+static METRICS: Mutex<Option<MetricsExport>> = Mutex::new(None);
 
 /// Spans of these crates are never exported: client libraries' internals, and the exporter's
 /// own HTTP requests (which would otherwise be spans to export, without end).
@@ -33,6 +37,7 @@ const QUIET_TARGETS: &str = "info,lapin=off,amq_protocol=off,async_nats=off,hype
 /// [`Pipeline::activate`] starts it (or dropping it shuts the exporter down).
 pub(super) struct Pipeline {
     provider: Option<SdkTracerProvider>,
+    metrics: Option<Target>,
 }
 
 impl Pipeline {
@@ -41,6 +46,9 @@ impl Pipeline {
         if let Some(provider) = self.provider.take() {
             if PROVIDER.set(provider).is_ok() {
                 basidia_core::telemetry::install(Arc::new(OtelHook));
+                if let Some(export) = self.metrics.take().and_then(MetricsExport::start) {
+                    *METRICS.lock().unwrap_or_else(|e| e.into_inner()) = Some(export);
+                }
             }
         }
     }
@@ -81,15 +89,27 @@ pub(super) fn pipeline(
         .service_name
         .clone()
         .unwrap_or_else(|| default_name.to_string());
+    let host = basidia_core::broker::host_name();
     let resource = Resource::builder()
-        .with_service_name(name)
+        .with_service_name(name.clone())
         .with_attributes([
             KeyValue::new("process.pid", i64::from(std::process::id())),
-            KeyValue::new("host.name", basidia_core::broker::host_name()),
+            KeyValue::new("host.name", host.clone()),
             KeyValue::new("telemetry.distro.name", "basidia"),
             KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")),
         ])
         .build();
+    let metrics = exporting.metrics_url.clone().map(|url| Target {
+        url,
+        headers: exporting.headers.clone(),
+        timeout: exporting.timeout,
+        interval: exporting.metrics_interval,
+        resource: vec![
+            ("service.name", name),
+            ("process.pid", std::process::id().to_string()),
+            ("host.name", host),
+        ],
+    });
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(sampler)
@@ -114,20 +134,28 @@ pub(super) fn pipeline(
         layer,
         Pipeline {
             provider: Some(provider),
+            metrics,
         },
     ))
 }
 
-/// Exports the spans still buffered and stops the exporter; waits at most the export timeout.
-/// Does nothing when traces are not exported.
+/// Exports the spans still buffered and the metrics once more, and stops both exporters; each
+/// waits at most its export timeout. Does nothing when nothing is exported.
 pub(super) async fn flush() {
-    let Some(provider) = PROVIDER.get() else {
+    let metrics = METRICS.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let provider = PROVIDER.get().cloned();
+    if metrics.is_none() && provider.is_none() {
         return;
-    };
-    let provider = provider.clone();
-    // The exporter's HTTP client blocks: off the async threads.
-    let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
-    if let Ok(Err(e)) = done {
+    }
+    // The exporters' HTTP clients block: off the async threads.
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(m) = metrics {
+            m.stop();
+        }
+        provider.map(|p| p.shutdown())
+    })
+    .await;
+    if let Ok(Some(Err(e))) = done {
         tracing::warn!("traces not all exported at stop: {e}");
     }
 }

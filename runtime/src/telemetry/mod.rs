@@ -18,6 +18,12 @@
 //! `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` (`http/protobuf` only), `OTEL_SERVICE_NAME`,
 //! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
 //!
+//! The process's metrics (the series of `/metrics`) are exported as well, to
+//! `<endpoint>/v1/metrics` every `metrics_interval` (60 s; `OTEL_METRIC_EXPORT_INTERVAL`) and
+//! once more at stop, as cumulative sums, gauges and histograms; `metrics = false` or
+//! `OTEL_METRICS_EXPORTER=none` leaves them out, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` sends
+//! them elsewhere.
+//!
 //! Spans follow the OpenTelemetry semantic conventions: an RPC server span per worker and a
 //! client span per call (`rpc.system.name`, `rpc.method` as `service/method`), `send` and
 //! `process` messaging spans for events, `{method} {route}` HTTP server spans; a failure is the
@@ -58,6 +64,12 @@ pub struct TelemetryConfig {
     /// How long one export may take.
     #[serde(with = "human_duration")]
     pub timeout: Duration,
+    /// Whether the process's metrics (those of `/metrics`) are exported too, to
+    /// `<endpoint>/v1/metrics`, whenever traces are.
+    pub metrics: bool,
+    /// How often the metrics are exported (and once more at stop).
+    #[serde(with = "human_duration")]
+    pub metrics_interval: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -69,6 +81,8 @@ impl Default for TelemetryConfig {
             sample_ratio: None,
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(10),
+            metrics: true,
+            metrics_interval: Duration::from_secs(60),
         }
     }
 }
@@ -128,10 +142,15 @@ pub struct Exporting {
     /// Whether a caller's sampling decision is followed (the `parentbased_*` samplers, and
     /// Basidia's default).
     pub parent_based: bool,
+    /// The URL metrics are posted to, if they are exported.
+    pub metrics_url: Option<String>,
+    /// How often they are.
+    pub metrics_interval: Duration,
 }
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318";
 const TRACES_PATH: &str = "/v1/traces";
+const METRICS_PATH: &str = "/v1/metrics";
 
 /// What `config` and the environment (`env` reads a variable) ask for: `None` when traces are
 /// not exported.
@@ -166,13 +185,42 @@ pub fn resolve(
             break;
         }
     }
-    let (setting, traces_url) = match (signal_url, base_url, &config.endpoint) {
-        (Some(url), _, _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
-        (None, Some(base), _) => ("OTEL_EXPORTER_OTLP_ENDPOINT", join(&base)),
-        (None, None, Some(base)) => ("telemetry.endpoint", join(base)),
-        (None, None, None) => ("telemetry.endpoint", join(DEFAULT_ENDPOINT)),
+    let base = match (&base_url, &config.endpoint) {
+        (Some(base), _) => ("OTEL_EXPORTER_OTLP_ENDPOINT", base.as_str()),
+        (None, Some(base)) => ("telemetry.endpoint", base.as_str()),
+        (None, None) => ("telemetry.endpoint", DEFAULT_ENDPOINT),
+    };
+    let (setting, traces_url) = match signal_url {
+        Some(url) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
+        None => (base.0, join(base.1, TRACES_PATH)),
     };
     check_url(setting, &traces_url)?;
+    let metrics_off = !config.metrics
+        || env("OTEL_METRICS_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    let metrics_url = match env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+        _ if metrics_off => None,
+        Some(url) => Some(("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", url)),
+        None => Some((base.0, join(base.1, METRICS_PATH))),
+    };
+    if let Some((setting, url)) = &metrics_url {
+        check_url(setting, url)?;
+    }
+    let mut metrics_interval = config.metrics_interval;
+    if let Some(ms) = env("OTEL_METRIC_EXPORT_INTERVAL") {
+        let ms: u64 = ms.trim().parse().map_err(|_| {
+            invalid(
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                format!("{ms:?} is not a number of milliseconds"),
+            )
+        })?;
+        metrics_interval = Duration::from_millis(ms);
+    }
+    if metrics_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "telemetry.metrics_interval",
+            "export metrics at most every 100 ms",
+        ));
+    }
     let mut headers = config.headers.clone();
     for var in [
         "OTEL_EXPORTER_OTLP_HEADERS",
@@ -212,12 +260,14 @@ pub fn resolve(
         service_name: env("OTEL_SERVICE_NAME").or_else(|| config.service_name.clone()),
         sampling,
         parent_based,
+        metrics_url: metrics_url.map(|(_, url)| url),
+        metrics_interval,
     }))
 }
 
-/// `<base>/v1/traces`.
-fn join(base: &str) -> String {
-    format!("{}{TRACES_PATH}", base.trim().trim_end_matches('/'))
+/// `<base><path>`: `<base>/v1/traces`, say.
+fn join(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim().trim_end_matches('/'))
 }
 
 fn check_url(setting: &str, url: &str) -> Result<(), TelemetryError> {
@@ -354,6 +404,8 @@ pub async fn flush() {
 
 #[cfg(feature = "otlp")]
 mod export;
+#[cfg(feature = "otlp")]
+mod metrics;
 
 #[cfg(test)]
 mod tests;

@@ -41,11 +41,18 @@ fn the_standard_variables_win_over_the_file() {
         sample_ratio: Some(0.5),
         headers: [("x-api-key".to_string(), "file".to_string())].into(),
         timeout: Duration::from_secs(3),
+        metrics: true,
+        metrics_interval: Duration::from_secs(15),
     };
     let e = resolve(&c, with_env(&[])).unwrap().unwrap();
     assert_eq!(e.traces_url, "http://file:4318/v1/traces");
     assert_eq!(e.sampling, Sampling::Ratio(0.5));
     assert_eq!(e.service_name.as_deref(), Some("from_file"));
+    assert_eq!(
+        e.metrics_url.as_deref(),
+        Some("http://file:4318/v1/metrics")
+    );
+    assert_eq!(e.metrics_interval, Duration::from_secs(15));
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318"),
         (
@@ -68,6 +75,30 @@ fn the_standard_variables_win_over_the_file() {
     assert_eq!(e.timeout, Duration::from_millis(2500));
     assert_eq!(e.service_name.as_deref(), Some("from_env"));
     assert_eq!((e.sampling, e.parent_based), (Sampling::Ratio(0.01), false));
+    assert_eq!(
+        e.metrics_url.as_deref(),
+        Some("http://base:4318/v1/metrics")
+    );
+    let metrics_env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/in"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+    ];
+    let e = resolve(&c, with_env(&metrics_env)).unwrap().unwrap();
+    assert_eq!(e.metrics_url.as_deref(), Some("http://m:1/in"));
+    assert_eq!(e.metrics_interval, Duration::from_millis(500));
+    let none = [("OTEL_METRICS_EXPORTER", "none")];
+    assert_eq!(
+        resolve(&c, with_env(&none)).unwrap().unwrap().metrics_url,
+        None
+    );
+    let off = TelemetryConfig {
+        metrics: false,
+        ..c.clone()
+    };
+    assert_eq!(
+        resolve(&off, with_env(&[])).unwrap().unwrap().metrics_url,
+        None
+    );
     let empty = [("OTEL_SERVICE_NAME", " ")];
     let e = resolve(&c, with_env(&empty)).unwrap().unwrap();
     assert_eq!(
@@ -117,6 +148,8 @@ fn what_cannot_be_used_is_refused_with_its_name() {
         ..on.clone()
     };
     assert!(refused(&[], &ratio).contains("telemetry.sample_ratio"));
+    let e = refused(&[("OTEL_METRIC_EXPORT_INTERVAL", "5")], &on);
+    assert!(e.contains("metrics_interval"), "{e}");
 }
 
 #[test]
