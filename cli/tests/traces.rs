@@ -73,6 +73,25 @@ impl Drop for Receiver {
     }
 }
 
+/// Calls `database_service.get_user(7)` from Python with pika, traced by the OpenTelemetry SDK
+/// and its pika instrumentation; what the caller printed.
+fn pika_call(venv: &std::ffi::OsStr, url: &str) -> Value {
+    let out = Command::new(Path::new(venv).join("bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/pika_traced_caller.py"
+        ))
+        .args([url, "database_service", "get_user", "[7]"])
+        .output()
+        .expect("the virtualenv's python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// Held by each test here: the example services must not meet another host's.
 static EXAMPLES: Mutex<()> = Mutex::new(());
 
@@ -171,6 +190,8 @@ fn traces_across_processes(url_var: &str, system: &str) {
     ]);
     assert_eq!(status, 201, "{body}");
     hosts[2].wait_for("to ida@example.com: Welcome, Ida!", Duration::from_secs(15));
+    // On RabbitMQ, a foreign caller traced by OpenTelemetry's own pika instrumentation.
+    let pika = (system == "rabbitmq").then(|| pika_call(&venv, &url));
     // A graceful stop exports what is still buffered.
     let mut logs = String::new();
     for h in hosts {
@@ -283,11 +304,46 @@ fn traces_across_processes(url_var: &str, system: &str) {
         post_chain[4]["attributes"]["messaging.operation.type"],
         "process"
     );
+    // The log lines of a worker carry the trace id its spans were exported under.
+    let welcome = logs
+        .lines()
+        .find(|l| l.contains("to ida@example.com: Welcome, Ida!"))
+        .expect("the welcome is logged");
+    let post_id = post_trace["trace_id"].as_str().unwrap();
+    assert!(
+        welcome.contains(&format!("trace_id=\"{post_id}\"")),
+        "{post_id}: {welcome}"
+    );
     // Every span was sent with the configured header, from four processes.
     assert!(spans.iter().all(|s| s["header"] == "k-5e3a9"));
     let pids: std::collections::HashSet<_> = spans.iter().map(|s| s["pid"].clone()).collect();
     assert!(pids.len() >= 4, "spans from {} processes", pids.len());
 
+    if let Some(pika) = pika {
+        // Basidia's server span is a child of the span the instrumentation sent the request in.
+        let python_trace = pika["trace_id"].as_str().unwrap();
+        let served = spans
+            .iter()
+            .find(|s| {
+                s["name"] == "database_service/get_user"
+                    && s["kind"] == "SPAN_KIND_SERVER"
+                    && s["trace_id"] == python_trace
+            })
+            .unwrap_or_else(|| panic!("no server span in the caller's trace: {pika}"));
+        let sent_in: Vec<&Value> = pika["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["span_id"] == served["parent_span_id"])
+            .collect();
+        assert_eq!(
+            sent_in.len(),
+            1,
+            "parent {} of {pika}",
+            served["parent_span_id"]
+        );
+        assert_eq!(pika["reply"]["result"]["name"], "User 7", "{pika}");
+    }
     // The metrics, exported once more at each process's stop, count what was done, exactly.
     let points: Vec<Value> = receiver
         .lines()

@@ -76,7 +76,11 @@ pub(crate) fn install(quiet: bool, config: &LogConfig, extra: Option<BoxedLayer>
         tracing_subscriber::EnvFilter::try_new(&text)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(quiet)))
     });
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours for a terminal only: a log file, a pipe or the journal gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let lines: BoxedLayer = match config.format {
         LogFormat::Text => lines.with_filter(filter).boxed(),
         LogFormat::Json => lines

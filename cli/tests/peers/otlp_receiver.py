@@ -9,6 +9,7 @@ Usage: otlp_receiver.py   (runs until killed)
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -22,6 +23,15 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 KINDS = {v: k for k, v in Span.SpanKind.items()}
+
+# Requests are handled on threads of their own: one line at a time on standard output.
+PRINTING = threading.Lock()
+
+
+def emit(line):
+    with PRINTING:
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
 CODES = {v: k for k, v in Status.StatusCode.items()}
 
 
@@ -68,7 +78,7 @@ class Receiver(BaseHTTPRequestHandler):
                         "events": [event.name for event in span.events],
                         "header": self.headers.get("x-test-key"),
                     }
-                    print(json.dumps(line), flush=True)
+                    emit(line)
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -101,7 +111,7 @@ class Receiver(BaseHTTPRequestHandler):
                             line["value"] = point.as_double
                         if kind == "sum":
                             line["monotonic"] = data.is_monotonic
-                        print(json.dumps(line), flush=True)
+                        emit(line)
         answer = ExportMetricsServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
