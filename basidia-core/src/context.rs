@@ -156,6 +156,15 @@ impl Context {
         }
     }
 
+    /// Gives this worker's context a span id of Basidia's own in the caller's trace, with the
+    /// caller's flags, as a worker has without a span hook.
+    pub(crate) fn adopt_own_span(&mut self) {
+        let parent = self.traceparent().and_then(parse_traceparent);
+        let own = child_traceparent(parent);
+        self.data
+            .insert(TRACEPARENT.to_string(), HeaderValue::Str(own));
+    }
+
     /// Makes `span`, the span of this context's worker standing for `role`, a hop of the
     /// caller's trace through the installed span hook, and this context's trace parent the
     /// span's own; does nothing without a hook.

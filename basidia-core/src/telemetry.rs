@@ -143,6 +143,49 @@ pub trait SpanHook: Send + Sync + 'static {
 
     /// `span`'s work ended as `end` says (the span itself closes when it is dropped).
     fn end(&self, span: &tracing::Span, end: &SpanEnd<'_>);
+
+    /// Whether a caller's decision not to sample is final (a parent-based sampler). Then the
+    /// worker of such a call is left to Basidia alone: its span and every span and event opened
+    /// while it runs are marked [`suppressed`], for the exporter's layer to pass over, and its
+    /// calls carry the decision on. `false` (the default) shows every span to the hook.
+    fn follows_unsampled_parents(&self) -> bool {
+        false
+    }
+}
+
+tokio::task_local! {
+    static UNSAMPLED: ();
+}
+
+/// Whether the code running now belongs to a worker whose trace is not sampled (see
+/// [`SpanHook::follows_unsampled_parents`]): what an exporter's layer filters by.
+pub fn suppressed() -> bool {
+    UNSAMPLED.try_with(|_| ()).is_ok()
+}
+
+/// Whether a worker called with `traceparent` runs unsampled, left out of the exporter: a hook
+/// that follows unsampled parents is installed, and the caller's valid parent is not sampled.
+pub(crate) fn unsampled(traceparent: Option<&str>) -> bool {
+    let not_sampled = traceparent.is_some_and(|p| {
+        p.len() == 55 && p.as_bytes()[54].is_ascii_hexdigit() && {
+            // The low bit of the flags' second digit is the sampled flag.
+            let digit = char::from(p.as_bytes()[54]).to_digit(16).unwrap_or(1);
+            digit & 1 == 0
+        }
+    });
+    not_sampled && hook().is_some_and(|h| h.follows_unsampled_parents())
+}
+
+/// Opens a span with `open` marked as suppressed.
+pub(crate) fn open_suppressed(open: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    UNSAMPLED.sync_scope((), open)
+}
+
+/// `fut`, run with everything it opens marked as suppressed.
+pub(crate) fn run_suppressed<F: std::future::Future>(
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    UNSAMPLED.scope((), fut)
 }
 
 static HOOK: OnceLock<Arc<dyn SpanHook>> = OnceLock::new();

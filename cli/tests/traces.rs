@@ -92,6 +92,9 @@ fn pika_call(venv: &std::ffi::OsStr, url: &str) -> Value {
     json(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// A caller's trace parent with the sampled flag clear.
+const UNSAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+
 /// Held by each test here: the example services must not meet another host's.
 static EXAMPLES: Mutex<()> = Mutex::new(());
 
@@ -190,6 +193,13 @@ fn traces_across_processes(url_var: &str, system: &str) {
     ]);
     assert_eq!(status, 201, "{body}");
     hosts[2].wait_for("to ida@example.com: Welcome, Ida!", Duration::from_secs(15));
+    // A caller that decided against a trace: nothing of this request is exported, anywhere.
+    let (status, body) = curl(&[
+        "-H",
+        &format!("traceparent: {UNSAMPLED}"),
+        &format!("{base}/users/8"),
+    ]);
+    assert_eq!(status, 200, "{body}");
     // On RabbitMQ, a foreign caller traced by OpenTelemetry's own pika instrumentation.
     let pika = (system == "rabbitmq").then(|| pika_call(&venv, &url));
     // A graceful stop exports what is still buffered.
@@ -276,6 +286,24 @@ fn traces_across_processes(url_var: &str, system: &str) {
         std::thread::sleep(Duration::from_millis(200));
     };
 
+    let unsampled_trace = &UNSAMPLED[3..35];
+    assert!(
+        spans.iter().all(|s| s["trace_id"] != unsampled_trace),
+        "a span of the unsampled request was exported"
+    );
+    let count = |name: &str, kind: &str| {
+        spans
+            .iter()
+            .filter(|s| s["name"] == name && s["kind"] == kind)
+            .count()
+    };
+    // Nor did its hops start traces of their own.
+    assert_eq!(count("GET /users/{user_id}", "SPAN_KIND_SERVER"), 1);
+    assert_eq!(
+        count("user_service/get_user_greeting", "SPAN_KIND_CLIENT"),
+        1
+    );
+    assert_eq!(count("database_service/get_user", "SPAN_KIND_CLIENT"), 1);
     // Each request began its trace at the edge, as no traceparent came with it.
     assert_eq!(get_trace["parent_span_id"], "", "{get_trace}");
     assert_eq!(post_trace["parent_span_id"], "");
@@ -369,14 +397,14 @@ fn traces_across_processes(url_var: &str, system: &str) {
     );
     assert_eq!(
         (served["value"].as_f64(), &served["monotonic"]),
-        (Some(1.0), &json!(true))
+        (Some(2.0), &json!(true))
     );
     let greeted = last(
         handled,
         "user_service",
         json!({"service": "user_service", "entrypoint": "get_user_greeting", "kind": "rpc", "outcome": "success"}),
     );
-    assert_eq!(greeted["value"].as_f64(), Some(1.0));
+    assert_eq!(greeted["value"].as_f64(), Some(2.0));
     let took = last(
         "basidia_entrypoint_duration_seconds",
         "notification_service",

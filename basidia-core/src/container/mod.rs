@@ -443,16 +443,28 @@ impl Shared {
         ctx: Arc<Context>,
         role: SpanRole<'_>,
     ) -> (tracing::Span, Arc<Context>) {
-        let span = tracing::info_span!(
-            "worker",
-            service = %self.name,
-            entrypoint,
-            kind = ?kind,
-            call_id = ctx.call_id.as_deref().unwrap_or(""),
-            trace_id = tracing::field::Empty,
-            otel.name = tracing::field::Empty,
-            otel.kind = tracing::field::Empty,
-        );
+        let open = || {
+            tracing::info_span!(
+                "worker",
+                service = %self.name,
+                entrypoint,
+                kind = ?kind,
+                call_id = ctx.call_id.as_deref().unwrap_or(""),
+                trace_id = tracing::field::Empty,
+                otel.name = tracing::field::Empty,
+                otel.kind = tracing::field::Empty,
+            )
+        };
+        if crate::telemetry::unsampled(ctx.traceparent()) {
+            // The caller decided against a trace: no exported span, and a span id of Basidia's
+            // own (with the caller's flags) for the calls it makes.
+            let span = crate::telemetry::open_suppressed(open);
+            let mut own = Arc::unwrap_or_clone(ctx);
+            own.adopt_own_span();
+            span.record("trace_id", own.trace_id().unwrap_or(""));
+            return (span, Arc::new(own));
+        }
+        let span = open();
         let ctx = if crate::telemetry::hook().is_some() {
             let mut own = Arc::unwrap_or_clone(ctx);
             own.adopt_span(&span, role, self.broker.kind());
@@ -489,23 +501,27 @@ impl Shared {
         let metrics = self.metrics.entrypoint(entrypoint);
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
-        let result = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "handler panicked".to_string());
-                tracing::error!(service = %self.name, entrypoint, "handler panicked: {message}");
-                Err(RemoteError {
-                    exc_type: "HandlerPanicked".into(),
-                    exc_path: "basidia.HandlerPanicked".into(),
-                    exc_args: vec![message.clone().into()],
-                    value: message,
-                })
-            });
+        let work = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
+            .instrument(span.clone());
+        let work = if crate::telemetry::unsampled(ctx.traceparent()) {
+            futures_util::future::Either::Left(crate::telemetry::run_suppressed(work))
+        } else {
+            futures_util::future::Either::Right(work)
+        };
+        let result = work.await.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "handler panicked".to_string());
+            tracing::error!(service = %self.name, entrypoint, "handler panicked: {message}");
+            Err(RemoteError {
+                exc_type: "HandlerPanicked".into(),
+                exc_path: "basidia.HandlerPanicked".into(),
+                exc_args: vec![message.clone().into()],
+                value: message,
+            })
+        });
         for p in &self.providers {
             p.worker_result(&info, result.as_ref().map(|_| ()));
         }

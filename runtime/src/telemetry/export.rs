@@ -15,6 +15,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::Layer;
 
 use super::metrics::{MetricsExport, Target};
@@ -38,6 +39,7 @@ const QUIET_TARGETS: &str = "info,lapin=off,amq_protocol=off,async_nats=off,hype
 pub(super) struct Pipeline {
     provider: Option<SdkTracerProvider>,
     metrics: Option<Target>,
+    parent_based: bool,
 }
 
 impl Pipeline {
@@ -45,7 +47,10 @@ impl Pipeline {
     pub(super) fn activate(mut self) {
         if let Some(provider) = self.provider.take() {
             if PROVIDER.set(provider).is_ok() {
-                basidia_core::telemetry::install(Arc::new(OtelHook));
+                let hook = OtelHook {
+                    parent_based: self.parent_based,
+                };
+                basidia_core::telemetry::install(Arc::new(hook));
                 if let Some(export) = self.metrics.take().and_then(MetricsExport::start) {
                     *METRICS.lock().unwrap_or_else(|e| e.into_inner()) = Some(export);
                 }
@@ -116,7 +121,11 @@ pub(super) fn pipeline(
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("basidia");
-    let filter = tracing_subscriber::EnvFilter::new(QUIET_TARGETS);
+    // Nor what runs in a worker whose caller decided against a trace (with a parent-based
+    // sampler): the SDK would build those spans only to drop them.
+    let filter = tracing_subscriber::EnvFilter::new(QUIET_TARGETS).and(
+        tracing_subscriber::filter::filter_fn(|_| !basidia_core::telemetry::suppressed()),
+    );
     // What costs on every poll of an instrumented future (making each span's context the
     // current OpenTelemetry one, timing busy and idle) or on every span (its source location
     // and target as attributes) is left out: Basidia's spans carry what the conventions ask
@@ -135,6 +144,7 @@ pub(super) fn pipeline(
         Pipeline {
             provider: Some(provider),
             metrics,
+            parent_based: exporting.parent_based,
         },
     ))
 }
@@ -161,11 +171,14 @@ pub(super) async fn flush() {
 }
 
 /// Links, names and types Basidia's spans for OpenTelemetry.
-struct OtelHook;
+struct OtelHook {
+    /// Whether the sampler follows a caller's decision.
+    parent_based: bool,
+}
 
 impl SpanHook for OtelHook {
     fn start(&self, span: &tracing::Span, start: &SpanStart<'_>) -> Option<String> {
-        if span.is_disabled() {
+        if span.is_disabled() || basidia_core::telemetry::suppressed() {
             return None;
         }
         if let Some(parent) = start.parent.and_then(|p| remote(p, start.tracestate)) {
@@ -190,6 +203,10 @@ impl SpanHook for OtelHook {
                 own.trace_flags().to_u8()
             )
         })
+    }
+
+    fn follows_unsampled_parents(&self) -> bool {
+        self.parent_based
     }
 
     fn end(&self, span: &tracing::Span, end: &SpanEnd<'_>) {
