@@ -462,6 +462,7 @@ async fn supervise(inner: Weak<Inner>, mut live: Arc<Live>) {
             }
         }
         strong.state.send_replace(Some(Arc::clone(&live)));
+        basidia_core::metrics::registry().note_reconnect("amqp");
         tracing::info!("AMQP connection re-established");
     }
 }

@@ -131,6 +131,10 @@ impl NatsBroker {
                         async_nats::Event::Connected => link.send_modify(|s| {
                             s.connected = true;
                             link_now.store(s.packed(), Ordering::SeqCst);
+                            // A generation past the first means a connection was lost before.
+                            if s.generation > 0 {
+                                basidia_core::metrics::registry().note_reconnect("nats");
+                            }
                         }),
                         async_nats::Event::SlowConsumer(sid) => tracing::warn!(
                             "NATS subscription {sid} fell behind; the client dropped messages"

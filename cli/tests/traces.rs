@@ -75,11 +75,11 @@ impl Drop for Receiver {
 
 /// Calls `database_service.get_user(7)` from Python with pika, traced by the OpenTelemetry SDK
 /// and its pika instrumentation; what the caller printed.
-fn pika_call(venv: &std::ffi::OsStr, url: &str) -> Value {
-    let out = Command::new(Path::new(venv).join("bin/python"))
+fn pika_call(venv: &Path, url: &str) -> Value {
+    let out = Command::new(venv.join("bin/python"))
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/pika_traced_caller.py"
+            "/../interop/otel/pika_traced_caller.py"
         ))
         .args([url, "database_service", "get_user", "[7]"])
         .output()
@@ -155,16 +155,11 @@ fn traces_across_processes(url_var: &str, system: &str) {
     let Some(url) = broker_url_from_env(url_var) else {
         return;
     };
-    let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BASIDIA_NAMEKO_VENV is not set: CI receives the traces with its opentelemetry-proto"
-        );
-        eprintln!("skipped: BASIDIA_NAMEKO_VENV is not set");
+    let Some(venv) = test_venv("the OTLP receiver (opentelemetry-proto)") else {
         return;
     };
     let _alone = EXAMPLES.lock().unwrap_or_else(|e| e.into_inner());
-    let receiver = Receiver::start(Path::new(&venv));
+    let receiver = Receiver::start(&venv);
     let endpoint = format!("http://127.0.0.1:{}", receiver.port);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -207,6 +207,8 @@ pub struct Registry {
     http: Keyed<RouteMetrics>,
     gauges: RwLock<Vec<Gauge>>,
     recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
+    /// Connections re-established after a loss, by broker kind.
+    reconnects: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A gauge's name, labels and how to read it.
@@ -227,6 +229,7 @@ impl Registry {
             http: Keyed::new(),
             gauges: RwLock::new(Vec::new()),
             recent_errors: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            reconnects: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -276,6 +279,12 @@ impl Registry {
     /// The series of HTTP `method` requests to `route` (its template, or `unmatched`).
     pub fn http(&self, method: &str, route: &str) -> Arc<RouteMetrics> {
         self.http.get(method, route)
+    }
+
+    /// Counts a broker connection of `kind` (`amqp`, `nats`) re-established after a loss.
+    pub fn note_reconnect(&self, kind: &'static str) {
+        let mut reconnects = self.reconnects.lock().unwrap_or_else(|e| e.into_inner());
+        *reconnects.entry(kind).or_default() += 1;
     }
 
     /// A gauge read when the metrics are rendered: `name` with `labels` (`key="value",...`).

@@ -228,6 +228,20 @@ impl Registry {
             let labels = [("method", method.as_str()), ("route", route.as_str())];
             w.histogram(took, &labels, &m.duration.values());
         }
+        let reconnects = "basidia_broker_reconnects_total";
+        w.family(
+            reconnects,
+            SeriesKind::Counter,
+            "Broker connections re-established after a loss, by broker.",
+        );
+        let counted = self
+            .reconnects
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        for (kind, n) in counted {
+            w.value(reconnects, &[("broker", kind)], n as f64);
+        }
         let gauges = self.gauges.read().map(|g| g.clone()).unwrap_or_default();
         let mut named: Vec<&str> = gauges.iter().map(|(n, _, _)| n.as_str()).collect();
         named.dedup();

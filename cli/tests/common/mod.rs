@@ -237,15 +237,24 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
-/// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
-pub fn validate_openapi(dir: &std::path::Path, document: &str) {
+/// The test virtualenv (`BASIDIA_NAMEKO_VENV`), which `.ci/run` makes, for `what` (the foreign
+/// peer or tool a test needs from it); `None` after saying so outside CI, a failure in CI.
+pub fn test_venv(what: &str) -> Option<PathBuf> {
     let Some(venv) = std::env::var_os("BASIDIA_NAMEKO_VENV") else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "BASIDIA_NAMEKO_VENV is not set: CI validates the OpenAPI document with it"
+            "BASIDIA_NAMEKO_VENV is not set: CI has {what} from it"
         );
-        eprintln!("skipping the OpenAPI validation: BASIDIA_NAMEKO_VENV is not set");
+        eprintln!("skipped {what}: BASIDIA_NAMEKO_VENV is not set");
+        return None;
+    };
+    Some(PathBuf::from(venv))
+}
+
+/// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
+/// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
+pub fn validate_openapi(dir: &std::path::Path, document: &str) {
+    let Some(venv) = test_venv("openapi-spec-validator") else {
         return;
     };
     let file = dir.join("openapi.json");

@@ -79,12 +79,7 @@ class Receiver(BaseHTTPRequestHandler):
                         "header": self.headers.get("x-test-key"),
                     }
                     emit(line)
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        self.answer(ExportTraceServiceResponse())
 
     def metrics(self, body):
         request = ExportMetricsServiceRequest()
@@ -112,12 +107,15 @@ class Receiver(BaseHTTPRequestHandler):
                         if kind == "sum":
                             line["monotonic"] = data.is_monotonic
                         emit(line)
-        answer = ExportMetricsServiceResponse().SerializeToString()
+        self.answer(ExportMetricsServiceResponse())
+
+    def answer(self, response):
+        body = response.SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(answer)
+        self.wfile.write(body)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         sys.stderr.write("receiver: " + (format % args) + "\n")

@@ -178,6 +178,19 @@ async fn through_an_outage(mut private: Private) {
         (200, "Hello, Ann!".to_string())
     );
 
+    let reconnects = || async {
+        let (status, text) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        let series = format!(
+            "basidia_broker_reconnects_total{{broker=\"{}\"}} ",
+            broker.kind()
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let before = reconnects().await;
+
     private.stop().await;
     let down = until(addr, "/health/ready", 503, Duration::from_secs(15)).await;
     let report: serde_json::Value = serde_json::from_str(&down).unwrap();
@@ -195,6 +208,7 @@ async fn through_an_outage(mut private: Private) {
     until(addr, "/health/ready", 200, Duration::from_secs(30)).await;
     let body = until(addr, "/hello/Cy", 200, Duration::from_secs(10)).await;
     assert_eq!(body, "Hello, Cy!");
+    assert_eq!(reconnects().await, before + 1.0, "one reconnection counted");
 
     http.stop(Duration::from_secs(5)).await;
     running.stop().await;

@@ -42,9 +42,9 @@ async fn a_pika_caller_with_opentelemetry_has_its_trace_continued() {
         std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/peers/traced_caller.py"
+                "/../../interop/otel/pika_traced_caller.py"
             ))
-            .arg(peer_url)
+            .args([peer_url.as_str(), "t_traced", "trace_id", "[]"])
             .output()
             .expect("the virtualenv's python runs")
     })
