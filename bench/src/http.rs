@@ -2,7 +2,8 @@
 //! (a) a raw axum handler answering `{"message": "Hello, World!"}`, (b) a Basidia `#[http]`
 //! entrypoint answering the same, both in this process on loopback, alternating as the RPC
 //! figures do, and (c) an `#[http]` entrypoint that calls `greeting_service.hello` over a
-//! broker (memory, NATS) for it.
+//! broker (memory, NATS) for it; over NATS against the same chain of raw parts (an axum handler
+//! making a plain async-nats request).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -175,37 +176,85 @@ pub async fn bench_http(nats_url: Option<&str>, quick: bool) -> anyhow::Result<V
         greeting_call(Arc::clone(&raw), "/greet"),
     )
     .await?;
-    out.extend(through("memory", &edge, duration).await?);
+    out.extend(through_memory(&edge, duration).await?);
     server.stop(Duration::from_secs(1)).await;
     running.stop().await;
     if let Some(url) = nats_url {
         let broker = basidia::connect(url).await.context("connecting to NATS")?;
         let (running, server) = basidia_edge(broker).await?;
         let edge = Pool::new(server.local_addr());
-        out.extend(through("nats", &edge, duration).await?);
+        // Against the same chain built of the raw parts, in the same run, alternating.
+        let raw = Pool::new(raw_chain(url).await?);
+        out.extend(
+            crate::compare_as(
+                "http+nats",
+                "route calling rpc",
+                "nats-server",
+                duration,
+                greeting_call(Arc::clone(&edge), "/hello"),
+                greeting_call(raw, "/hello"),
+            )
+            .await?,
+        );
         server.stop(Duration::from_secs(1)).await;
         running.stop().await;
     }
     Ok(out)
 }
 
-/// (c): the route that calls `greeting_service.hello` over `broker`.
-async fn through(
-    broker: &'static str,
-    edge: &Arc<Pool>,
-    duration: Duration,
-) -> anyhow::Result<Vec<Measurement>> {
+/// The chain of (c) built of raw parts: an axum handler that makes a plain async-nats request
+/// to a queue-group responder answering the greeting, and answers it as JSON.
+async fn raw_chain(url: &str) -> anyhow::Result<SocketAddr> {
+    use futures_util::StreamExt;
+    let responder = async_nats::connect(url).await?;
+    let subject = format!("bench.raw.hello.{}", std::process::id());
+    let mut requests = responder
+        .queue_subscribe(subject.clone(), "bench".into())
+        .await?;
+    tokio::spawn(async move {
+        while let Some(m) = requests.next().await {
+            if let Some(reply) = m.reply {
+                let greeting = bytes::Bytes::from_static(b"Hello, World!");
+                let _ = responder.publish(reply, greeting).await;
+            }
+        }
+    });
+    let client = Arc::new(async_nats::connect(url).await?);
+    let subject = async_nats::Subject::from(subject);
+    let router = axum::Router::new().route(
+        "/hello",
+        axum::routing::get(move || {
+            let client = Arc::clone(&client);
+            let subject = subject.clone();
+            async move {
+                let name = bytes::Bytes::from_static(b"World");
+                match client.request(subject, name).await {
+                    Ok(reply) => Ok(axum::Json(Greeting {
+                        message: String::from_utf8_lossy(&reply.payload).into_owned(),
+                    })),
+                    Err(_) => Err(axum::http::StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+/// (c) on the memory broker: the route that calls `greeting_service.hello` in process, which
+/// has no raw counterpart.
+async fn through_memory(edge: &Arc<Pool>, duration: Duration) -> anyhow::Result<Vec<Measurement>> {
     let call = greeting_call(Arc::clone(edge), "/hello");
     drive(4, Duration::from_millis(300), call.clone()).await?;
     let mut out = Vec::new();
     for concurrency in [1, 16, 64] {
         let (per_s, hist) = drive(concurrency, duration, call.clone()).await?;
         out.push(Measurement {
-            broker: if broker == "nats" {
-                "http+nats"
-            } else {
-                "http+memory"
-            },
+            broker: "http+memory",
             workload: "route calling rpc",
             concurrency,
             per_s,
