@@ -108,6 +108,17 @@ fn secrets_are_masked() {
     assert!(out.contains("url = \"postgres://app:***@db/app\""), "{out}");
     assert!(out.contains("password = \"***\""), "{out}");
     assert!(out.contains("api_token = \"***\""), "{out}");
+
+    // Trace export headers carry collector credentials: their names only.
+    std::fs::write(
+        tmp.path().join("basidia.toml"),
+        "[telemetry]\nenabled = true\nheaders = { \"x-api-key\" = \"k-77be1\" }\n",
+    )
+    .unwrap();
+    let out = show(&mut basidia(tmp.path()));
+    assert!(!out.contains("k-77be1"), "{out}");
+    assert!(out.contains("[telemetry]  # set in basidia.toml"), "{out}");
+    assert!(out.contains("\"x-api-key\" = \"***\""), "{out}");
 }
 
 #[test]

@@ -639,20 +639,26 @@ pub fn render(loaded: &Loaded) -> String {
         if let Some(r) = tel.sample_ratio {
             t.insert("sample_ratio".into(), toml::Value::Float(r));
         }
-        if !tel.headers.is_empty() {
-            // Export headers carry credentials (API keys): their names only.
-            let masked = tel
-                .headers
-                .keys()
-                .map(|k| (k.clone(), toml::Value::String(crate::config::MASK.into())))
-                .collect();
-            t.insert("headers".into(), toml::Value::Table(masked));
-        }
         t.insert(
             "timeout".into(),
             toml::Value::String(human_duration::format(tel.timeout)),
         );
+        t.insert("metrics".into(), toml::Value::Boolean(tel.metrics));
+        t.insert(
+            "metrics_interval".into(),
+            toml::Value::String(human_duration::format(tel.metrics_interval)),
+        );
         out.push_str(&toml::to_string(&t).unwrap_or_default());
+        if !tel.headers.is_empty() {
+            // Export headers carry credentials (API keys): their names only, as an inline
+            // table so that it stays in this section.
+            let names: Vec<String> = tel
+                .headers
+                .keys()
+                .map(|k| format!("{} = \"{MASK}\"", toml::Value::String(k.clone())))
+                .collect();
+            out.push_str(&format!("headers = {{ {} }}\n", names.join(", ")));
+        }
     }
     #[cfg(feature = "auth")]
     if let Some(a) = &s.auth {
