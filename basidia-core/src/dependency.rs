@@ -275,7 +275,8 @@ impl EventDispatcher {
             .unwrap_or_default();
         // A span of its own only for an exporter (see `crate::telemetry`): its id is the parent
         // the event carries to its handlers.
-        let span = if crate::telemetry::hook().is_some() {
+        let parent = ctx.as_deref().and_then(Context::traceparent);
+        let span = if crate::telemetry::hook().is_some() && !crate::telemetry::unsampled(parent) {
             let span = tracing::info_span!(
                 "event.dispatch",
                 source = %self.source,
@@ -287,7 +288,13 @@ impl EventDispatcher {
                 source: &self.source,
                 event_type,
             };
-            if let Some(own) = crate::telemetry::outgoing(&span, role, self.broker.kind()) {
+            let state = parent.and(
+                ctx.as_deref()
+                    .and_then(|c| c.get(crate::context::TRACESTATE)),
+            );
+            if let Some(own) =
+                crate::telemetry::outgoing(&span, role, self.broker.kind(), parent, state)
+            {
                 headers.insert(
                     crate::context::TRACEPARENT.to_string(),
                     crate::message::HeaderValue::Str(own),

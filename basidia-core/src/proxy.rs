@@ -149,7 +149,13 @@ impl RpcProxy {
             .as_ref()
             .map(|c| c.outgoing_headers())
             .unwrap_or_default();
-        let span = client_span(service, method, self.broker.kind(), &mut headers);
+        let span = client_span(
+            service,
+            method,
+            self.broker.kind(),
+            ctx.as_deref(),
+            &mut headers,
+        );
         let format = self.options.format;
         // `timeout` is already cut to the context's deadline. Where the metadata travels (the
         // message's headers, or the envelope) is the backend's to decide.
@@ -159,23 +165,35 @@ impl RpcProxy {
             deadline: Some(crate::context::deadline_after(timeout)),
             ..Message::default()
         };
-        let reply = match &span {
-            None => self.send(service, method, message, timeout).await,
+        let result = match &span {
+            None => self.round_trip(service, method, message, timeout).await,
             Some(span) => {
-                let reply = self
-                    .send(service, method, message, timeout)
+                let result = self
+                    .round_trip(service, method, message, timeout)
                     .instrument(span.clone())
                     .await;
-                match &reply {
+                match &result {
                     Ok(_) => crate::telemetry::end(span, SpanEnd::ok()),
                     Err(e) => {
                         let text = e.to_string();
                         crate::telemetry::end(span, SpanEnd::error(error_type(e), &text));
                     }
                 }
-                reply
+                result
             }
-        }?;
+        };
+        result
+    }
+
+    /// Sends a request and decodes its reply: the result, or the remote error it carries.
+    async fn round_trip<R: DeserializeOwned>(
+        &self,
+        service: &str,
+        method: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<R, RpcError> {
+        let reply = self.send(service, method, message, timeout).await?;
         let format = reply
             .content_type
             .as_deref()
@@ -275,22 +293,30 @@ impl RpcProxy {
 }
 
 /// The span of a call to `service.method` about to be sent, when a span hook is installed,
-/// with its trace parent put into the call's `headers`; `None` without a hook (the call then
-/// carries the worker's own trace parent, and no span is opened).
+/// with its trace parent put into the call's `headers`; `None` without a hook, or in a trace
+/// the caller decided not to sample (the call then carries the context's trace parent, and no
+/// span is opened). The span's parent is the context's trace parent: the worker's own span, or
+/// for a context built from a request (the gateway) the request's caller.
 fn client_span(
     service: &str,
     method: &str,
     broker: &str,
+    ctx: Option<&Context>,
     headers: &mut crate::message::Headers,
 ) -> Option<tracing::Span> {
     crate::telemetry::hook()?;
+    let parent = ctx.and_then(Context::traceparent);
+    if crate::telemetry::unsampled(parent) {
+        return None;
+    }
     let span = tracing::info_span!(
         "rpc.client",
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty,
     );
     let role = SpanRole::RpcClient { service, method };
-    if let Some(own) = crate::telemetry::outgoing(&span, role, broker) {
+    let state = parent.and(ctx.and_then(|c| c.get(crate::context::TRACESTATE)));
+    if let Some(own) = crate::telemetry::outgoing(&span, role, broker, parent, state) {
         headers.insert(
             crate::context::TRACEPARENT.to_string(),
             crate::message::HeaderValue::Str(own),

@@ -75,9 +75,9 @@ pub struct SpanStart<'a> {
     pub role: SpanRole<'a>,
     /// The broker's kind (`memory`, `amqp`, `nats`), as `Broker::kind` names it.
     pub broker: &'a str,
-    /// The W3C `traceparent` the message or request came with, already validated; `None` for a
-    /// span whose parent is the span it was opened in (outgoing calls and events), or that
-    /// starts a trace.
+    /// The W3C `traceparent` of the span's parent: what the message or request came with, or
+    /// for an outgoing call or event the sending context's; `None` for a span that starts a
+    /// trace.
     pub parent: Option<&'a str>,
     /// The W3C `tracestate` that came with `parent`.
     pub tracestate: Option<&'a str>,
@@ -166,14 +166,16 @@ pub fn suppressed() -> bool {
 /// Whether a worker called with `traceparent` runs unsampled, left out of the exporter: a hook
 /// that follows unsampled parents is installed, and the caller's valid parent is not sampled.
 pub(crate) fn unsampled(traceparent: Option<&str>) -> bool {
-    let not_sampled = traceparent.is_some_and(|p| {
+    if !hook().is_some_and(|h| h.follows_unsampled_parents()) {
+        return false;
+    }
+    traceparent.is_some_and(|p| {
         p.len() == 55 && p.as_bytes()[54].is_ascii_hexdigit() && {
             // The low bit of the flags' second digit is the sampled flag.
             let digit = char::from(p.as_bytes()[54]).to_digit(16).unwrap_or(1);
             digit & 1 == 0
         }
-    });
-    not_sampled && hook().is_some_and(|h| h.follows_unsampled_parents())
+    })
 }
 
 /// Opens a span with `open` marked as suppressed.
@@ -200,10 +202,17 @@ pub fn hook() -> Option<&'static dyn SpanHook> {
     HOOK.get().map(|h| &**h)
 }
 
-/// The `traceparent` for an outgoing message opened in `span` as `role`: the hook's, if one is
-/// installed and takes the span.
-pub(crate) fn outgoing(span: &tracing::Span, role: SpanRole<'_>, broker: &str) -> Option<String> {
-    hook()?.start(span, &SpanStart::new(role, broker))
+/// The `traceparent` for an outgoing message opened in `span` as `role`, a child of `parent`
+/// (the sending context's trace parent): the hook's, if one is installed and takes the span.
+pub(crate) fn outgoing(
+    span: &tracing::Span,
+    role: SpanRole<'_>,
+    broker: &str,
+    parent: Option<&str>,
+    tracestate: Option<&str>,
+) -> Option<String> {
+    let start = SpanStart::new(role, broker).with_parent(parent, tracestate);
+    hook()?.start(span, &start)
 }
 
 /// Tells the hook, if any, how `span`'s work ended.

@@ -22,12 +22,18 @@ const PAGE: &str = include_str!("dashboard.html");
 /// How long listing the instances may take before the page shows none.
 const LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a listing of the instances is shown again rather than asked for anew: on AMQP a
+/// listing asks every hosting process, and any number of pages may be open.
+const LIST_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the dashboard reads: the broker (its instances), and readiness when health is served.
 #[derive(Clone)]
 pub struct Dashboard {
     broker: SharedBroker,
     health: Option<Health>,
     started: Instant,
+    /// The latest listing of the instances, and when it was made; one listing at a time.
+    listed: Arc<tokio::sync::Mutex<Option<(Instant, Value)>>>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -45,6 +51,7 @@ impl Dashboard {
             broker,
             health: None,
             started: Instant::now(),
+            listed: Arc::default(),
         }
     }
 
@@ -60,12 +67,7 @@ impl Dashboard {
             Some(h) => h.report().await.1,
             None => json!({"status": if self.broker.is_connected() { "UP" } else { "DOWN" }}),
         };
-        let instances = match tokio::time::timeout(LIST_LIMIT, self.broker.instances()).await {
-            Ok(Ok(Some(list))) => json!(list),
-            Ok(Ok(None)) => Value::Null,
-            Ok(Err(e)) => json!({"error": e.to_string()}),
-            Err(_) => json!({"error": format!("no answer within {LIST_LIMIT:?}")}),
-        };
+        let instances = self.instances().await;
         let registry = basidia_core::metrics::registry();
         json!({
             "process": {
@@ -80,6 +82,26 @@ impl Dashboard {
             "services": registry.snapshot(),
             "recent_errors": registry.recent_errors(),
         })
+    }
+}
+
+impl Dashboard {
+    /// The instances the broker lists, as JSON: listed anew at most every [`LIST_FRESH`].
+    async fn instances(&self) -> Value {
+        let mut listed = self.listed.lock().await;
+        if let Some((at, list)) = listed.as_ref() {
+            if at.elapsed() < LIST_FRESH {
+                return list.clone();
+            }
+        }
+        let list = match tokio::time::timeout(LIST_LIMIT, self.broker.instances()).await {
+            Ok(Ok(Some(list))) => json!(list),
+            Ok(Ok(None)) => Value::Null,
+            Ok(Err(e)) => json!({"error": e.to_string()}),
+            Err(_) => json!({"error": format!("no answer within {LIST_LIMIT:?}")}),
+        };
+        *listed = Some((Instant::now(), list.clone()));
+        list
     }
 }
 

@@ -57,7 +57,8 @@ pub struct HttpConfig {
     /// by default).
     pub metrics: bool,
     /// Whether `/dashboard` is served, a page of the services, their instances and their
-    /// figures (it is by default).
+    /// figures. Off by default: it shows the fleet's hosts and the latest error messages to
+    /// whoever reaches the server; `true` also starts the server for it.
     pub dashboard: bool,
     /// Cross-origin requests, off unless origins are named.
     pub cors: crate::cors::CorsConfig,
@@ -80,7 +81,7 @@ impl Default for HttpConfig {
             gateway: crate::gateway::GatewayConfig::default(),
             openapi: true,
             metrics: true,
-            dashboard: true,
+            dashboard: false,
             cors: crate::cors::CorsConfig::default(),
             compression: false,
             tls: None,
@@ -133,7 +134,7 @@ impl HttpConfig {
 
     /// Whether a process with `routes` HTTP routes runs a server at all.
     pub fn wanted(&self, routes: usize) -> bool {
-        routes > 0 || self.health == Some(true) || self.gateway.enabled()
+        routes > 0 || self.health == Some(true) || self.gateway.enabled() || self.dashboard
     }
 }
 
@@ -244,7 +245,7 @@ impl Edge {
         }
     }
 
-    /// Serves `/dashboard` from `dashboard` (unless `http.dashboard = false`).
+    /// Serves `/dashboard` from `dashboard` when `http.dashboard = true`.
     pub fn with_dashboard(mut self, dashboard: crate::dashboard::Dashboard) -> Self {
         self.dashboard = Some(dashboard);
         self
@@ -346,7 +347,7 @@ impl Edge {
         }
         if let Some(health) = health {
             let broker = health.broker().clone();
-            basidia_core::metrics::registry().gauge("basidia_broker_connected", "", move || {
+            basidia_core::metrics::registry().gauge("basidia_broker_connected", &[], move || {
                 if broker.is_connected() {
                     1.0
                 } else {

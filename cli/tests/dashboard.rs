@@ -50,7 +50,13 @@ fn the_dashboard_shows_the_services_their_figures_and_errors_in_a_browser() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut services = Background::start(basidia(tmp.path()).arg("run").arg(examples()).arg("-q"));
+    let mut services = Background::start(
+        basidia(tmp.path())
+            .arg("run")
+            .arg(examples())
+            .arg("-q")
+            .env("BASIDIA_HTTP__DASHBOARD", "true"),
+    );
     services.wait_for("serving", BUILD_TIMEOUT);
     let base = services.http_base();
     for _ in 0..3 {
@@ -91,6 +97,16 @@ fn the_dashboard_shows_the_services_their_figures_and_errors_in_a_browser() {
     assert!(dom.contains(r#"<span class="badge UP">UP</span>"#), "{dom}");
     assert!(dom.contains("<td>get_user_greeting</td>"), "{dom}");
     assert!(dom.contains("<code>UserNotFound</code>"), "{dom}");
+
+    // Off unless asked for.
+    let mut plain = Background::start(basidia(tmp.path()).arg("run").arg(examples()).arg("-q"));
+    plain.wait_for("serving", BUILD_TIMEOUT);
+    let (status, _) = curl(&[&format!("{}/dashboard", plain.http_base())]);
+    assert_eq!(
+        status, 404,
+        "the dashboard is served without being asked for"
+    );
+    drop(plain);
 
     let shots = target_dir().join("test-artefacts");
     std::fs::create_dir_all(&shots).unwrap();

@@ -628,13 +628,12 @@ pub fn render(loaded: &Loaded) -> String {
         if let Some(on) = tel.enabled {
             t.insert("enabled".into(), toml::Value::Boolean(on));
         }
-        for (key, value) in [
-            ("endpoint", &tel.endpoint),
-            ("service_name", &tel.service_name),
-        ] {
-            if let Some(v) = value {
-                t.insert(key.into(), toml::Value::String(v.clone()));
-            }
+        if let Some(endpoint) = &tel.endpoint {
+            let shown = basidia_core::redact_url(endpoint);
+            t.insert("endpoint".into(), toml::Value::String(shown));
+        }
+        if let Some(name) = &tel.service_name {
+            t.insert("service_name".into(), toml::Value::String(name.clone()));
         }
         if let Some(r) = tel.sample_ratio {
             t.insert("sample_ratio".into(), toml::Value::Float(r));

@@ -205,7 +205,10 @@ impl Hosted {
             }
         };
         close(&broker).await;
-        crate::telemetry::flush().await;
+        // A forced stop does not wait for the exporters either.
+        if code == ExitCode::SUCCESS {
+            crate::telemetry::flush().await;
+        }
         code
     }
 

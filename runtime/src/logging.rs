@@ -82,20 +82,25 @@ pub(crate) fn install(quiet: bool, config: &LogConfig, extra: Option<BoxedLayer>
         .with_writer(std::io::stderr)
         .with_ansi(colour);
     let lines: BoxedLayer = match config.format {
-        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_filter(filter)
             .boxed(),
     };
-    let mut layers = vec![lines];
-    layers.extend(extra);
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .is_ok()
+    match extra {
+        // Alone, the filter is the whole subscriber's: what it leaves out is not even built.
+        None => tracing_subscriber::registry()
+            .with(lines)
+            .with(filter)
+            .try_init()
+            .is_ok(),
+        Some(extra) => tracing_subscriber::registry()
+            .with(vec![lines.with_filter(filter).boxed(), extra])
+            .try_init()
+            .is_ok(),
+    }
 }
 
 /// `level` with the message-dumping targets off, unless it names them itself.

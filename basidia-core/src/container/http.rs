@@ -109,21 +109,22 @@ impl HttpEndpoint {
         let outcome = tokio::time::timeout_at(deadline, work).await;
         drop(busy);
         drop(tracked);
-        let response = match outcome {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => error_response(&error, &mapping()),
-            Err(_) => error_response(
-                &RemoteError::new(
-                    crate::ErrorKind::Timeout,
-                    format!("the request took longer than {timeout:?}"),
-                ),
-                &mapping(),
+        let failure = match outcome {
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                crate::telemetry::end(&span, SpanEnd::ok().with_http_status(status));
+                return response;
+            }
+            Ok(Err(error)) => error,
+            Err(_) => RemoteError::new(
+                crate::ErrorKind::Timeout,
+                format!("the request took longer than {timeout:?}"),
             ),
         };
-        crate::telemetry::end(
-            &span,
-            SpanEnd::ok().with_http_status(response.status().as_u16()),
-        );
+        let response = error_response(&failure, &mapping());
+        let end = SpanEnd::error(&failure.exc_type, &failure.value)
+            .with_http_status(response.status().as_u16());
+        crate::telemetry::end(&span, end);
         response
     }
 }

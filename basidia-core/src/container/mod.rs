@@ -499,7 +499,9 @@ impl Shared {
             p.worker_setup(&info);
         }
         let metrics = self.metrics.entrypoint(entrypoint);
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Given back when the worker ends, or when its future is dropped (an HTTP request past
+        // its timeout).
+        let in_flight = InFlight::count(&self.metrics);
         let began = Instant::now();
         let work = Context::scope(Arc::clone(&ctx), AssertUnwindSafe(fut).catch_unwind())
             .instrument(span.clone());
@@ -528,7 +530,7 @@ impl Shared {
         for p in &self.providers {
             p.worker_teardown(&info);
         }
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(in_flight);
         if let Some(m) = metrics {
             let outcome = crate::metrics::outcome(result.as_ref().err().map(RemoteError::kind));
             m.handled.record(outcome, began.elapsed());
@@ -538,13 +540,17 @@ impl Shared {
             crate::metrics::registry().note_error(&self.name, entrypoint, call_id, e);
         }
         self.notify(entrypoint, kind, &ctx, result.as_ref().err());
-        crate::telemetry::end(
-            span,
-            match &result {
-                Ok(_) => SpanEnd::ok(),
-                Err(e) => SpanEnd::error(&e.exc_type, &e.value),
-            },
-        );
+        // An HTTP worker's span ends once, with its error and the status answered, where the
+        // status is known.
+        if kind != EntrypointKind::Http {
+            crate::telemetry::end(
+                span,
+                match &result {
+                    Ok(_) => SpanEnd::ok(),
+                    Err(e) => SpanEnd::error(&e.exc_type, &e.value),
+                },
+            );
+        }
         result
     }
 
@@ -711,10 +717,14 @@ impl Shared {
             .as_deref()
             .and_then(Format::from_content_type);
         let outcome = match format {
-            None => Err(RemoteError::malformed(format!(
-                "unsupported content type {:?}",
-                msg.content_type.as_deref().unwrap_or("")
-            ))),
+            None => {
+                let e = RemoteError::malformed(format!(
+                    "unsupported content type {:?}",
+                    msg.content_type.as_deref().unwrap_or("")
+                ));
+                crate::telemetry::end(&span, SpanEnd::error(&e.exc_type, &e.value));
+                Err(e)
+            }
             Some(format) => {
                 let payload = EventPayload {
                     format,
@@ -851,6 +861,22 @@ impl Workers {
             // The service was full: a loop may be waiting for this place.
             self.freed.notify_one();
         }
+    }
+}
+
+/// A worker counted in flight until dropped.
+struct InFlight<'a>(&'a crate::metrics::ServiceMetrics);
+
+impl<'a> InFlight<'a> {
+    fn count(metrics: &'a crate::metrics::ServiceMetrics) -> Self {
+        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

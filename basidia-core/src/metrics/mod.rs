@@ -212,7 +212,11 @@ pub struct Registry {
 }
 
 /// A gauge's name, labels and how to read it.
-type Gauge = (String, String, Arc<dyn Fn() -> f64 + Send + Sync>);
+type Gauge = (
+    String,
+    Vec<(String, String)>,
+    Arc<dyn Fn() -> f64 + Send + Sync>,
+);
 
 /// The process's registry.
 pub fn registry() -> &'static Registry {
@@ -287,11 +291,21 @@ impl Registry {
         *reconnects.entry(kind).or_default() += 1;
     }
 
-    /// A gauge read when the metrics are rendered: `name` with `labels` (`key="value",...`).
-    pub fn gauge(&self, name: &str, labels: &str, read: impl Fn() -> f64 + Send + Sync + 'static) {
+    /// A gauge read when the metrics are rendered: `name` with `labels` (name and value each),
+    /// replacing one of the same name and labels.
+    pub fn gauge(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut gauges = self.gauges.write().unwrap_or_else(|e| e.into_inner());
-        gauges.retain(|(n, l, _)| !(n == name && l == labels));
-        gauges.push((name.to_string(), labels.to_string(), Arc::new(read)));
+        gauges.retain(|(n, l, _)| !(n == name && *l == labels));
+        gauges.push((name.to_string(), labels, Arc::new(read)));
     }
 }
 

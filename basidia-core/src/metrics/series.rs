@@ -49,9 +49,10 @@ impl Histogram {
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
-        let count = self.count.load(Ordering::Relaxed);
+        // Read apart from the buckets while workers end: never fewer than they hold.
         let within: u64 = counts.iter().sum();
-        counts.push(count.saturating_sub(within));
+        let count = self.count.load(Ordering::Relaxed).max(within);
+        counts.push(count - within);
         HistogramValues {
             bounds: &BUCKETS,
             counts,
@@ -72,17 +73,6 @@ impl Outcomes {
             }
         }
     }
-}
-
-/// `key="value",...` as pairs: how [`Registry::gauge`] takes its labels.
-fn parse_labels(text: &str) -> Vec<(String, String)> {
-    text.split(',')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            let v = v.trim().trim_matches('"');
-            Some((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
 }
 
 impl Registry {
@@ -253,8 +243,7 @@ impl Registry {
             };
             w.family(name, SeriesKind::Gauge, help);
             for (_, labels, read) in gauges.iter().filter(|(n, _, _)| n == name) {
-                let pairs = parse_labels(labels);
-                let pairs: Vec<(&str, &str)> = pairs
+                let pairs: Vec<(&str, &str)> = labels
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();

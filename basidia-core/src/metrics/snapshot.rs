@@ -111,14 +111,21 @@ impl Registry {
                     .entrypoints
                     .iter()
                     .map(|(name, (kind, m))| {
-                        let counts = &m.handled.counts;
-                        let handled: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-                        let success = counts[0].load(Ordering::Relaxed);
+                        // Each count read once: workers ending meanwhile must not make the
+                        // errors more than the runs.
+                        let counts: Vec<u64> = m
+                            .handled
+                            .counts
+                            .iter()
+                            .map(|c| c.load(Ordering::Relaxed))
+                            .collect();
+                        let handled: u64 = counts.iter().sum();
+                        let success = counts[0];
                         EntrypointSnapshot {
                             entrypoint: name.clone(),
                             kind,
                             handled,
-                            errors: handled - success,
+                            errors: handled.saturating_sub(success),
                             retried: m.retried.load(Ordering::Relaxed),
                             dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
                             p50_seconds: m.handled.duration.quantile(0.5),

@@ -106,7 +106,7 @@ pub(super) fn pipeline(
         .build();
     let metrics = exporting.metrics_url.clone().map(|url| Target {
         url,
-        headers: exporting.headers.clone(),
+        headers: exporting.metrics_headers.clone(),
         timeout: exporting.timeout,
         interval: exporting.metrics_interval,
         resource: vec![
@@ -123,8 +123,11 @@ pub(super) fn pipeline(
     let tracer = provider.tracer("basidia");
     // Nor what runs in a worker whose caller decided against a trace (with a parent-based
     // sampler): the SDK would build those spans only to drop them.
+    // Asked at every span and event (a dynamic filter), not once per call site.
     let filter = tracing_subscriber::EnvFilter::new(QUIET_TARGETS).and(
-        tracing_subscriber::filter::filter_fn(|_| !basidia_core::telemetry::suppressed()),
+        tracing_subscriber::filter::dynamic_filter_fn(|_, _| {
+            !basidia_core::telemetry::suppressed()
+        }),
     );
     // What costs on every poll of an instrumented future (making each span's context the
     // current OpenTelemetry one, timing busy and idle) or on every span (its source location
@@ -210,15 +213,17 @@ impl SpanHook for OtelHook {
     }
 
     fn end(&self, span: &tracing::Span, end: &SpanEnd<'_>) {
-        if let Some(status) = end.http_status {
-            span.set_attribute("http.response.status_code", i64::from(status));
-            // A server span's 4xx is the client's doing, not an error of the server's.
-            if status >= 500 && end.error.is_none() {
-                span.set_attribute("error.type", status.to_string());
-                span.set_status(Status::error(""));
+        // An HTTP server span is an error for a 5xx only: a 4xx is the client's doing.
+        let failed = match end.http_status {
+            Some(status) => {
+                span.set_attribute("http.response.status_code", i64::from(status));
+                status >= 500
             }
-        }
-        if let Some((kind, message)) = end.error {
+            None => end.error.is_some(),
+        };
+        if failed {
+            let status = end.http_status.map(|s| s.to_string()).unwrap_or_default();
+            let (kind, message) = end.error.unwrap_or((status.as_str(), ""));
             span.set_attribute("error.type", kind.to_string());
             span.set_status(Status::error(message.to_string()));
         }

@@ -95,7 +95,8 @@ fn run(target: &Target, stopped: &mpsc::Receiver<()>) {
                         Ok(status) => format!("the collector answered {status}"),
                         Err(e) => e.to_string(),
                     };
-                    tracing::warn!(url = %target.url, "metrics export failed: {why}");
+                    let url = basidia_core::redact_url(&target.url);
+                    tracing::warn!(%url, "metrics export failed: {why}");
                 }
                 failing = true;
             }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::human_duration;
 
 /// The `[telemetry]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Whether traces are exported; unset means "when an `OTEL_EXPORTER_OTLP_*ENDPOINT`
@@ -127,12 +127,14 @@ pub enum Sampling {
 }
 
 /// Export as resolved from the configuration and the environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Exporting {
     /// The URL spans are posted to.
     pub traces_url: String,
-    /// Headers sent with every export.
+    /// Headers sent with every export of spans.
     pub headers: BTreeMap<String, String>,
+    /// Headers sent with every export of metrics.
+    pub metrics_headers: BTreeMap<String, String>,
     /// How long one export may take.
     pub timeout: Duration,
     /// `service.name`, if configured.
@@ -221,14 +223,18 @@ pub fn resolve(
             "export metrics at most every 100 ms",
         ));
     }
-    let mut headers = config.headers.clone();
-    for var in [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    ] {
-        if let Some(list) = env(var) {
-            headers.extend(parse_headers(var, &list)?);
-        }
+    // The general headers go to both signals; a signal's own, only to its endpoint (which may
+    // be another host).
+    let mut shared = config.headers.clone();
+    if let Some(list) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+        shared.extend(parse_headers("OTEL_EXPORTER_OTLP_HEADERS", &list)?);
+    }
+    let (mut headers, mut metrics_headers) = (shared.clone(), shared);
+    if let Some(list) = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS") {
+        headers.extend(parse_headers("OTEL_EXPORTER_OTLP_TRACES_HEADERS", &list)?);
+    }
+    if let Some(list) = env("OTEL_EXPORTER_OTLP_METRICS_HEADERS") {
+        metrics_headers.extend(parse_headers("OTEL_EXPORTER_OTLP_METRICS_HEADERS", &list)?);
     }
     let mut timeout = config.timeout;
     for var in [
@@ -256,6 +262,7 @@ pub fn resolve(
     Ok(Some(Exporting {
         traces_url,
         headers,
+        metrics_headers,
         timeout,
         service_name: env("OTEL_SERVICE_NAME").or_else(|| config.service_name.clone()),
         sampling,
@@ -270,8 +277,11 @@ fn join(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim().trim_end_matches('/'))
 }
 
-fn check_url(setting: &str, url: &str) -> Result<(), TelemetryError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
+fn check_url(setting: &str, given: &str) -> Result<(), TelemetryError> {
+    // Named in messages with its credentials masked.
+    let shown = basidia_core::redact_url(given);
+    let url = shown.as_str();
+    let rest = given.strip_prefix("http://").ok_or_else(|| {
         let reason = if url.starts_with("https://") {
             format!(
                 "{url:?}: the exporter speaks plain HTTP; send to a collector on the host or in \
@@ -282,7 +292,7 @@ fn check_url(setting: &str, url: &str) -> Result<(), TelemetryError> {
         };
         invalid(setting, reason)
     })?;
-    if rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace) {
+    if rest.is_empty() || rest.starts_with('/') || given.contains(char::is_whitespace) {
         return Err(invalid(setting, format!("{url:?} names no host")));
     }
     Ok(())
@@ -384,7 +394,8 @@ pub fn install(
         let (layer, pipeline) = export::pipeline(&exporting, default_name)?;
         if crate::logging::install(quiet, log, Some(layer)) {
             pipeline.activate();
-            tracing::info!(endpoint = %exporting.traces_url, "exporting traces");
+            let endpoint = basidia_core::redact_url(&exporting.traces_url);
+            tracing::info!(%endpoint, "exporting traces");
         }
         Ok(())
     }
@@ -400,6 +411,51 @@ pub fn install(
 pub async fn flush() {
     #[cfg(feature = "otlp")]
     export::flush().await;
+}
+
+/// Headers by name, their values masked: they carry collector credentials.
+fn masked(headers: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+    headers
+        .keys()
+        .map(|k| (k.as_str(), crate::config::MASK))
+        .collect()
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("enabled", &self.enabled)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(basidia_core::redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("headers", &masked(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("metrics", &self.metrics)
+            .field("metrics_interval", &self.metrics_interval)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Exporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporting")
+            .field("traces_url", &basidia_core::redact_url(&self.traces_url))
+            .field("headers", &masked(&self.headers))
+            .field("metrics_headers", &masked(&self.metrics_headers))
+            .field("timeout", &self.timeout)
+            .field("service_name", &self.service_name)
+            .field("sampling", &self.sampling)
+            .field("parent_based", &self.parent_based)
+            .field(
+                "metrics_url",
+                &self.metrics_url.as_deref().map(basidia_core::redact_url),
+            )
+            .field("metrics_interval", &self.metrics_interval)
+            .finish()
+    }
 }
 
 #[cfg(feature = "otlp")]

@@ -60,6 +60,8 @@ fn the_standard_variables_win_over_the_file() {
             "http://signal:9999/custom",
         ),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=env%20key, other=1"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-traces=t"),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-metrics=m"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ("OTEL_SERVICE_NAME", "from_env"),
         ("OTEL_TRACES_SAMPLER", "traceidratio"),
@@ -72,6 +74,19 @@ fn the_standard_variables_win_over_the_file() {
     );
     assert_eq!(e.headers["x-api-key"], "env key");
     assert_eq!(e.headers["other"], "1");
+    assert_eq!(e.metrics_headers["x-api-key"], "env key");
+    assert_eq!(
+        e.headers.get("x-metrics"),
+        None,
+        "a signal's headers go to it alone"
+    );
+    assert_eq!(e.metrics_headers.get("x-traces"), None);
+    assert_eq!(e.metrics_headers["x-metrics"], "m");
+    let shown = format!("{e:?} {c:?}");
+    assert!(
+        !shown.contains("env key") && !shown.contains("\"file\""),
+        "{shown}"
+    );
     assert_eq!(e.timeout, Duration::from_millis(2500));
     assert_eq!(e.service_name.as_deref(), Some("from_env"));
     assert_eq!((e.sampling, e.parent_based), (Sampling::Ratio(0.01), false));
@@ -126,6 +141,11 @@ fn what_cannot_be_used_is_refused_with_its_name() {
     assert!(e.contains("plain HTTP"), "{e}");
     let e = refused(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")], &on);
     assert!(e.contains("not an http:// URL"), "{e}");
+    let e = refused(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://u:pw-9@c:4318")],
+        &on,
+    );
+    assert!(!e.contains("pw-9"), "{e}");
     let e = refused(&[("OTEL_TRACES_SAMPLER", "sometimes")], &on);
     assert!(
         e.contains("OTEL_TRACES_SAMPLER") && e.contains("sometimes"),

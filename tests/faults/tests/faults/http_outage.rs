@@ -208,7 +208,12 @@ async fn through_an_outage(mut private: Private) {
     until(addr, "/health/ready", 200, Duration::from_secs(30)).await;
     let body = until(addr, "/hello/Cy", 200, Duration::from_secs(10)).await;
     assert_eq!(body, "Hello, Cy!");
-    assert_eq!(reconnects().await, before + 1.0, "one reconnection counted");
+    // At least one: a client may reconnect more than once while its broker comes back.
+    let after = reconnects().await;
+    assert!(
+        after >= before + 1.0,
+        "reconnections counted: {before} then {after}"
+    );
 
     http.stop(Duration::from_secs(5)).await;
     running.stop().await;
