@@ -43,15 +43,10 @@ fn exercise(url: &str, lists_services: bool) {
     let (status, body) = curl(&[&format!("{base}/users/7")]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, r#"{"message":"Hello, User 7!"}"#);
-    let (status, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-d",
-        r#"{"name": "Hal", "email": "hal@example.com"}"#,
+    let (status, body) = post_json(
         &format!("{base}/users"),
-    ]);
+        r#"{"name": "Hal", "email": "hal@example.com"}"#,
+    );
     assert_eq!(status, 201, "{body}");
     services.wait_for("to hal@example.com: Welcome, Hal!", Duration::from_secs(15));
     let (status, body) = curl(&[&format!("{base}/users/-1")]);

@@ -92,6 +92,9 @@ fn pika_call(venv: &Path, url: &str) -> Value {
     json(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// The trace parent of a caller of the gateway, sampled.
+const GATEWAY_CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 /// A caller's trace parent with the sampled flag clear.
 const UNSAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
 
@@ -166,7 +169,8 @@ fn traces_across_processes(url_var: &str, system: &str) {
     // Export headers from the configuration reach the receiver, and no log line.
     std::fs::write(
         dir.join("basidia.toml"),
-        "[telemetry]\nheaders = { \"x-test-key\" = \"k-5e3a9\" }\n",
+        "[telemetry]\nheaders = { \"x-test-key\" = \"k-5e3a9\" }\n\
+         [http.gateway]\nallow = [\"database_service.get_user\"]\n",
     )
     .unwrap();
     let mut hosts = vec![host(dir, &url, "database_service", &endpoint)];
@@ -177,17 +181,25 @@ fn traces_across_processes(url_var: &str, system: &str) {
 
     let (status, body) = curl(&[&format!("{base}/users/7")]);
     assert_eq!(status, 200, "{body}");
+    let (status, body) = post_json(
+        &format!("{base}/users"),
+        r#"{"name": "Ida", "email": "ida@example.com"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    hosts[2].wait_for("to ida@example.com: Welcome, Ida!", Duration::from_secs(15));
+    // Through the gateway, from a caller with a trace of its own: the call continues it.
     let (status, body) = curl(&[
         "-X",
         "POST",
         "-H",
+        &format!("traceparent: {GATEWAY_CALLER}"),
+        "-H",
         "content-type: application/json",
         "-d",
-        r#"{"name": "Ida", "email": "ida@example.com"}"#,
-        &format!("{base}/users"),
+        "[7]",
+        &format!("{base}/rpc/database_service/get_user"),
     ]);
-    assert_eq!(status, 201, "{body}");
-    hosts[2].wait_for("to ida@example.com: Welcome, Ida!", Duration::from_secs(15));
+    assert_eq!(status, 200, "{body}");
     // A user error answered 404: the server span records the status, not an error of its own.
     let (status, body) = curl(&[&format!("{base}/users/-1")]);
     assert_eq!(status, 404, "{body}");
@@ -301,9 +313,32 @@ fn traces_across_processes(url_var: &str, system: &str) {
     if let Some(p) = &pika {
         traces.push(&p["trace_id"]);
     }
+    let gateway_trace = Value::from(&GATEWAY_CALLER[3..35]);
+    traces.push(&gateway_trace);
     for s in &spans {
         assert!(traces.contains(&&s["trace_id"]), "a trace of its own: {s}");
     }
+    let gateway_call = spans
+        .iter()
+        .find(|s| {
+            s["trace_id"] == gateway_trace
+                && s["kind"] == "SPAN_KIND_CLIENT"
+                && s["name"] == "database_service/get_user"
+        })
+        .expect("the gateway's call in its caller's trace");
+    assert_eq!(gateway_call["parent_span_id"], &GATEWAY_CALLER[36..52]);
+    assert_eq!(gateway_call["service"], "api_service");
+    assert!(
+        child_of(
+            &spans,
+            gateway_call,
+            "database_service/get_user",
+            "SPAN_KIND_SERVER",
+            "database_service"
+        )
+        .is_some(),
+        "the served call is the gateway call's child"
+    );
     let missing = roots
         .iter()
         .find(|r| r["attributes"]["http.response.status_code"] == 404)

@@ -233,6 +233,19 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     )
 }
 
+/// `curl -X POST` of `body` as JSON to `url`; the status and the body.
+pub fn post_json(url: &str, body: &str) -> (u16, String) {
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        body,
+        url,
+    ])
+}
+
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -302,15 +315,7 @@ pub fn jwt(roles: &[&str]) -> String {
 /// JSON, a 413 over the limit, and `/admin/me` refusing a missing token (401 with
 /// `WWW-Authenticate`) and a token without the role (403) and answering an admin's.
 pub fn check_edge_protections(base: &str, scratch: &Path) {
-    let (status, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-d",
-        "{not json",
-        &format!("{base}/users"),
-    ]);
+    let (status, body) = post_json(&format!("{base}/users"), "{not json");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"status\":400"), "problem details: {body}");
     let big = scratch.join("big.json");
