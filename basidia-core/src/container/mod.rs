@@ -687,11 +687,8 @@ impl Shared {
             }
             return;
         }
-        let timeout = self
-            .description
-            .events
-            .iter()
-            .find(|h| h.name == handler)
+        let binding = self.description.events.iter().find(|h| h.name == handler);
+        let timeout = binding
             .and_then(|h| h.timeout_ms)
             .map_or(self.settings.event_handler_timeout, Duration::from_millis);
         let msg = &delivery.message;
@@ -704,7 +701,6 @@ impl Shared {
             &msg.headers,
             Some(crate::context::deadline_after(timeout)),
         ));
-        let binding = self.description.events.iter().find(|h| h.name == handler);
         let role = SpanRole::Process {
             source: binding.map_or("", |b| b.source.as_str()),
             event_type: binding.map_or("", |b| b.event_type.as_str()),
