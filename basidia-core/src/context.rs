@@ -211,7 +211,7 @@ impl Context {
 
 /// The trace id and flags of a W3C `traceparent` (version 00: `00-<32 hex>-<16 hex>-<2 hex>`,
 /// lower case, ids not all zeros); `None` for anything else, which starts a new trace.
-fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
     let b = value.as_bytes();
     if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
         return None;

@@ -275,35 +275,27 @@ impl EventDispatcher {
             .unwrap_or_default();
         // A span of its own only for an exporter (see `crate::telemetry`): its id is the parent
         // the event carries to its handlers.
-        let parent = ctx.as_deref().and_then(Context::traceparent);
-        let span = if crate::telemetry::hook().is_some() && !crate::telemetry::unsampled(parent) {
-            let span = tracing::info_span!(
-                "event.dispatch",
-                source = %self.source,
-                event_type,
-                otel.name = tracing::field::Empty,
-                otel.kind = tracing::field::Empty,
-            );
-            let role = crate::telemetry::SpanRole::Publish {
+        let span = crate::telemetry::outgoing(
+            || {
+                tracing::info_span!(
+                    "event.dispatch",
+                    source = %self.source,
+                    event_type,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = tracing::field::Empty,
+                )
+            },
+            crate::telemetry::SpanRole::Publish {
                 source: &self.source,
                 event_type,
-            };
-            let state = parent.and(
-                ctx.as_deref()
-                    .and_then(|c| c.get(crate::context::TRACESTATE)),
-            );
-            if let Some(own) =
-                crate::telemetry::outgoing(&span, role, self.broker.kind(), parent, state)
-            {
-                headers.insert(
-                    crate::context::TRACEPARENT.to_string(),
-                    crate::message::HeaderValue::Str(own),
-                );
-            }
-            span
-        } else {
-            tracing::debug_span!("event.dispatch", source = %self.source, event_type)
-        };
+            },
+            self.broker.kind(),
+            ctx.as_deref(),
+            &mut headers,
+        )
+        .unwrap_or_else(
+            || tracing::debug_span!("event.dispatch", source = %self.source, event_type),
+        );
         let message = Message {
             headers,
             deadline: ctx.as_ref().and_then(|c| c.outgoing_deadline(None)),

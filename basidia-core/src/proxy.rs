@@ -149,9 +149,18 @@ impl RpcProxy {
             .as_ref()
             .map(|c| c.outgoing_headers())
             .unwrap_or_default();
-        let span = client_span(
-            service,
-            method,
+        // The call's span, with an exporter: its parent is the context's trace parent (the
+        // worker's own span, or for a context built from a request, as the gateway's, the
+        // request's caller).
+        let span = crate::telemetry::outgoing(
+            || {
+                tracing::info_span!(
+                    "rpc.client",
+                    otel.name = tracing::field::Empty,
+                    otel.kind = tracing::field::Empty,
+                )
+            },
+            SpanRole::RpcClient { service, method },
             self.broker.kind(),
             ctx.as_deref(),
             &mut headers,
@@ -290,39 +299,6 @@ impl RpcProxy {
             .await
             .map_err(|e| RpcError::from_broker(e, service, method))
     }
-}
-
-/// The span of a call to `service.method` about to be sent, when a span hook is installed,
-/// with its trace parent put into the call's `headers`; `None` without a hook, or in a trace
-/// the caller decided not to sample (the call then carries the context's trace parent, and no
-/// span is opened). The span's parent is the context's trace parent: the worker's own span, or
-/// for a context built from a request (the gateway) the request's caller.
-fn client_span(
-    service: &str,
-    method: &str,
-    broker: &str,
-    ctx: Option<&Context>,
-    headers: &mut crate::message::Headers,
-) -> Option<tracing::Span> {
-    crate::telemetry::hook()?;
-    let parent = ctx.and_then(Context::traceparent);
-    if crate::telemetry::unsampled(parent) {
-        return None;
-    }
-    let span = tracing::info_span!(
-        "rpc.client",
-        otel.name = tracing::field::Empty,
-        otel.kind = tracing::field::Empty,
-    );
-    let role = SpanRole::RpcClient { service, method };
-    let state = parent.and(ctx.and_then(|c| c.get(crate::context::TRACESTATE)));
-    if let Some(own) = crate::telemetry::outgoing(&span, role, broker, parent, state) {
-        headers.insert(
-            crate::context::TRACEPARENT.to_string(),
-            crate::message::HeaderValue::Str(own),
-        );
-    }
-    Some(span)
 }
 
 /// The type a failed call is recorded under: the remote error's, or the kind of failure.

@@ -169,13 +169,11 @@ pub(crate) fn unsampled(traceparent: Option<&str>) -> bool {
     if !hook().is_some_and(|h| h.follows_unsampled_parents()) {
         return false;
     }
-    traceparent.is_some_and(|p| {
-        p.len() == 55 && p.as_bytes()[54].is_ascii_hexdigit() && {
-            // The low bit of the flags' second digit is the sampled flag.
-            let digit = char::from(p.as_bytes()[54]).to_digit(16).unwrap_or(1);
-            digit & 1 == 0
-        }
-    })
+    // The sampled flag is the low bit of the flags.
+    traceparent
+        .and_then(crate::context::parse_traceparent)
+        .and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok())
+        .is_some_and(|flags| flags & 1 == 0)
 }
 
 /// Opens a span with `open` marked as suppressed.
@@ -202,17 +200,32 @@ pub fn hook() -> Option<&'static dyn SpanHook> {
     HOOK.get().map(|h| &**h)
 }
 
-/// The `traceparent` for an outgoing message opened in `span` as `role`, a child of `parent`
-/// (the sending context's trace parent): the hook's, if one is installed and takes the span.
+/// The span of a message about to be sent (a call, an event) standing for `role`, opened by
+/// `open`, when a span hook is installed and the sending context's trace is sampled; its
+/// `traceparent`, a child of the context's, goes into the message's `headers`. `None` otherwise:
+/// the message then carries the context's trace parent as it is.
 pub(crate) fn outgoing(
-    span: &tracing::Span,
+    open: impl FnOnce() -> tracing::Span,
     role: SpanRole<'_>,
     broker: &str,
-    parent: Option<&str>,
-    tracestate: Option<&str>,
-) -> Option<String> {
-    let start = SpanStart::new(role, broker).with_parent(parent, tracestate);
-    hook()?.start(span, &start)
+    ctx: Option<&crate::Context>,
+    headers: &mut crate::message::Headers,
+) -> Option<tracing::Span> {
+    let hook = hook()?;
+    let parent = ctx.and_then(crate::Context::traceparent);
+    if unsampled(parent) {
+        return None;
+    }
+    let span = open();
+    let state = parent.and(ctx.and_then(|c| c.get(crate::context::TRACESTATE)));
+    let start = SpanStart::new(role, broker).with_parent(parent, state);
+    if let Some(own) = hook.start(&span, &start) {
+        headers.insert(
+            crate::context::TRACEPARENT.to_string(),
+            crate::message::HeaderValue::Str(own),
+        );
+    }
+    Some(span)
 }
 
 /// Tells the hook, if any, how `span`'s work ended.

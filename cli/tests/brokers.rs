@@ -233,25 +233,12 @@ fn metrics_count_exactly_and_peers_add_no_series() {
     }
     assert_eq!(curl(&[&format!("{base}/users/-1")]).0, 404);
 
-    let out = std::process::Command::new(Path::new(&venv).join("bin/python"))
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/metrics.py"
-        ))
-        .args([
-            url.as_str(),
-            &format!("{base}/metrics"),
-            "greeting_service",
-            "200",
-        ])
-        .output()
-        .expect("the virtualenv's python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let metrics = format!("{base}/metrics");
+    let report = python_json(
+        &venv,
+        "cli/tests/peers/metrics.py",
+        &[url.as_str(), &metrics, "greeting_service", "200"],
     );
-    let report = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         report["new_series"],
         serde_json::json!([]),

@@ -144,17 +144,7 @@ fn the_seed_routes_errors_limits_and_health_over_a_socket() {
     check_edge_protections(&base, tmp.path());
 
     // The gateway, for what its allow-list names only.
-    let gateway = |path: &str, body: &str| {
-        curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            &url(path),
-        ])
-    };
+    let gateway = |path: &str, body: &str| post_json(&url(path), body);
     let (status, body) = gateway("/rpc/greeting_service/hello", r#"["World"]"#);
     assert_eq!((status, body.as_str()), (200, r#""Hello, World!""#));
     let (status, body) = gateway("/rpc/greeting_service/hello", r#"{"name": "Ann"}"#);

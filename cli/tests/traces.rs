@@ -76,20 +76,11 @@ impl Drop for Receiver {
 /// Calls `database_service.get_user(7)` from Python with pika, traced by the OpenTelemetry SDK
 /// and its pika instrumentation; what the caller printed.
 fn pika_call(venv: &Path, url: &str) -> Value {
-    let out = Command::new(venv.join("bin/python"))
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../interop/otel/pika_traced_caller.py"
-        ))
-        .args([url, "database_service", "get_user", "[7]"])
-        .output()
-        .expect("the virtualenv's python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&String::from_utf8_lossy(&out.stdout))
+    python_json(
+        venv,
+        "interop/otel/pika_traced_caller.py",
+        &[url, "database_service", "get_user", "[7]"],
+    )
 }
 
 /// The trace parent of a caller of the gateway, sampled.

@@ -264,6 +264,22 @@ pub fn test_venv(what: &str) -> Option<PathBuf> {
     Some(PathBuf::from(venv))
 }
 
+/// Runs the Python `script` (a path from the workspace root) with `args` in the test
+/// virtualenv `venv`; what it printed, as JSON. Panics with its standard error if it fails.
+pub fn python_json(venv: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv.join("bin/python"))
+        .arg(workspace().join(script))
+        .args(args)
+        .output()
+        .expect("the virtualenv's python runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// Validates an OpenAPI document with the `openapi-spec-validator` package of the test
 /// virtualenv (`BASIDIA_NAMEKO_VENV`); skips with a message without it, outside CI.
 pub fn validate_openapi(dir: &std::path::Path, document: &str) {
